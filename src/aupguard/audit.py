@@ -1,0 +1,175 @@
+"""The audit log: one record per guarded call, written off the hot path.
+
+Callers append to a bounded in-memory queue (no SQL, no lock held across I/O); a writer
+thread drains it in batches, one transaction per batch (group commit). When the queue is
+full callers wait for room instead of dropping a record. A failed batch stays queued and
+is retried with backoff, so a store that is down loses nothing that was accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from .stores import AuditEvent, AuditRecord, SQLiteStore
+from .stores.sqlite import AuditOp
+
+if TYPE_CHECKING:
+    from .identity import UserHasher
+
+__all__ = ["AuditLog"]
+
+log = logging.getLogger("aupguard.audit")
+_BATCH = 512
+
+
+class AuditLog:
+    def __init__(self, store: SQLiteStore, hasher: UserHasher, *, max_queue: int, interval: float = 0.05) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._max = max_queue
+        self._interval = interval
+        self._queue: collections.deque[AuditOp] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.failures = 0  # batches that failed and were retried
+        self._thread = threading.Thread(target=self._run, name="aupguard-audit", daemon=True)
+        self._thread.start()
+
+    # -- producing ---------------------------------------------------------------------
+
+    def record(self, rec: AuditRecord) -> None:
+        """Queue a decision record; waits only while the queue is full."""
+        self._put(("record", rec))
+
+    async def arecord(self, rec: AuditRecord) -> None:
+        if len(self._queue) < self._max:
+            self._put(("record", rec))
+        else:  # the queue is full: wait for room off the event loop
+            await asyncio.to_thread(self._put, ("record", rec))
+
+    def link(
+        self,
+        request_id: str,
+        *,
+        anthropic_request_id: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Fill Anthropic's ``request-id`` header and message id into a record, when known."""
+        self._put(("link", (request_id, anthropic_request_id, message_id)))
+
+    def _put(self, op: AuditOp) -> None:
+        if self._closed:
+            raise RuntimeError("the audit log is closed")
+        queue = self._queue
+        if len(queue) >= self._max:
+            with self._cond:
+                self._cond.notify_all()
+                while len(queue) >= self._max and not self._closed:
+                    self._cond.wait(0.1)
+        queue.append(op)
+        if len(queue) >= _BATCH:
+            with self._cond:
+                self._cond.notify_all()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = self._interval
+        while True:
+            with self._cond:
+                if not self._queue and not self._closed:
+                    self._cond.wait(self._interval)
+                if not self._queue and self._closed:
+                    self._cond.notify_all()
+                    return
+            batch = [self._queue[i] for i in range(min(_BATCH, len(self._queue)))]
+            if not batch:
+                continue
+            try:
+                self._store.write_audit(batch)
+            except Exception as exc:  # the store is down or locked: keep the batch, retry later
+                self.failures += 1
+                log.error(
+                    "audit write failed (%s); %d records kept for retry",
+                    exc.__class__.__name__,
+                    len(self._queue),
+                )
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                if self._closed and self.failures > 3:
+                    log.critical(
+                        "audit store unavailable at shutdown; %d records not written",
+                        len(self._queue),
+                    )
+                    with self._cond:
+                        self._queue.clear()
+                        self._cond.notify_all()
+                    return
+                continue
+            backoff = self._interval
+            with self._cond:
+                for _ in batch:
+                    self._queue.popleft()
+                self._cond.notify_all()
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is written. False if ``timeout`` ran out."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._cond.notify_all()
+            while self._queue and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, self._interval))
+        return not self._queue
+
+    def close(self, timeout: float = 30.0) -> None:
+        if self._closed:
+            return
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def find(
+        self,
+        *,
+        request_id: str | None = None,
+        user_id: str | None = None,
+        anthropic_request_id: str | None = None,
+        message_id: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Records matching every keyword given (at least one). ``user_id`` is the raw id; it
+        is hashed with the current key and any previous key still recognised. Waits for
+        queued records to be written first, so a record made just before is found."""
+        hashes: tuple[str, ...] = ()
+        if user_id is not None:
+            hashes = (self._hasher.hash(user_id), *self._hasher.previous_hashes(user_id))
+        self.flush()
+        return self._store.find_decisions(
+            request_id=request_id,
+            user_hashes=hashes,
+            anthropic_request_id=anthropic_request_id,
+            message_id=message_id,
+            limit=limit,
+        )
+
+    def events(self, *, user_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        """State-change events (strikes, suspensions, ...), newest first."""
+        return self._store.events(user_hash=None if user_id is None else self._hasher.hash(user_id), limit=limit)
+
+    def __getstate__(self) -> Any:
+        raise TypeError("AuditLog cannot be pickled")

@@ -1,0 +1,77 @@
+"""The outcome of one guarded call, and how adapters render it.
+
+Errors use Anthropic's error shape: ``{"type": "error", "error": {"type": kind, "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .ladder import Level
+
+__all__ = ["ERROR_STATUS", "Decision", "error_body"]
+
+#: Every error kind aupguard returns, with its HTTP status.
+ERROR_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_required": 401,
+    "terms_not_accepted": 403,
+    "user_suspended": 403,
+    "prompt_not_allowed": 403,
+    "content_flagged": 403,
+    "request_too_large": 413,
+    "rate_limited": 429,
+    "safeguards_unavailable": 503,
+}
+
+
+def error_body(kind: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Allowed or not, and everything an adapter needs to answer the client.
+
+    ``reset_after`` and ``retry_after`` are whole seconds from the moment of the decision.
+    """
+
+    request_id: str
+    allowed: bool
+    status: int = 200
+    error: str | None = None
+    message: str = ""
+    user_hash: str | None = None
+    level: Level | None = None
+    limit: int | None = None
+    remaining: int | None = None
+    reset_after: int | None = None
+    retry_after: int | None = None
+    warning: str | None = None
+
+    def error_body(self) -> dict[str, Any]:
+        """The JSON body for a refused call (Anthropic's error shape)."""
+        if self.allowed or self.error is None:
+            raise ValueError("an allowed decision has no error body")
+        return error_body(self.error, self.message)
+
+    def headers(self) -> dict[str, str]:
+        """``RateLimit-*`` (IETF draft, delta seconds), ``Retry-After`` and the warning header."""
+        out: dict[str, str] = {}
+        if self.limit is not None:
+            out["RateLimit-Limit"] = str(self.limit)
+            out["RateLimit-Remaining"] = str(self.remaining or 0)
+            out["RateLimit-Reset"] = str(self.reset_after or 0)
+        if self.retry_after is not None:
+            out["Retry-After"] = str(self.retry_after)
+        if self.warning is not None:
+            out["Aupguard-Warning"] = self.warning
+        out["Aupguard-Request-Id"] = self.request_id
+        return out
+
+
+def whole_seconds(seconds: float) -> int:
+    """Seconds rounded up, at least 1: what ``Retry-After`` should say."""
+    return max(1, math.ceil(seconds - 1e-9))

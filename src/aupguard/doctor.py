@@ -1,0 +1,123 @@
+"""Which of Anthropic's API safeguards practices a policy turns on (pure), and whether the
+configured key ring and store work (I/O, in :func:`check_environment`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .durations import format_duration
+from .errors import AupguardError
+from .identity import Keyring
+from .policy import Policy
+from .stores import store_from_uri
+
+__all__ = ["Finding", "Practice", "assess", "check_environment"]
+
+ON, OFF, NOT_YET = "on", "off", "not yet available"
+
+
+@dataclass(frozen=True, slots=True)
+class Practice:
+    tier: str  # Basic | Intermediate | Advanced | Comprehensive
+    practice: str
+    state: str  # on | off | not yet available
+    how: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    ok: bool
+    what: str
+    detail: str
+
+
+def assess(policy: Policy) -> list[Practice]:
+    ladder = policy.ladder
+    suspend_for = "until reinstated" if ladder.suspend_for is None else f"for {format_duration(ladder.suspend_for)}"
+    return [
+        Practice(
+            "Basic",
+            "Store IDs linked with each API call",
+            ON,
+            "an audit record per guarded call (request id, user hash); Anthropic's request-id and "
+            "message id are linked with Safeguards.audit.link",
+        ),
+        Practice(
+            "Basic",
+            "Assign IDs to users and pass them to Anthropic hashed",
+            ON,
+            "keyed HMAC-SHA256 of each user id (Safeguards.hash_user); raw ids never stored",
+        ),
+        Practice(
+            "Basic",
+            "Require an account before using Claude",
+            ON if policy.identity.require_account else OFF,
+            "anonymous callers get 401" if policy.identity.require_account else "set [identity] require_account = true",
+        ),
+        Practice(
+            "Basic",
+            "Make sure users understand permitted uses",
+            ON if policy.terms else OFF,
+            f"terms version {policy.terms.version} must be accepted (403 terms_not_accepted)"
+            if policy.terms
+            else "add a [terms] table with version and url",
+        ),
+        Practice(
+            "Basic",
+            "Warn, throttle or suspend repeat violators",
+            ON,
+            f"{ladder.warn} strike(s) warn, {ladder.throttle} throttle to {policy.limits.throttled}, "
+            f"{ladder.suspend} suspend {suspend_for}; strikes count for {format_duration(ladder.window)}",
+        ),
+        Practice(
+            "Intermediate",
+            "Limit users to a set of prompts or a known corpus",
+            NOT_YET,
+            "prompt policy ([prompts]) is not in this version",
+        ),
+        Practice(
+            "Intermediate",
+            "Additional safety filters on prompts",
+            NOT_YET,
+            "moderation ([moderation]) is not in this version",
+        ),
+        Practice(
+            "Advanced",
+            "Run a moderation API on every prompt before Claude",
+            NOT_YET,
+            "moderation ([moderation] mode = before) is not in this version",
+        ),
+        Practice(
+            "Comprehensive",
+            "Human review of flagged prompts; restrict high violation rates",
+            NOT_YET,
+            "the review queue and console are not in this version; suspend by hand with `aupguard user suspend`",
+        ),
+    ]
+
+
+def check_environment(policy: Policy, *, store: str | None = None) -> list[Finding]:
+    """Load the key ring and open the store the way the engine would."""
+    findings: list[Finding] = []
+    try:
+        ring = Keyring.from_policy(policy.identity)
+        findings.append(
+            Finding(
+                True,
+                "hash key ring",
+                f"current key {ring.current.kid}, {len(ring.keys) - 1} previous key(s)",
+            )
+        )
+    except AupguardError as exc:
+        findings.append(Finding(False, "hash key ring", str(exc)))
+    uri = store or policy.storage.store
+    try:
+        opened = store_from_uri(uri)
+        try:
+            findings.append(Finding(True, "store", f"{opened.uri} (schema version {opened.schema_version()})"))
+        finally:
+            opened.close()
+    except AupguardError as exc:
+        findings.append(Finding(False, "store", str(exc)))
+    findings.append(Finding(True, "counters", policy.storage.counters))
+    return findings

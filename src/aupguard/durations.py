@@ -1,0 +1,43 @@
+"""Durations as written in policies: ``"30d"``, ``"12h"``, ``"15m"``, ``"2s"``, ``"500ms"``."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DURATION_HELP", "format_duration", "parse_duration"]
+
+DURATION_HELP = "a duration such as '500ms', '2s', '15m', '12h', '30d', '2w' (or seconds as a number)"
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PATTERN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*")
+
+
+def parse_duration(value: object) -> float:
+    """Return the duration in seconds; raise ``ValueError`` for anything else than a positive one."""
+    if isinstance(value, bool):
+        raise ValueError("not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _PATTERN.fullmatch(value)
+        if match is None:
+            raise ValueError("not a duration")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError("not a duration")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError("duration must be positive and finite")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form of a number of seconds: ``7d``, ``3h 20m``, ``42s``."""
+    seconds = max(0, round(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            count, seconds = divmod(seconds, size)
+            parts.append(f"{count}{unit}")
+    if seconds or not parts:
+        parts.append(f"{seconds}s")
+    return " ".join(parts[:2])

@@ -1,0 +1,131 @@
+"""The escalation ladder: pure functions from a user's recorded state to a level.
+
+Rules (``[ladder]`` in the policy):
+
+* a strike *counts* while it is younger than ``window``, has not been voided, and was
+  made after the user's last reinstatement;
+* ``warn`` / ``throttle`` / ``suspend`` counting strikes put the user at that level;
+* reaching ``suspend`` suspends the user for ``suspend_for`` from the latest strike
+  (or until reinstated when ``suspend_for`` is absent); once that runs out the user is
+  served again at the throttled tier until strikes decay;
+* a manual suspension (``Safeguards.suspend``) holds until its end or a reinstatement.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .policy import LadderPolicy
+
+__all__ = [
+    "Level",
+    "UserState",
+    "UserStatus",
+    "counting_strikes",
+    "derive_status",
+    "strikes_to_keep",
+]
+
+
+class Level(enum.StrEnum):
+    OK = "ok"
+    WARNED = "warned"
+    THROTTLED = "throttled"
+    SUSPENDED = "suspended"
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """What the store records about one user (by hash), as the ladder needs it.
+
+    ``strike_times`` holds the timestamps of the most recent non-voided strikes (at most
+    ``ladder.suspend`` of them, ascending): enough to derive the level at any later time.
+    """
+
+    user_hash: str
+    strike_times: tuple[float, ...] = ()
+    reset_at: float | None = None
+    suspended: bool = False
+    suspended_until: float | None = None
+    suspend_reason: str | None = None
+    terms_version: str | None = None
+
+    @property
+    def is_new(self) -> bool:
+        return self == UserState(self.user_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class UserStatus:
+    """A user's standing at one moment."""
+
+    user_hash: str
+    level: Level
+    strikes: int  # counting strikes (inside the window, not voided, after reinstatement)
+    until: float | None = None  # end of a suspension (epoch seconds); None = indefinite
+    reason: str | None = None
+    terms_version: str | None = None
+
+
+def counting_strikes(state: UserState, ladder: LadderPolicy, now: float) -> tuple[float, ...]:
+    """The strike times that count at ``now``: younger than the window, after reinstatement."""
+    floor = now - ladder.window
+    if state.reset_at is not None and state.reset_at > floor:
+        floor = state.reset_at
+    return tuple(t for t in state.strike_times if t > floor and t <= now)
+
+
+def strikes_to_keep(ladder: LadderPolicy) -> int:
+    """How many recent strike times a :class:`UserState` must hold to derive any level."""
+    return ladder.suspend
+
+
+def derive_status(state: UserState, ladder: LadderPolicy, now: float, strike_count: int | None = None) -> UserStatus:
+    """The user's level at ``now``. ``strike_count`` is the exact count when known (the state
+    holds only the latest ``ladder.suspend`` strikes); it changes only what is reported."""
+    counting = counting_strikes(state, ladder, now)
+    n = len(counting)
+    reported = n if strike_count is None else strike_count
+    if state.suspended and (state.suspended_until is None or now < state.suspended_until):
+        return UserStatus(
+            state.user_hash,
+            Level.SUSPENDED,
+            reported,
+            state.suspended_until,
+            state.suspend_reason,
+            state.terms_version,
+        )
+    if n >= ladder.suspend:
+        until = None if ladder.suspend_for is None else counting[-1] + ladder.suspend_for
+        if until is None or now < until:
+            return UserStatus(
+                state.user_hash,
+                Level.SUSPENDED,
+                reported,
+                until,
+                f"{n} strikes within the ladder window",
+                state.terms_version,
+            )
+        return UserStatus(state.user_hash, Level.THROTTLED, reported, None, None, state.terms_version)
+    if n >= ladder.throttle:
+        level = Level.THROTTLED
+    elif n >= ladder.warn:
+        level = Level.WARNED
+    else:
+        level = Level.OK
+    return UserStatus(state.user_hash, level, reported, None, None, state.terms_version)
+
+
+def with_strike(state: UserState, at: float, ladder: LadderPolicy) -> UserState:
+    """``state`` after one more strike at ``at``, keeping the latest strikes only."""
+    times = tuple(sorted((*state.strike_times, at)))[-strikes_to_keep(ladder) :]
+    return UserState(
+        state.user_hash,
+        times,
+        state.reset_at,
+        state.suspended,
+        state.suspended_until,
+        state.suspend_reason,
+        state.terms_version,
+    )

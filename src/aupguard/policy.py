@@ -1,0 +1,270 @@
+"""The policy: one frozen object, loaded from TOML, a mapping or the environment.
+
+Every key is declared once, in the ``_FIELDS`` table below, with its parser and a description
+of what is allowed; loading checks every key and stops at the first bad one with a
+:class:`~aupguard.errors.PolicyError` that names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import limits
+
+from .durations import DURATION_HELP, parse_duration
+from .errors import PolicyError
+
+__all__ = [
+    "ENV_PREFIX",
+    "IdentityPolicy",
+    "LadderPolicy",
+    "LimitsPolicy",
+    "Policy",
+    "StoragePolicy",
+    "TermsPolicy",
+]
+
+ENV_PREFIX = "AUPGUARD_"
+STRATEGIES = ("moving-window", "fixed-window", "sliding-window-counter")
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityPolicy:
+    require_account: bool = True
+    hash_key_env: str = "AUPGUARD_HASH_KEY"
+    hash_key_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TermsPolicy:
+    version: str
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LadderPolicy:
+    window: float = 30 * 86400.0
+    warn: int = 1
+    throttle: int = 3
+    suspend: int = 5
+    suspend_for: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsPolicy:
+    default: str = "60/minute"
+    throttled: str = "5/minute"
+    strategy: str = "moving-window"
+
+
+@dataclass(frozen=True, slots=True)
+class StoragePolicy:
+    store: str = "sqlite:///aupguard.db"
+    counters: str = "memory://"
+    sync_interval: float = 0.25
+    audit_queue: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything aupguard enforces. Build with :meth:`from_toml` or :meth:`from_mapping`."""
+
+    identity: IdentityPolicy = field(default_factory=IdentityPolicy)
+    terms: TermsPolicy | None = None
+    ladder: LadderPolicy = field(default_factory=LadderPolicy)
+    limits: LimitsPolicy = field(default_factory=LimitsPolicy)
+    storage: StoragePolicy = field(default_factory=StoragePolicy)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
+        """Load a TOML file, then apply ``AUPGUARD_<TABLE>__<KEY>`` overrides from ``env``
+        (``os.environ`` when not given; pass ``{}`` for none)."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PolicyError("policy file", str(path), "an existing, readable TOML file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(
+                "policy file", str(path), f"a readable UTF-8 TOML file ({exc.__class__.__name__})"
+            ) from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyError("policy file", str(path), f"valid TOML ({exc})") from None
+        return cls.from_mapping(data, env=env)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None) -> Policy:
+        """Build from nested tables (``{"ladder": {"warn": 2}}``), then apply env overrides
+        (``os.environ`` when ``env`` is not given; pass ``{}`` for none)."""
+        merged = _merge_env(data, os.environ if env is None else env)
+        unknown = sorted(set(merged) - set(_FIELDS))
+        if unknown:
+            raise PolicyError(unknown[0], merged[unknown[0]], f"one of the tables {', '.join(_FIELDS)}")
+        sections: dict[str, Any] = {}
+        for name, table in merged.items():
+            if not isinstance(table, Mapping):
+                raise PolicyError(name, table, "a table of keys")
+            sections[name] = _build_section(name, table)
+        policy = cls(**sections)
+        _check_cross_fields(policy)
+        return policy
+
+    def replace(self, **changes: Any) -> Policy:
+        """A copy with whole sections replaced, validated like a loaded policy."""
+        policy = replace(self, **changes)
+        _check_cross_fields(policy)
+        return policy
+
+
+# -- parsers ---------------------------------------------------------------------------
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str) and value.strip():
+        return value
+    raise ValueError
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value in (None, "") else _text(value)
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError
+
+
+def _rate(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError
+    limits.parse(value)  # raises ValueError on a malformed rate
+    return value
+
+
+def _strategy(value: object) -> str:
+    if value in STRATEGIES:
+        return str(value)
+    raise ValueError
+
+
+def _optional_duration(value: object) -> float | None:
+    return None if value in (None, "", "never") else parse_duration(value)
+
+
+def _uri(value: object) -> str:
+    if isinstance(value, str) and "://" in value:
+        return value
+    raise ValueError
+
+
+Parser = Callable[[object], Any]
+_FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
+    "identity": (
+        IdentityPolicy,
+        {
+            "require_account": (_bool, "true or false"),
+            "hash_key_env": (_text, "the name of an environment variable"),
+            "hash_key_file": (_optional_text, "a path to a key file, or empty"),
+        },
+    ),
+    "terms": (
+        TermsPolicy,
+        {
+            "version": (_text, "a non-empty version string such as '2026-01'"),
+            "url": (_text, "the URL of your usage policy"),
+        },
+    ),
+    "ladder": (
+        LadderPolicy,
+        {
+            "window": (parse_duration, DURATION_HELP),
+            "warn": (_positive_int, "an integer >= 1"),
+            "throttle": (_positive_int, "an integer >= 1"),
+            "suspend": (_positive_int, "an integer >= 1"),
+            "suspend_for": (
+                _optional_duration,
+                DURATION_HELP + ", or absent for 'until reinstated'",
+            ),
+        },
+    ),
+    "limits": (
+        LimitsPolicy,
+        {
+            "default": (_rate, "a rate such as '60/minute' or '1000 per hour'"),
+            "throttled": (_rate, "a rate such as '5/minute'"),
+            "strategy": (_strategy, " | ".join(STRATEGIES)),
+        },
+    ),
+    "storage": (
+        StoragePolicy,
+        {
+            "store": (_uri, "a store URI: sqlite:///path or memory://"),
+            "counters": (_uri, "a counter URI: memory://"),
+            "sync_interval": (parse_duration, DURATION_HELP),
+            "audit_queue": (_positive_int, "an integer >= 1 (records held before writers wait)"),
+        },
+    ),
+}
+
+
+def _build_section(name: str, table: Mapping[str, Any]) -> Any:
+    cls, specs = _FIELDS[name]
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key not in specs:
+            raise PolicyError(f"{name}.{key}", raw, f"one of the keys {', '.join(specs)}")
+        parse, allowed = specs[key]
+        try:
+            values[key] = parse(raw)
+        except ValueError:
+            raise PolicyError(f"{name}.{key}", raw, allowed) from None
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    for key in required:
+        if key not in values:
+            raise PolicyError(f"{name}.{key}", None, specs[key][1] + " (required when [" + name + "] is present)")
+    return cls(**values)
+
+
+def _check_cross_fields(policy: Policy) -> None:
+    ladder = policy.ladder
+    if not ladder.warn <= ladder.throttle:
+        raise PolicyError("ladder.throttle", ladder.throttle, f"an integer >= ladder.warn ({ladder.warn})")
+    if not ladder.throttle <= ladder.suspend:
+        raise PolicyError("ladder.suspend", ladder.suspend, f"an integer >= ladder.throttle ({ladder.throttle})")
+
+
+def _merge_env(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Apply ``AUPGUARD_<TABLE>__<KEY>=value`` overrides. Values are read as TOML scalars
+    (``true``, ``5``, ``"text"``) and otherwise taken as plain strings (``10/minute``)."""
+    merged: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        table, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if table not in _FIELDS or key not in _FIELDS[table][1]:
+            raise PolicyError(
+                name,
+                raw,
+                "AUPGUARD_<TABLE>__<KEY> naming a policy key, e.g. AUPGUARD_LIMITS__DEFAULT",
+            )
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        section = merged.setdefault(table, {})
+        if isinstance(section, dict):
+            section[key] = value
+    return merged

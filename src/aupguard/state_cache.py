@@ -1,0 +1,86 @@
+"""Users' recorded state in process memory, so a guarded call does no SQL.
+
+A user is loaded once (the first call after start or after eviction) and then kept up to
+date: changes made through this process update the cache directly, and a watcher thread
+polls the store's change feed every ``sync_interval`` to reload users that other processes
+changed. That is what makes a suspension made anywhere take effect here within a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from .ladder import UserState
+from .stores import SQLiteStore
+
+__all__ = ["StateCache"]
+
+log = logging.getLogger("aupguard.state")
+
+
+class StateCache:
+    def __init__(
+        self,
+        store: SQLiteStore,
+        load: Callable[[str], UserState],
+        *,
+        sync_interval: float,
+        max_users: int = 100_000,
+    ) -> None:
+        self._store = store
+        self._load = load
+        self._max = max_users
+        self._users: OrderedDict[str, UserState] = OrderedDict()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if store.shared:
+            self._seq = store.change_seq()
+            self._thread = threading.Thread(
+                target=self._watch, args=(sync_interval,), name="aupguard-state-sync", daemon=True
+            )
+            self._thread.start()
+
+    def get(self, user_hash: str) -> UserState | None:
+        return self._users.get(user_hash)
+
+    def put(self, state: UserState) -> None:
+        with self._lock:
+            self._users[state.user_hash] = state
+            if len(self._users) > self._max:
+                self._users.popitem(last=False)
+
+    def load(self, user_hash: str) -> UserState:
+        """The cached state, loading it from the store on a miss."""
+        state = self._users.get(user_hash)
+        if state is None:
+            state = self._load(user_hash)
+            self.put(state)
+        return state
+
+    def invalidate(self, user_hash: str) -> None:
+        with self._lock:
+            self._users.pop(user_hash, None)
+
+    def _watch(self, interval: float) -> None:
+        last_prune = time.monotonic()
+        while not self._stop.wait(interval):
+            try:
+                self._seq, changed = self._store.changes_since(self._seq)
+                for user_hash in changed:
+                    if user_hash in self._users:
+                        self.put(self._load(user_hash))
+                if time.monotonic() - last_prune > 600:
+                    self._store.prune_changes(time.time() - 3600)
+                    last_prune = time.monotonic()
+            except Exception as exc:  # keep watching; the next poll retries
+                log.warning("state sync failed: %s", exc.__class__.__name__)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)

@@ -1,0 +1,70 @@
+"""The SQLite schema and its migrations. ``aupguard_meta.schema_version`` says which ran."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: users, strikes ledger, state-change events, decision records, change feed
+    """
+    CREATE TABLE users (
+        user_hash TEXT PRIMARY KEY,
+        terms_version TEXT, terms_at REAL,
+        suspended INTEGER NOT NULL DEFAULT 0, suspended_until REAL, suspend_reason TEXT,
+        reset_at REAL
+    );
+    CREATE TABLE strikes (
+        id TEXT PRIMARY KEY, user_hash TEXT NOT NULL, at REAL NOT NULL,
+        reason TEXT NOT NULL, category TEXT NOT NULL, source TEXT NOT NULL, actor TEXT NOT NULL,
+        voided_at REAL, void_reason TEXT
+    );
+    CREATE INDEX strikes_by_user ON strikes (user_hash, at);
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY, at REAL NOT NULL, user_hash TEXT, action TEXT NOT NULL,
+        actor TEXT NOT NULL, reason TEXT NOT NULL, details TEXT NOT NULL
+    );
+    CREATE INDEX events_by_user ON events (user_hash, at);
+    CREATE TABLE decisions (
+        request_id TEXT PRIMARY KEY, at REAL NOT NULL, user_hash TEXT, surface TEXT NOT NULL,
+        outcome TEXT NOT NULL, status INTEGER NOT NULL, level TEXT, reasons TEXT NOT NULL,
+        anthropic_request_id TEXT, message_id TEXT
+    );
+    CREATE INDEX decisions_by_user ON decisions (user_hash, at);
+    CREATE INDEX decisions_by_anthropic_id ON decisions (anthropic_request_id);
+    CREATE INDEX decisions_by_message_id ON decisions (message_id);
+    CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, user_hash TEXT NOT NULL, at REAL NOT NULL);
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to :data:`SCHEMA_VERSION`; return the version found before."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS aupguard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM aupguard_meta WHERE key = 'schema_version'").fetchone()
+        found = int(row[0]) if row else 0
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"store schema version {found} is newer than this aupguard understands "
+                f"({SCHEMA_VERSION}); upgrade aupguard"
+            )
+        for script in _MIGRATIONS[found:]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(
+            "INSERT INTO aupguard_meta (key, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found

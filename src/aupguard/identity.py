@@ -4,7 +4,8 @@ A hash reads ``<key id>_<64 hex digits>``. The key id lets keys rotate: the firs
 key ring hashes, the others are still *recognised* (their hashes are looked up and carried
 over to the current key) until the date written beside them, which is the grace period.
 
-Key ring text, in an environment variable or a file (one entry per line or comma)::
+Key ring text, in an environment variable or a file (one entry per line or comma; ``#`` starts
+a comment)::
 
     k2:BASE64KEY                 # current key (first entry)
     k1:BASE64KEY:2026-12-31      # previous key, recognised up to and including that day
@@ -97,7 +98,9 @@ class Keyring:
 
     @classmethod
     def parse(cls, text: str, *, source: str) -> Keyring:
-        entries = [e.strip() for e in re.split(r"[,\n]", text) if e.strip() and not e.strip().startswith("#")]
+        # '#' is not in either base64 alphabet, so everything after it is a comment
+        entries = [e.split("#", 1)[0].strip() for e in re.split(r"[,\n]", text)]
+        entries = [e for e in entries if e]
         if not entries:
             raise ConfigurationError(f"hash key ring from {source} is empty; expected 'kid:BASE64KEY'")
         keys: list[HashKey] = []

@@ -1,0 +1,76 @@
+"""Shared fixtures: a key ring, a controllable clock and a factory of engines on a
+temporary SQLite file (closed at teardown, so every audit record is written)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aupguard import Keyring, Policy, Safeguards, generate_key_entry
+
+T0 = 1_800_000_000.0  # a fixed start for simulated time
+DAY = 86_400.0
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def _no_policy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start without AUPGUARD_* overrides from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith("AUPGUARD_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def key_entry() -> str:
+    return generate_key_entry("t1")
+
+
+@pytest.fixture
+def keyring(key_entry: str) -> Keyring:
+    return Keyring.parse(key_entry, source="test")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+MakeGuard = Callable[..., Safeguards]
+
+
+@pytest.fixture
+def make_guard(tmp_path: Path, keyring: Keyring) -> Iterator[MakeGuard]:
+    made: list[Safeguards] = []
+
+    def make(
+        policy: Mapping[str, Any] | None = None,
+        *,
+        store: str | None = None,
+        clock: Callable[[], float] | None = None,
+        ring: Keyring | None = None,
+    ) -> Safeguards:
+        kwargs: dict[str, Any] = {"store": store or f"sqlite:///{tmp_path / 'aupguard.db'}", "keyring": ring or keyring}
+        if clock is not None:
+            kwargs["clock"] = clock
+        guard = Safeguards(Policy.from_mapping(policy or {}, env={}), **kwargs)
+        made.append(guard)
+        return guard
+
+    yield make
+    for guard in made:
+        guard.close()

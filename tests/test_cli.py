@@ -1,0 +1,156 @@
+"""The ``aupguard`` command line: every command, its help, and clean errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aupguard import Keyring
+from aupguard.cli import main
+
+POLICY = """
+[identity]
+require_account = true
+
+[terms]
+version = "2026-01"
+url = "https://example.com/aup"
+
+[ladder]
+window = "30d"
+warn = 1
+throttle = 2
+suspend = 3
+"""
+
+
+@pytest.fixture
+def cli(tmp_path: Path, key_entry: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Common arguments: a policy file and a store in tmp_path, the key in the environment."""
+    (tmp_path / "aupguard.toml").write_text(POLICY)
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
+    return ["--policy", str(tmp_path / "aupguard.toml"), "--store", f"sqlite:///{tmp_path / 'aupguard.db'}"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["user"], ["user", "status"], ["user", "strike"], ["user", "void-strike"], ["user", "suspend"],
+     ["user", "reinstate"], ["user", "accept-terms"], ["audit"], ["audit", "find"], ["key"], ["key", "generate"],
+     ["doctor"], ["demo"]],
+)  # fmt: skip
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: aupguard" in capsys.readouterr().out
+
+
+def test_user_lifecycle(cli: list[str], capsys: pytest.CaptureFixture[str], keyring: Keyring) -> None:
+    code, out, _ = run(capsys, *cli, "user", "accept-terms", "u-42", "--json")
+    assert code == 0 and json.loads(out)["terms_version"] == "2026-01"
+    code, out, _ = run(capsys, *cli, "user", "strike", "u-42", "--reason", "malware", "--category", "cyber")
+    assert code == 0 and "level     warned" in out
+    strike_id = out.split()[1]
+    run(capsys, *cli, "user", "strike", "u-42", "--reason", "again")
+    code, out, _ = run(capsys, *cli, "user", "status", "u-42", "--json")
+    status = json.loads(out)
+    assert (status["level"], status["strikes"]) == ("throttled", 2)
+    assert status["user_hash"].startswith("t1_") and "u-42" not in out
+    code, out, _ = run(capsys, *cli, "user", "void-strike", strike_id, "--reason", "appeal upheld")
+    assert code == 0 and "level     warned" in out
+    code, out, _ = run(capsys, *cli, "user", "suspend", "u-42", "--reason", "fraud", "--for", "2h")
+    assert code == 0 and "level     suspended" in out and "until     20" in out
+    code, out, _ = run(capsys, *cli, "user", "status", "u-42")
+    assert "VOIDED (appeal upheld)" in out and "malware" in out
+    code, out, _ = run(capsys, *cli, "user", "reinstate", "u-42")
+    assert code == 0 and "level     ok" in out
+
+
+def test_audit_find(cli: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from aupguard import Policy, Safeguards
+
+    with Safeguards(Policy.from_toml(tmp_path / "aupguard.toml", env={}), store=cli[3]) as guard:
+        decision = guard.check("u-42")
+        guard.audit.link(decision.request_id, anthropic_request_id="req_01", message_id="msg_01")
+    code, out, _ = run(capsys, *cli, "audit", "find", "--anthropic-request-id", "req_01", "--json")
+    record = json.loads(out)
+    assert code == 0 and record["request_id"] == decision.request_id and record["outcome"] == "terms_not_accepted"
+    code, out, _ = run(capsys, *cli, "audit", "find", "--user", "u-42")
+    assert decision.request_id in out and "msg_01" in out
+    code, out, _ = run(capsys, *cli, "audit", "find", "--user", "nobody")
+    assert out.strip() == "no matching records"
+    code, _, err = run(capsys, *cli, "audit", "find")
+    assert code == 2 and "give at least one of" in err
+
+
+def test_doctor_reports_practices_and_checks(cli: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, *cli, "doctor")
+    assert code == 0
+    assert "[x] Require an account before using Claude: on" in out
+    assert "[x] Make sure users understand permitted uses: on" in out
+    assert "[-] Run a moderation API on every prompt before Claude: not yet available" in out
+    for tier in ("Basic", "Intermediate", "Advanced", "Comprehensive"):
+        assert f"\n{tier}\n" in out
+    assert "ok  hash key ring: current key t1" in out
+
+
+def test_doctor_without_terms_or_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.toml").write_text("[identity]\nrequire_account = false\n")
+    code, out, _ = run(capsys, "--policy", str(tmp_path / "p.toml"), "--store", "memory://", "doctor")
+    assert code == 1
+    assert "[ ] Require an account before using Claude: off" in out
+    assert "[ ] Make sure users understand permitted uses: off" in out
+    assert "ERR hash key ring: no hash key: set the environment variable AUPGUARD_HASH_KEY" in out
+
+
+@pytest.mark.parametrize(
+    ("policy_text", "message"),
+    [("[ladder\nwarn = 1", "invalid policy: policy file"),
+     ("[ladder]\nwarn = 0", "invalid policy: ladder.warn = 0; allowed: an integer >= 1"),
+     ("[limits]\nstrategy = 'leaky'", "limits.strategy = 'leaky'; allowed: moving-window | fixed-window")],
+)  # fmt: skip
+def test_bad_policy_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key_entry: str, policy_text: str, message: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
+    (tmp_path / "p.toml").write_text(policy_text)
+    code, out, err = run(capsys, "--policy", str(tmp_path / "p.toml"), "user", "status", "u-1")
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_errors_never_show_a_traceback_or_the_raw_id(cli: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    huge = "secret-" + "x" * (10 * 1024 * 1024)
+    code, _, err = run(capsys, *cli, "user", "status", huge)
+    assert code == 2 and "user id is" in err and "secret-" not in err
+    code, _, err = run(capsys, *cli, "user", "void-strike", "no-such-strike", "--reason", "x")
+    assert code == 2 and "no strike has id" in err
+    code, _, err = run(capsys, "--policy", "/nonexistent/aupguard.toml", "user", "status", "u")
+    assert code == 2 and "an existing, readable TOML file" in err
+
+
+def test_missing_key_from_a_real_process(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "aupguard", "--store", "memory://", "user", "status", "u-1"],
+        env=env, capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("aupguard: error: no hash key: set the environment variable AUPGUARD_HASH_KEY")
+    assert "Traceback" not in done.stderr
+
+
+def test_key_generate_prints_a_usable_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "key", "generate", "--kid", "prod2026")
+    ring = Keyring.parse(out, source="test")
+    assert code == 0 and ring.current.kid == "prod2026" and len(ring.current.secret) == 32

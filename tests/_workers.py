@@ -13,7 +13,7 @@ from aupguard import Policy, Safeguards
 
 
 def strike(db: str, user: str, count: int, go_file: str) -> None:
-    policy = Policy.from_mapping({"ladder": {"suspend": 1_000_000, "throttle": 1_000_000, "warn": 1}}, env={})
+    policy = Policy.from_mapping({"ladder": {"window": "30d", "warn": 1, "throttle": 3, "suspend": 5}}, env={})
     with Safeguards(policy, store=f"sqlite:///{db}") as guard:
         deadline = time.monotonic() + 30
         while not Path(go_file).exists() and time.monotonic() < deadline:  # start together

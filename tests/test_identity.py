@@ -154,7 +154,9 @@ def test_rejected_id_says_what_is_wrong() -> None:
 
 
 @pytest.mark.parametrize(
-    "user_id", ["u", "u-42", "  u  ", "a" * MAX_USER_ID_LENGTH, "名前"], ids=["short", "dashed", "spaces", "longest", "cjk"]
+    "user_id",
+    ["u", "u-42", "  u  ", "a" * MAX_USER_ID_LENGTH, "名前"],
+    ids=["short", "dashed", "spaces", "longest", "cjk"],
 )
 def test_validate_user_id_returns_valid_ids_unchanged(user_id: str) -> None:
     assert validate_user_id(user_id) == user_id
@@ -188,6 +190,24 @@ def test_parse_current_and_previous_keys(text: str) -> None:
     assert ring.current.recognised_until is None
     assert ring.keys[1].secret == KEY_1
     assert ring.keys[1].recognised_until == dt.date(2026, 12, 31)
+
+
+def test_parse_trailing_comments_run_to_the_end_of_the_line() -> None:
+    # The format as documented (identity module docstring, docs/identity.md): a '#' comment runs
+    # to the end of the line, even when the comment itself holds a comma.
+    text = (
+        f"k2:{b64(KEY_2)}                 # current key (first entry)\n"
+        f"k1:{b64(KEY_1)}:2026-12-31      # previous key, recognised up to and including that day\n"
+    )
+    ring = Keyring.parse(text, source="test")
+    assert [k.kid for k in ring.keys] == ["k2", "k1"]
+    assert ring.current.secret == KEY_2
+    assert ring.keys[1].recognised_until == dt.date(2026, 12, 31)
+
+
+def test_parse_trailing_comment_without_comma() -> None:
+    ring = Keyring.parse(f"k2:{b64(KEY_2)}  # current\nk1:{b64(KEY_1)}:2026-12-31 # old", source="test")
+    assert [k.kid for k in ring.keys] == ["k2", "k1"]
 
 
 @pytest.mark.parametrize("encode", [b64, urlsafe_b64], ids=["standard", "urlsafe"])

@@ -81,9 +81,7 @@ def test_level_changes_exactly_at_the_thresholds(ladder: LadderPolicy, strikes: 
     strikes=st.integers(min_value=0, max_value=25),
     suspend_for=st.sampled_from([None, 7 * DAY]),
 )
-def test_level_is_the_highest_threshold_reached(
-    thresholds: list[int], strikes: int, suspend_for: float | None
-) -> None:
+def test_level_is_the_highest_threshold_reached(thresholds: list[int], strikes: int, suspend_for: float | None) -> None:
     warn, throttle, suspend = thresholds
     ladder = LadderPolicy(window=30 * DAY, warn=warn, throttle=throttle, suspend=suspend, suspend_for=suspend_for)
     status = derive_status(recent(strikes), ladder, NOW)

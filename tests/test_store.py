@@ -17,7 +17,7 @@ from aupguard import Keyring, Level, Policy, Safeguards, StoreError
 from .conftest import MakeGuard
 
 ROOT = Path(__file__).resolve().parent.parent
-RACE_LADDER = {"ladder": {"warn": 1, "throttle": 1_000_000, "suspend": 1_000_000}}
+RACE_LADDER = {"ladder": {"window": "30d", "warn": 1, "throttle": 3, "suspend": 5}}
 
 
 def _env(key_entry: str) -> dict[str, str]:

@@ -17,7 +17,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("not a duration")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError("duration too large") from None
     elif isinstance(value, str):
         match = _PATTERN.fullmatch(value)
         if match is None:

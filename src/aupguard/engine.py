@@ -13,7 +13,7 @@ import atexit
 import datetime as dt
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .audit import AuditLog
@@ -22,8 +22,16 @@ from .errors import InvalidUserId, UnknownStrike
 from .gates import Refusal, account_gate, standing_gate, throttle_gate, warning_for
 from .identity import Keyring, UserHasher
 from .ids import new_id
-from .ladder import Level, UserState, UserStatus, derive_status, strikes_to_keep
-from .policy import Policy
+from .ladder import (
+    Level,
+    UserState,
+    UserStatus,
+    derive_status,
+    lift_after_void,
+    strikes_to_keep,
+    suspension_after_strike,
+)
+from .policy import LadderPolicy, Policy
 from .state_cache import StateCache
 from .stores import AuditEvent, AuditRecord, StrikeRecord, store_from_uri
 from .stores.records import Describe
@@ -212,14 +220,22 @@ class Safeguards:
         """The user's strike ledger, newest first, voided strikes included."""
         return self.store.strikes(self.hasher.hash(user_id), limit=limit)
 
-    def _mutate(self, user_hash: str, describe: Describe, **change: Any) -> UserStatus:
+    def _mutate(
+        self,
+        user_hash: str,
+        describe: Describe,
+        consequence: Callable[[UserState, LadderPolicy, float], Mapping[str, object] | None] | None = None,
+        **change: Any,
+    ) -> UserStatus:
         now = self._clock()
+        ladder = self.policy.ladder
         after = self.store.mutate(
             user_hash,
-            window_start=now - self.policy.ladder.window,
+            window_start=now - ladder.window,
             keep=self._keep,
             describe=describe,
             at=now,
+            follow_up=None if consequence is None else (lambda state: consequence(state, ladder, now)),
             **change,
         )
         self._cache.put(after)
@@ -248,7 +264,7 @@ class Safeguards:
             reason,
             {"strike_id": record.id, "category": category, "source": source},
         )
-        return StrikeResult(record, self._mutate(user_hash, describe, strike=record))
+        return StrikeResult(record, self._mutate(user_hash, describe, suspension_after_strike, strike=record))
 
     def void_strike(self, strike_id: str, *, reason: str, actor: str = "system") -> UserStatus:
         """Void a strike (an upheld appeal, a false positive): the user de-escalates at once."""
@@ -263,7 +279,7 @@ class Safeguards:
             reason,
             {"strike_id": strike_id},
         )
-        return self._mutate(record.user_hash, describe, void=(strike_id, reason))
+        return self._mutate(record.user_hash, describe, lift_after_void, void=(strike_id, reason))
 
     def suspend(
         self,

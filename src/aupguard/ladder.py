@@ -4,10 +4,13 @@ Rules (``[ladder]`` in the policy):
 
 * a strike *counts* while it is younger than ``window``, has not been voided, and was
   made after the user's last reinstatement;
-* ``warn`` / ``throttle`` / ``suspend`` counting strikes put the user at that level;
-* reaching ``suspend`` suspends the user for ``suspend_for`` from the latest strike
-  (or until reinstated when ``suspend_for`` is absent); once that runs out the user is
-  served again at the throttled tier until strikes decay;
+* ``warn`` / ``throttle`` counting strikes put the user at that level;
+* the strike that brings the count to ``suspend`` *records* a suspension that lasts
+  ``suspend_for`` (or until reinstated when ``suspend_for`` is absent), however the strikes
+  decay meanwhile; each further strike at or above the threshold starts it afresh. When it
+  runs out the user is served at the throttled tier until strikes decay;
+* voiding a strike that takes the count back under ``suspend`` lifts a suspension the
+  ladder imposed (not one an operator imposed);
 * a manual suspension (``Safeguards.suspend``) holds until its end or a reinstatement.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .durations import format_duration
 from .policy import LadderPolicy
 
 __all__ = [
@@ -50,6 +54,7 @@ class UserState:
     suspended_until: float | None = None
     suspend_reason: str | None = None
     terms_version: str | None = None
+    suspend_auto: bool = False  # the suspension was imposed by the ladder, not by an operator
 
     @property
     def is_new(self) -> bool:
@@ -84,30 +89,12 @@ def strikes_to_keep(ladder: LadderPolicy) -> int:
 def derive_status(state: UserState, ladder: LadderPolicy, now: float, strike_count: int | None = None) -> UserStatus:
     """The user's level at ``now``. ``strike_count`` is the exact count when known (the state
     holds only the latest ``ladder.suspend`` strikes); it changes only what is reported."""
-    counting = counting_strikes(state, ladder, now)
-    n = len(counting)
+    n = len(counting_strikes(state, ladder, now))
     reported = n if strike_count is None else strike_count
     if state.suspended and (state.suspended_until is None or now < state.suspended_until):
         return UserStatus(
-            state.user_hash,
-            Level.SUSPENDED,
-            reported,
-            state.suspended_until,
-            state.suspend_reason,
-            state.terms_version,
+            state.user_hash, Level.SUSPENDED, reported, state.suspended_until, state.suspend_reason, state.terms_version
         )
-    if n >= ladder.suspend:
-        until = None if ladder.suspend_for is None else counting[-1] + ladder.suspend_for
-        if until is None or now < until:
-            return UserStatus(
-                state.user_hash,
-                Level.SUSPENDED,
-                reported,
-                until,
-                f"{n} strikes within the ladder window",
-                state.terms_version,
-            )
-        return UserStatus(state.user_hash, Level.THROTTLED, reported, None, None, state.terms_version)
     if n >= ladder.throttle:
         level = Level.THROTTLED
     elif n >= ladder.warn:
@@ -117,15 +104,24 @@ def derive_status(state: UserState, ladder: LadderPolicy, now: float, strike_cou
     return UserStatus(state.user_hash, level, reported, None, None, state.terms_version)
 
 
-def with_strike(state: UserState, at: float, ladder: LadderPolicy) -> UserState:
-    """``state`` after one more strike at ``at``, keeping the latest strikes only."""
-    times = tuple(sorted((*state.strike_times, at)))[-strikes_to_keep(ladder) :]
-    return UserState(
-        state.user_hash,
-        times,
-        state.reset_at,
-        state.suspended,
-        state.suspended_until,
-        state.suspend_reason,
-        state.terms_version,
-    )
+def suspension_after_strike(state: UserState, ladder: LadderPolicy, now: float) -> dict[str, object] | None:
+    """The suspension to record after a strike (``state`` includes it), or None.
+
+    A suspension already running at least as long is left alone, so an operator's longer
+    suspension is never shortened by the ladder."""
+    n = len(counting_strikes(state, ladder, now))
+    if n < ladder.suspend:
+        return None
+    until = None if ladder.suspend_for is None else now + ladder.suspend_for
+    running = state.suspended and (state.suspended_until is None or now < state.suspended_until)
+    if running and (state.suspended_until is None or (until is not None and until <= state.suspended_until)):
+        return None
+    reason = f"{n} strikes within {format_duration(ladder.window)}"
+    return {"suspended": 1, "suspended_until": until, "suspend_reason": reason, "suspend_auto": 1}
+
+
+def lift_after_void(state: UserState, ladder: LadderPolicy, now: float) -> dict[str, object] | None:
+    """Lift the ladder's own suspension when a voided strike takes the count under ``suspend``."""
+    if state.suspended and state.suspend_auto and len(counting_strikes(state, ladder, now)) < ladder.suspend:
+        return {"suspended": 0, "suspended_until": None, "suspend_reason": None, "suspend_auto": 0}
+    return None

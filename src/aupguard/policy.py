@@ -150,7 +150,9 @@ def _positive_int(value: object) -> int:
 def _rate(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError
-    limits.parse(value)  # raises ValueError on a malformed rate
+    items = limits.parse_many(value)  # raises ValueError on a malformed rate
+    if len(items) != 1 or items[0].amount < 1:
+        raise ValueError("exactly one rate with an amount of at least 1")
     return value
 
 
@@ -203,8 +205,8 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
     "limits": (
         LimitsPolicy,
         {
-            "default": (_rate, "a rate such as '60/minute' or '1000 per hour'"),
-            "throttled": (_rate, "a rate such as '5/minute'"),
+            "default": (_rate, "a rate such as '60/minute' or '1000 per hour' (one rate, amount >= 1)"),
+            "throttled": (_rate, "a rate such as '5/minute' (one rate, amount >= 1)"),
             "strategy": (_strategy, " | ".join(STRATEGIES)),
         },
     ),
@@ -247,8 +249,9 @@ def _check_cross_fields(policy: Policy) -> None:
 
 
 def _merge_env(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Apply ``AUPGUARD_<TABLE>__<KEY>=value`` overrides. Values are read as TOML scalars
-    (``true``, ``5``, ``"text"``) and otherwise taken as plain strings (``10/minute``)."""
+    """Apply ``AUPGUARD_<TABLE>__<KEY>=value`` overrides. A value the key accepts as plain
+    text is taken as it is (``10/minute``, ``2026-01-15``); otherwise it is read as a TOML
+    scalar (``true``, ``5``)."""
     merged: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
@@ -260,10 +263,14 @@ def _merge_env(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any
                 raw,
                 "AUPGUARD_<TABLE>__<KEY> naming a policy key, e.g. AUPGUARD_LIMITS__DEFAULT",
             )
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
+        value: Any = raw
+        try:  # the raw text when the key takes it as it is, else the TOML scalar it spells
+            _FIELDS[table][1][key][0](raw)
+        except ValueError:
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = raw
         section = merged.setdefault(table, {})
         if isinstance(section, dict):
             section[key] = value

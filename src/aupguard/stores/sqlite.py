@@ -8,14 +8,20 @@ feed that other processes poll, which is how a suspension made elsewhere reaches
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows; SQLite's busy handler still serialises
+    fcntl = None  # type: ignore[assignment]
 from ..ladder import UserState
 from .records import AuditEvent, AuditRecord, Describe, StrikeRecord
 from .sqlite_schema import migrate
@@ -30,6 +36,7 @@ _USER_COLUMNS = (
     "suspended",
     "suspended_until",
     "suspend_reason",
+    "suspend_auto",
     "reset_at",
 )
 _DECISION_COLUMNS = (
@@ -45,6 +52,11 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._conn = self._connect()
         self._audit_conn = self._connect() if self.shared else self._conn
+        # one lock-file descriptor per connection (flock is per open file, not per process)
+        self._write_locks: dict[int, int] = {}
+        if self.shared and fcntl is not None:
+            for conn in (self._conn, self._audit_conn):
+                self._write_locks[id(conn)] = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         with self._lock:
             self._guard(lambda: migrate(self._conn))
 
@@ -74,13 +86,22 @@ class SQLiteStore:
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN IMMEDIATE")
+        # Writers of a shared file queue on a blocking file lock first: SQLite's own busy
+        # handler polls with sleeps of up to 100 ms, which turns contention into convoys.
+        lock = self._write_locks.get(id(conn))
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- users -----------------------------------------------------------------------
 
@@ -90,24 +111,18 @@ class SQLiteStore:
 
     def _load(self, conn: sqlite3.Connection, user_hash: str, window_start: float, keep: int) -> UserState:
         row = conn.execute(
-            "SELECT terms_version, suspended, suspended_until, suspend_reason, reset_at FROM users WHERE user_hash = ?",
+            "SELECT terms_version, suspended, suspended_until, suspend_reason, suspend_auto, reset_at "
+            "FROM users WHERE user_hash = ?",
             (user_hash,),
         ).fetchone()
-        terms, suspended, until, reason, reset_at = row if row else (None, 0, None, None, None)
+        terms, suspended, until, reason, auto, reset_at = row if row else (None, 0, None, None, 0, None)
         floor = window_start if reset_at is None else max(window_start, reset_at)
         times = conn.execute(
             "SELECT at FROM strikes WHERE user_hash = ? AND voided_at IS NULL AND at > ? ORDER BY at DESC LIMIT ?",
             (user_hash, floor, keep),
         ).fetchall()
-        return UserState(
-            user_hash,
-            tuple(sorted(t for (t,) in times)),
-            reset_at,
-            bool(suspended),
-            until,
-            reason,
-            terms,
-        )
+        strikes = tuple(sorted(t for (t,) in times))
+        return UserState(user_hash, strikes, reset_at, bool(suspended), until, reason, terms, bool(auto))
 
     def count_strikes(self, user_hash: str, *, since: float) -> int:
         sql = (
@@ -128,24 +143,17 @@ class SQLiteStore:
         user_fields: Mapping[str, Any] | None = None,
         strike: StrikeRecord | None = None,
         void: tuple[str, str] | None = None,
+        follow_up: Callable[[UserState], Mapping[str, Any] | None] | None = None,
     ) -> UserState:
-        """Apply one change to a user atomically and record the events ``describe`` returns."""
+        """Apply one change to a user atomically, then the user fields ``follow_up`` derives
+        from the changed state (the ladder's own suspension), and record the events
+        ``describe`` returns."""
 
         def run() -> UserState:
             with self._lock, self._transaction(self._conn) as conn:
                 before = self._load(conn, user_hash, window_start, keep)
                 if user_fields:
-                    unknown = set(user_fields) - set(_USER_COLUMNS)
-                    if unknown:
-                        raise ValueError(f"unknown user fields {sorted(unknown)}")
-                    cols = ", ".join(user_fields)
-                    marks = ", ".join("?" for _ in user_fields)
-                    updates = ", ".join(f"{c} = excluded.{c}" for c in user_fields)
-                    conn.execute(
-                        f"INSERT INTO users (user_hash, {cols}) VALUES (?, {marks}) "  # noqa: S608 - known columns
-                        f"ON CONFLICT (user_hash) DO UPDATE SET {updates}",
-                        (user_hash, *user_fields.values()),
-                    )
+                    self._upsert_user(conn, user_hash, user_fields)
                 if strike is not None:
                     conn.execute(
                         "INSERT INTO strikes (id, user_hash, at, reason, category, source, actor) "
@@ -166,11 +174,29 @@ class SQLiteStore:
                         (at, void[1], void[0]),
                     )
                 after = self._load(conn, user_hash, window_start, keep)
+                consequence = follow_up(after) if follow_up is not None else None
+                if consequence:
+                    self._upsert_user(conn, user_hash, consequence)
+                    after = self._load(conn, user_hash, window_start, keep)
                 self._insert_events(conn, describe(before, after))
                 conn.execute("INSERT INTO changes (user_hash, at) VALUES (?, ?)", (user_hash, at))
                 return after
 
         return self._guard(run)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _upsert_user(conn: sqlite3.Connection, user_hash: str, fields: Mapping[str, Any]) -> None:
+        unknown = set(fields) - set(_USER_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown user fields {sorted(unknown)}")
+        cols = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in fields)
+        conn.execute(
+            f"INSERT INTO users (user_hash, {cols}) VALUES (?, {marks}) "  # noqa: S608 - known columns
+            f"ON CONFLICT (user_hash) DO UPDATE SET {updates}",
+            (user_hash, *fields.values()),
+        )
 
     def find_strike(self, strike_id: str) -> StrikeRecord | None:
         with self._lock:

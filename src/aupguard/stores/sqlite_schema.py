@@ -15,6 +15,7 @@ _MIGRATIONS: tuple[str, ...] = (
         user_hash TEXT PRIMARY KEY,
         terms_version TEXT, terms_at REAL,
         suspended INTEGER NOT NULL DEFAULT 0, suspended_until REAL, suspend_reason TEXT,
+        suspend_auto INTEGER NOT NULL DEFAULT 0,
         reset_at REAL
     );
     CREATE TABLE strikes (

@@ -21,7 +21,12 @@ from .stores.sqlite import AuditOp
 if TYPE_CHECKING:
     from .identity import UserHasher
 
-__all__ = ["AuditLog"]
+__all__ = ["AuditLog", "AuditRow"]
+
+#: A decision record as queued: the columns of the ``decisions`` table, in order
+#: (request_id, at, user_hash, surface, outcome, status, level, reasons as JSON,
+#: anthropic_request_id, message_id).
+AuditRow = tuple[str, float, str | None, str, str, int, str | None, str, str | None, str | None]
 
 log = logging.getLogger("aupguard.audit")
 _BATCH = 512
@@ -42,15 +47,15 @@ class AuditLog:
 
     # -- producing ---------------------------------------------------------------------
 
-    def record(self, rec: AuditRecord) -> None:
+    def record(self, row: AuditRow) -> None:
         """Queue a decision record; waits only while the queue is full."""
-        self._put(("record", rec))
+        self._put(("record", row))
 
-    async def arecord(self, rec: AuditRecord) -> None:
+    async def arecord(self, row: AuditRow) -> None:
         if len(self._queue) < self._max:
-            self._put(("record", rec))
+            self._put(("record", row))
         else:  # the queue is full: wait for room off the event loop
-            await asyncio.to_thread(self._put, ("record", rec))
+            await asyncio.to_thread(self._put, ("record", row))
 
     def link(
         self,
@@ -72,7 +77,7 @@ class AuditLog:
                 while len(queue) >= self._max and not self._closed:
                     self._cond.wait(0.1)
         queue.append(op)
-        if len(queue) >= _BATCH:
+        if len(queue) == _BATCH:  # wake the writer early for a full batch (once, not per call)
             with self._cond:
                 self._cond.notify_all()
 

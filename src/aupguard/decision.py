@@ -6,8 +6,7 @@ Errors use Anthropic's error shape: ``{"type": "error", "error": {"type": kind, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .ladder import Level
 
@@ -31,11 +30,12 @@ def error_body(kind: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Allowed or not, and everything an adapter needs to answer the client.
 
     ``reset_after`` and ``retry_after`` are whole seconds from the moment of the decision.
+    (A named tuple: immutable, and several times cheaper to make than a frozen dataclass on
+    the hot path.)
     """
 
     request_id: str

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .audit import AuditLog
+from .audit import AuditLog, AuditRow
 from .decision import ERROR_STATUS, Decision
 from .errors import InvalidUserId, UnknownStrike
 from .gates import Refusal, account_gate, standing_gate, throttle_gate, warning_for
@@ -28,12 +28,13 @@ from .ladder import (
     UserStatus,
     derive_status,
     lift_after_void,
+    status_expires,
     strikes_to_keep,
     suspension_after_strike,
 )
 from .policy import LadderPolicy, Policy
 from .state_cache import StateCache
-from .stores import AuditEvent, AuditRecord, StrikeRecord, store_from_uri
+from .stores import AuditEvent, StrikeRecord, store_from_uri
 from .stores.records import Describe
 from .throttle import counters_from_uri
 from .user_actions import StrikeResult, describe_change
@@ -64,6 +65,7 @@ class Safeguards:
         self.audit = AuditLog(self.store, self.hasher, max_queue=self.policy.storage.audit_queue)
         self._keep = strikes_to_keep(self.policy.ladder)
         self._cache = StateCache(self.store, self._load_state, sync_interval=self.policy.storage.sync_interval)
+        self._statuses: dict[str, tuple[UserState, float, float, UserStatus]] = {}
         self._closed = False
         self._atexit = _closer(weakref.ref(self))
         atexit.register(self._atexit)
@@ -118,7 +120,7 @@ class Safeguards:
 
     def _decide(self, user_hash: str, state: UserState | None, now: float) -> Decision:
         request_id = new_id()
-        status = None if state is None else derive_status(state, self.policy.ladder, now)
+        status = None if state is None else self._status_at(state, now)
         if status is not None:
             refusal = standing_gate(status, self.policy, now)
             if refusal is not None:
@@ -156,6 +158,17 @@ class Safeguards:
             warning_for(status, self.policy),
         )
 
+    def _status_at(self, state: UserState, now: float) -> UserStatus:
+        """``derive_status``, memoised per cached state until time alone could change it."""
+        memo = self._statuses.get(state.user_hash)
+        if memo is not None and memo[0] is state and memo[1] <= now < memo[2]:
+            return memo[3]
+        status = derive_status(state, self.policy.ladder, now)
+        if len(self._statuses) >= 65_536:
+            self._statuses.clear()
+        self._statuses[state.user_hash] = (state, now, status_expires(state, self.policy.ladder, now), status)
+        return status
+
     @staticmethod
     def _refuse(request_id: str, refusal: Refusal, user_hash: str | None, level: Level | None) -> Decision:
         return Decision(
@@ -170,16 +183,19 @@ class Safeguards:
         )
 
     @staticmethod
-    def _record(decision: Decision, surface: str, now: float) -> AuditRecord:
-        return AuditRecord(
+    def _record(decision: Decision, surface: str, now: float) -> AuditRow:
+        level = decision.level
+        return (
             decision.request_id,
             now,
             decision.user_hash,
             surface,
             "allowed" if decision.allowed else decision.error or "refused",
             decision.status,
-            decision.level.value if decision.level else None,
-            () if decision.warning is None else ("warned",),
+            None if level is None else level.value,
+            '["warned"]' if decision.warning is not None else "[]",
+            None,
+            None,
         )
 
     # -- user state --------------------------------------------------------------------

@@ -99,8 +99,8 @@ class Keyring:
     @classmethod
     def parse(cls, text: str, *, source: str) -> Keyring:
         # '#' is not in either base64 alphabet, so everything after it is a comment
-        entries = [e.split("#", 1)[0].strip() for e in re.split(r"[,\n]", text)]
-        entries = [e for e in entries if e]
+        lines = (line.split("#", 1)[0] for line in text.splitlines())
+        entries = [e.strip() for line in lines for e in line.split(",") if e.strip()]
         if not entries:
             raise ConfigurationError(f"hash key ring from {source} is empty; expected 'kid:BASE64KEY'")
         keys: list[HashKey] = []

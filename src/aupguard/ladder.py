@@ -104,6 +104,17 @@ def derive_status(state: UserState, ladder: LadderPolicy, now: float, strike_cou
     return UserStatus(state.user_hash, level, reported, None, None, state.terms_version)
 
 
+def status_expires(state: UserState, ladder: LadderPolicy, now: float) -> float:
+    """When the status derived at ``now`` may next change by the passing of time alone: the
+    oldest counting strike leaving the window, or a suspension running out."""
+    ends = [t + ladder.window for t in counting_strikes(state, ladder, now)[:1]]
+    if state.suspended and state.suspended_until is not None and state.suspended_until > now:
+        ends.append(state.suspended_until)
+    future = [t for t in state.strike_times if t > now]  # a strike stamped ahead of this clock
+    ends.extend(future[:1])
+    return min(ends, default=float("inf"))
+
+
 def suspension_after_strike(state: UserState, ladder: LadderPolicy, now: float) -> dict[str, object] | None:
     """The suspension to record after a strike (``state`` includes it), or None.
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple, cast
 
 import limits
-from limits.storage import MemoryStorage, Storage
+from limits.storage import MemoryStorage, MovingWindowSupport, Storage
 from limits.strategies import (
     FixedWindowRateLimiter,
     MovingWindowRateLimiter,
@@ -25,6 +25,8 @@ from .policy import LimitsPolicy
 
 __all__ = ["Counters", "Hit", "counters_from_uri"]
 
+_KEY_CACHE_LIMIT = 65_536
+
 _STRATEGIES: dict[str, Callable[[Storage], RateLimiter]] = {
     "moving-window": MovingWindowRateLimiter,
     "fixed-window": FixedWindowRateLimiter,
@@ -32,8 +34,7 @@ _STRATEGIES: dict[str, Callable[[Storage], RateLimiter]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     allowed: bool
     limit: int
     remaining: int
@@ -46,13 +47,27 @@ class Counters:
     def __init__(self, storage: Storage, policy: LimitsPolicy) -> None:
         self.storage = storage
         self._limiter = _STRATEGIES[policy.strategy](storage)
-        self._tiers = {
-            False: limits.parse(policy.default),
-            True: limits.parse(policy.throttled),
-        }
+        self._tiers = {False: limits.parse(policy.default), True: limits.parse(policy.throttled)}
+        # The moving window on a storage that has it is driven through the storage's own two
+        # primitives with the limit key built once per user: the same algorithm and data as
+        # MovingWindowRateLimiter.hit + get_window_stats, without rebuilding the key twice.
+        self._direct = policy.strategy == "moving-window" and isinstance(storage, MovingWindowSupport)
+        self._keys: dict[tuple[bool, str], str] = {}
 
     def hit(self, key: str, level: Level | None) -> Hit:
-        item = self._tiers[level is Level.THROTTLED]
+        throttled = level is Level.THROTTLED
+        item = self._tiers[throttled]
+        if self._direct:
+            storage = cast(MovingWindowSupport, self.storage)
+            limit_key = self._keys.get((throttled, key))
+            if limit_key is None:
+                if len(self._keys) >= _KEY_CACHE_LIMIT:
+                    self._keys.clear()
+                limit_key = self._keys[(throttled, key)] = item.key_for(key)
+            expiry = item.get_expiry()
+            allowed = storage.acquire_entry(limit_key, item.amount, expiry)
+            start, count = storage.get_moving_window(limit_key, item.amount, expiry)
+            return Hit(allowed, item.amount, max(0, item.amount - count), max(0.0, start + expiry - time.time()))
         allowed = self._limiter.hit(item, key)
         stats = self._limiter.get_window_stats(item, key)
         return Hit(allowed, item.amount, max(0, stats.remaining), max(0.0, stats.reset_time - time.time()))

@@ -7,6 +7,7 @@ feed that other processes poll, which is how a suspension made elsewhere reaches
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -28,8 +29,10 @@ from .sqlite_schema import migrate
 
 __all__ = ["AuditOp", "SQLiteStore"]
 
-#: ("record", AuditRecord) or ("link", (request_id, anthropic_request_id, message_id))
+#: ("record", row in _DECISION_COLUMNS order, reasons JSON-encoded)
+#: or ("link", (request_id, anthropic_request_id, message_id))
 AuditOp = tuple[str, Any]
+_ROWS_PER_INSERT = 3000  # 10 columns each: well under SQLite's 32,766 bound parameters
 _USER_COLUMNS = (
     "terms_version",
     "terms_at",
@@ -263,8 +266,10 @@ class SQLiteStore:
 
     def write_audit(self, ops: list[AuditOp]) -> None:
         """Write a batch of queued audit operations in one transaction (group commit).
-        Replaying a batch after a failure is harmless: inserts ignore known request ids."""
-        records = [op[1] for op in ops if op[0] == "record"]
+        Decision rows are inserted a few thousand per statement (``executemany`` would
+        cross into SQLite once per row). Replaying a batch after a failure is harmless:
+        inserts ignore known request ids."""
+        rows = [op[1] for op in ops if op[0] == "record"]
         links = [op[1] for op in ops if op[0] == "link"]
 
         def run() -> None:
@@ -272,24 +277,9 @@ class SQLiteStore:
                 self._lock if not self.shared else nullcontext(),
                 self._transaction(self._audit_conn) as conn,
             ):
-                conn.executemany(
-                    f"INSERT OR IGNORE INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                    [
-                        (
-                            r.request_id,
-                            r.at,
-                            r.user_hash,
-                            r.surface,
-                            r.outcome,
-                            r.status,
-                            r.level,
-                            json.dumps(list(r.reasons)),
-                            r.anthropic_request_id,
-                            r.message_id,
-                        )
-                        for r in records
-                    ],
-                )
+                for start in range(0, len(rows), _ROWS_PER_INSERT):
+                    chunk = rows[start : start + _ROWS_PER_INSERT]
+                    conn.execute(_insert_decisions_sql(len(chunk)), [v for row in chunk for v in row])
                 conn.executemany(
                     "UPDATE decisions SET anthropic_request_id = coalesce(?, anthropic_request_id), "
                     "message_id = coalesce(?, message_id) WHERE request_id = ?",
@@ -368,3 +358,9 @@ class SQLiteStore:
                 id(self._audit_conn): self._audit_conn,
             }.values():
                 conn.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_decisions_sql(rows: int) -> str:
+    one = "(" + ", ".join("?" * 10) + ")"
+    return f"INSERT OR IGNORE INTO decisions ({_DECISION_COLUMNS}) VALUES " + ", ".join([one] * rows)  # noqa: S608

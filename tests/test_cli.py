@@ -125,7 +125,7 @@ def test_bad_policy_is_one_clear_line(
 ) -> None:  # fmt: skip
     monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
     (tmp_path / "p.toml").write_text(policy_text)
-    code, out, err = run(capsys, "--policy", str(tmp_path / "p.toml"), "user", "status", "u-1")
+    code, _, err = run(capsys, "--policy", str(tmp_path / "p.toml"), "user", "status", "u-1")
     assert code == 2 and message in err and "Traceback" not in err
 
 
@@ -154,3 +154,11 @@ def test_key_generate_prints_a_usable_entry(capsys: pytest.CaptureFixture[str]) 
     code, out, _ = run(capsys, "key", "generate", "--kid", "prod2026")
     ring = Keyring.parse(out, source="test")
     assert code == 0 and ring.current.kid == "prod2026" and len(ring.current.secret) == 32
+
+
+def test_missing_key_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.toml").write_text(f"[identity]\nhash_key_file = '{tmp_path / 'missing.key'}'\n")
+    code, _, err = run(capsys, "--policy", str(tmp_path / "p.toml"), "--store", "memory://", "user", "status", "u")
+    assert code == 2
+    assert f"hash key file {tmp_path / 'missing.key'} does not exist (identity.hash_key_file)" in err
+    assert "Traceback" not in err

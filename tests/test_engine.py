@@ -67,7 +67,9 @@ def test_no_terms_table_means_no_terms_gate(make_guard: MakeGuard) -> None:
     [(0, Level.OK, 200), (1, Level.WARNED, 200), (2, Level.WARNED, 200), (3, Level.THROTTLED, 200),
      (4, Level.THROTTLED, 200), (5, Level.SUSPENDED, 403)],
 )  # fmt: skip
-def test_ladder_levels_at_exactly_the_thresholds(make_guard: MakeGuard, strikes: int, level: Level, status: int) -> None:
+def test_ladder_levels_at_exactly_the_thresholds(
+    make_guard: MakeGuard, strikes: int, level: Level, status: int
+) -> None:
     guard = make_guard({"ladder": LADDER})
     for _ in range(strikes):
         guard.strike("u-1", reason="flagged", category="cyber")
@@ -307,7 +309,9 @@ def test_unknown_backends_are_named(keyring: Keyring, store: str, counters: str,
         Safeguards(Policy(), store=store, counters=counters, keyring=keyring)
 
 
-def test_memory_store_keeps_everything_in_process(keyring: Keyring, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_store_keeps_everything_in_process(
+    keyring: Keyring, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     with Safeguards(Policy.from_mapping({"ladder": LADDER}, env={}), store="memory://", keyring=keyring) as guard:
         for _ in range(5):

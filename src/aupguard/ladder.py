@@ -28,7 +28,10 @@ __all__ = [
     "UserStatus",
     "counting_strikes",
     "derive_status",
+    "lift_after_void",
+    "status_expires",
     "strikes_to_keep",
+    "suspension_after_strike",
 ]
 
 
@@ -127,8 +130,10 @@ def suspension_after_strike(state: UserState, ladder: LadderPolicy, now: float) 
     running = state.suspended and (state.suspended_until is None or now < state.suspended_until)
     if running and (state.suspended_until is None or (until is not None and until <= state.suspended_until)):
         return None
-    reason = f"{n} strikes within {format_duration(ladder.window)}"
-    return {"suspended": 1, "suspended_until": until, "suspend_reason": reason, "suspend_auto": 1}
+    reason = f"{ladder.suspend} strikes within {format_duration(ladder.window)}"
+    # extending an operator's running suspension keeps it theirs: a later void must not lift it
+    auto = 1 if not running or state.suspend_auto else 0
+    return {"suspended": 1, "suspended_until": until, "suspend_reason": reason, "suspend_auto": auto}
 
 
 def lift_after_void(state: UserState, ladder: LadderPolicy, now: float) -> dict[str, object] | None:

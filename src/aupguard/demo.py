@@ -88,7 +88,11 @@ def run_demo(directory: Path) -> None:
             if event.action != "level_changed":
                 before, after = event.details.get("level_before"), event.details.get("level_after")
                 out.say(f"  {event.action:<13} by {event.actor:<14} {before} → {after}   ({event.reason})")
-    print("\n" + out.paint("Done.", "1") + f" Inspect it yourself: aupguard --store sqlite:///{db} user status alice")
+    print(
+        "\n"
+        + out.paint("Done.", "1")
+        + f" Inspect it yourself: .venv/bin/aupguard --store sqlite:///{db} user status alice"
+    )
     if not os.environ.get("AUPGUARD_HASH_KEY", "").strip():
         print(f'(with the same key: export AUPGUARD_HASH_KEY="$(cat {directory / "hash-key"})")')
 
@@ -107,20 +111,26 @@ def _walk(guard: Safeguards, out: _Out) -> None:
     out.decision("alice", guard.check("alice", surface="demo"))
 
     out.step("3. A first violation: alice is warned")
-    result = guard.strike("alice", reason="asked for malware", category="cyber", source="moderator")
+    result = guard.strike(
+        "alice", reason="asked for malware", category="cyber", source="moderator", actor="moderator:rules"
+    )
     out.say(f"strike {result.strike.id} → level {result.status.level.value}")
     out.decision("alice", guard.check("alice", surface="demo"))
 
     out.step("4. Three strikes: alice is throttled (2/minute instead of 4/minute)")
     for _ in range(2):
-        result = guard.strike("alice", reason="asked for malware again", category="cyber", source="moderator")
+        result = guard.strike(
+            "alice", reason="asked for malware again", category="cyber", source="moderator", actor="moderator:rules"
+        )
     out.say(f"{result.status.strikes} strikes → level {result.status.level.value}")
     for _ in range(3):
         out.decision("alice", guard.check("alice", surface="demo"))
 
     out.step("5. Five strikes: alice is suspended for 7 days")
     for _ in range(2):
-        result = guard.strike("alice", reason="weapons request", category="weapons", source="reviewer")
+        result = guard.strike(
+            "alice", reason="weapons request", category="weapons", source="reviewer", actor="reviewer:dana"
+        )
     out.say(f"{result.status.strikes} strikes → level {result.status.level.value}")
     out.decision("alice", guard.check("alice", surface="demo"))
     out.say("bob is unaffected:")

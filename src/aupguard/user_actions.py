@@ -1,18 +1,27 @@
-"""How user actions are described in the audit trail (pure)."""
+"""The user actions of the engine (strike, void, suspend, reinstate, accept terms, status),
+and how each is described in the audit trail. Each is one store transaction that also
+writes its audit events; the async twins run the store work in a worker thread."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .errors import UnknownStrike
 from .ids import new_id
-from .ladder import UserState, UserStatus, derive_status
-from .policy import LadderPolicy
-from .stores import AuditEvent, StrikeRecord
+from .ladder import UserState, UserStatus, derive_status, lift_after_void, suspension_after_strike
+from .policy import LadderPolicy, Policy
+from .stores import AuditEvent, SQLiteStore, StrikeRecord
 from .stores.records import Describe
 
-__all__ = ["StrikeResult", "describe_change"]
+if TYPE_CHECKING:
+    from .identity import UserHasher
+    from .state_cache import StateCache
+
+__all__ = ["StrikeResult", "UserActions", "describe_change"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +72,171 @@ def describe_change(
         return events
 
     return describe
+
+
+class UserActions:
+    """Mixed into :class:`~aupguard.engine.Safeguards`, which provides these attributes."""
+
+    policy: Policy
+    hasher: UserHasher
+    store: SQLiteStore
+    _clock: Callable[[], float]
+    _cache: StateCache
+    _keep: int
+
+    def _load_state(self, user_hash: str) -> UserState:
+        return self.store.load_user(user_hash, window_start=self._clock() - self.policy.ladder.window, keep=self._keep)
+
+    def _fresh_state(self, user_id: str, user_hash: str) -> UserState:
+        """Load from the store; a user known only under a previous key is carried over."""
+        state = self._load_state(user_hash)
+        if state.is_new:
+            for old in self.hasher.previous_hashes(user_id):
+                if self.store.has_user(old):
+                    event = AuditEvent(
+                        new_id(),
+                        self._clock(),
+                        user_hash,
+                        "rekey",
+                        "system",
+                        "hash key rotated",
+                        {"from_key": old.split("_")[0]},
+                    )
+                    self.store.rekey_user(old, user_hash, event=event)
+                    state = self._load_state(user_hash)
+                    break
+        self._cache.put(state)
+        return state
+
+    def status(self, user_id: str) -> UserStatus:
+        """The user's standing now, read from the store (exact strike count)."""
+        user_hash = self.hasher.hash(user_id)
+        state = self._fresh_state(user_id, user_hash)
+        now = self._clock()
+        count = self.store.count_strikes(user_hash, since=now - self.policy.ladder.window)
+        return derive_status(state, self.policy.ladder, now, count)
+
+    def strikes(self, user_id: str, *, limit: int = 100) -> list[StrikeRecord]:
+        """The user's strike ledger, newest first, voided strikes included."""
+        return self.store.strikes(self.hasher.hash(user_id), limit=limit)
+
+    def _mutate(
+        self,
+        user_hash: str,
+        describe: Describe,
+        consequence: Callable[[UserState, LadderPolicy, float], Mapping[str, object] | None] | None = None,
+        **change: Any,
+    ) -> UserStatus:
+        now = self._clock()
+        ladder = self.policy.ladder
+        after = self.store.mutate(
+            user_hash,
+            window_start=now - ladder.window,
+            keep=self._keep,
+            describe=describe,
+            at=now,
+            follow_up=None if consequence is None else (lambda state: consequence(state, ladder, now)),
+            **change,
+        )
+        self._cache.put(after)
+        count = self.store.count_strikes(user_hash, since=now - self.policy.ladder.window)
+        return derive_status(after, self.policy.ladder, now, count)
+
+    def strike(
+        self,
+        user_id: str,
+        *,
+        reason: str,
+        category: str = "unspecified",
+        source: str = "manual",
+        actor: str = "system",
+    ) -> StrikeResult:
+        """Record a violation. The level follows from the strikes inside the window."""
+        user_hash = self.hasher.hash(user_id)
+        if self._cache.get(user_hash) is None:  # carries a user over from a previous key
+            self._fresh_state(user_id, user_hash)
+        record = StrikeRecord(new_id(), user_hash, self._clock(), reason, category, source, actor)
+        describe = describe_change(
+            self.policy.ladder,
+            self._clock(),
+            "strike",
+            actor,
+            reason,
+            {"strike_id": record.id, "category": category, "source": source},
+        )
+        return StrikeResult(record, self._mutate(user_hash, describe, suspension_after_strike, strike=record))
+
+    def void_strike(self, strike_id: str, *, reason: str, actor: str = "system") -> UserStatus:
+        """Void a strike (an upheld appeal, a false positive): the user de-escalates at once."""
+        record = self.store.find_strike(strike_id)
+        if record is None:
+            raise UnknownStrike(f"no strike has id {strike_id!r}")
+        describe = describe_change(
+            self.policy.ladder,
+            self._clock(),
+            "void_strike",
+            actor,
+            reason,
+            {"strike_id": strike_id},
+        )
+        return self._mutate(record.user_hash, describe, lift_after_void, void=(strike_id, reason))
+
+    def suspend(
+        self,
+        user_id: str,
+        *,
+        reason: str,
+        until: dt.datetime | float | None = None,
+        actor: str = "system",
+    ) -> UserStatus:
+        """Suspend now, until ``until`` (a datetime or epoch seconds) or until reinstated."""
+        end = until.timestamp() if isinstance(until, dt.datetime) else until
+        fields = {"suspended": 1, "suspended_until": end, "suspend_reason": reason}
+        describe = describe_change(self.policy.ladder, self._clock(), "suspend", actor, reason, {"until": end})
+        return self._mutate(self.hasher.hash(user_id), describe, user_fields=fields)
+
+    def reinstate(self, user_id: str, *, reason: str = "reinstated", actor: str = "system") -> UserStatus:
+        """Lift any suspension and start the ladder afresh: earlier strikes stay in the
+        ledger but no longer count."""
+        fields = {
+            "suspended": 0,
+            "suspended_until": None,
+            "suspend_reason": None,
+            "reset_at": self._clock(),
+        }
+        describe = describe_change(self.policy.ladder, self._clock(), "reinstate", actor, reason, {})
+        return self._mutate(self.hasher.hash(user_id), describe, user_fields=fields)
+
+    def accept_terms(self, user_id: str, version: str, *, actor: str = "user") -> UserStatus:
+        """Record that the user accepted the usage policy ``version``."""
+        if not isinstance(version, str) or not version.strip():
+            raise ValueError("terms version must be a non-empty string")
+        fields = {"terms_version": version, "terms_at": self._clock()}
+        describe = describe_change(
+            self.policy.ladder,
+            self._clock(),
+            "accept_terms",
+            actor,
+            f"accepted terms {version}",
+            {"version": version},
+        )
+        return self._mutate(self.hasher.hash(user_id), describe, user_fields=fields)
+
+    # async flavours of the user actions: the store work runs in a worker thread
+    async def astatus(self, user_id: str) -> UserStatus:
+        return await asyncio.to_thread(self.status, user_id)
+
+    async def astrike(self, user_id: str, **kwargs: Any) -> StrikeResult:
+        return await asyncio.to_thread(lambda: self.strike(user_id, **kwargs))
+
+    async def avoid_strike(self, strike_id: str, **kwargs: Any) -> UserStatus:
+        return await asyncio.to_thread(lambda: self.void_strike(strike_id, **kwargs))
+
+    async def asuspend(self, user_id: str, **kwargs: Any) -> UserStatus:
+        return await asyncio.to_thread(lambda: self.suspend(user_id, **kwargs))
+
+    async def areinstate(self, user_id: str, **kwargs: Any) -> UserStatus:
+        return await asyncio.to_thread(lambda: self.reinstate(user_id, **kwargs))
+
+    async def aaccept_terms(self, user_id: str, version: str, **kwargs: Any) -> UserStatus:
+        return await asyncio.to_thread(lambda: self.accept_terms(user_id, version, **kwargs))

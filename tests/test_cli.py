@@ -116,7 +116,7 @@ def test_doctor_without_terms_or_key(tmp_path: Path, capsys: pytest.CaptureFixtu
 @pytest.mark.parametrize(
     ("policy_text", "message"),
     [("[ladder\nwarn = 1", "invalid policy: policy file"),
-     ("[ladder]\nwarn = 0", "invalid policy: ladder.warn = 0; allowed: an integer >= 1"),
+     ("[ladder]\nwarn = 0", "invalid policy: ladder.warn = 0; allowed: an integer from 1 to 1000000"),
      ("[limits]\nstrategy = 'leaky'", "limits.strategy = 'leaky'; allowed: moving-window | fixed-window")],
 )  # fmt: skip
 def test_bad_policy_is_one_clear_line(

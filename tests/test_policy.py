@@ -251,13 +251,13 @@ def test_unknown_env_override_names_the_variable(name: str) -> None:
 def test_invalid_env_override_value_names_the_policy_key() -> None:
     error = policy_error({}, env={"AUPGUARD_LADDER__WARN": "0"})
     assert error.key == "ladder.warn"
-    assert "an integer >= 1" in str(error)
+    assert "an integer from 1 to 1000000" in str(error)
 
 
 # -- invalid values ----------------------------------------------------------------------
 
 DURATION = "a duration such as"
-INTEGER = "an integer >= 1"
+INTEGER = "an integer from 1 to 1000000"
 RATE = "a rate such as"
 STRATEGIES = "moving-window | fixed-window | sliding-window-counter"
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sqlite3
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .errors import StoreError
 from .stores import AuditEvent, AuditRecord, SQLiteStore
 from .stores.sqlite import AuditOp
 
@@ -42,6 +44,7 @@ class AuditLog:
         self._cond = threading.Condition()
         self._closed = False
         self.failures = 0  # batches that failed and were retried
+        self.rejected = 0  # records the store refused as invalid (validation should make this 0)
         self._thread = threading.Thread(target=self._run, name="aupguard-audit", daemon=True)
         self._thread.start()
 
@@ -65,7 +68,16 @@ class AuditLog:
         message_id: str | None = None,
     ) -> None:
         """Fill Anthropic's ``request-id`` header and message id into a record, when known."""
+        _check_text("request_id", request_id, required=True)
+        _check_text("anthropic_request_id", anthropic_request_id)
+        _check_text("message_id", message_id)
         self._put(("link", (request_id, anthropic_request_id, message_id)))
+
+    async def alink(
+        self, request_id: str, *, anthropic_request_id: str | None = None, message_id: str | None = None
+    ) -> None:
+        """``link`` for async code: waits for room in a full queue off the event loop."""
+        await asyncio.to_thread(self.link, request_id, anthropic_request_id=anthropic_request_id, message_id=message_id)
 
     def _put(self, op: AuditOp) -> None:
         if self._closed:
@@ -97,30 +109,36 @@ class AuditLog:
                 continue
             try:
                 self._store.write_audit(batch)
-            except Exception as exc:  # the store is down or locked: keep the batch, retry later
-                self.failures += 1
-                log.error(
-                    "audit write failed (%s); %d records kept for retry",
-                    exc.__class__.__name__,
-                    len(self._queue),
-                )
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                if self._closed and self.failures > 3:
-                    log.critical(
-                        "audit store unavailable at shutdown; %d records not written",
-                        len(self._queue),
-                    )
-                    with self._cond:
-                        self._queue.clear()
-                        self._cond.notify_all()
-                    return
-                continue
+            except Exception as exc:
+                if not _transient(exc):  # a row the store refuses: write the rest, set it aside
+                    self._write_one_by_one(batch)
+                else:  # the store is down or locked: keep the batch, retry later
+                    self.failures += 1
+                    log.error("audit write failed (%s); %d records kept for retry", exc, len(self._queue))
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    if self._closed and self.failures > 3:
+                        log.critical("audit store unavailable at shutdown; %d records not written", len(self._queue))
+                        with self._cond:
+                            self._queue.clear()
+                            self._cond.notify_all()
+                        return
+                    continue
             backoff = self._interval
             with self._cond:
                 for _ in batch:
                     self._queue.popleft()
                 self._cond.notify_all()
+
+    def _write_one_by_one(self, batch: list[AuditOp]) -> None:
+        for op in batch:
+            try:
+                self._store.write_audit([op])
+            except Exception as exc:
+                if _transient(exc):
+                    raise
+                self.rejected += 1
+                log.error("audit record refused by the store and set aside (%s)", exc.__class__.__name__)
 
     def pending(self) -> int:
         return len(self._queue)
@@ -172,9 +190,30 @@ class AuditLog:
             limit=limit,
         )
 
+    async def afind(self, **query: Any) -> list[AuditRecord]:
+        """``find`` for async code, run in a worker thread."""
+        return await asyncio.to_thread(lambda: self.find(**query))
+
     def events(self, *, user_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
         """State-change events (strikes, suspensions, ...), newest first."""
         return self._store.events(user_hash=None if user_id is None else self._hasher.hash(user_id), limit=limit)
 
     def __getstate__(self) -> Any:
         raise TypeError("AuditLog cannot be pickled")
+
+
+def _transient(exc: BaseException) -> bool:
+    """A store error worth retrying (locked, disk, connection), not a refused row."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    return isinstance(cause, sqlite3.OperationalError | OSError)
+
+
+def _check_text(name: str, value: object, *, required: bool = False) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise ValueError(f"{name} must be a non-empty string of at most 256 characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} is not valid Unicode") from None

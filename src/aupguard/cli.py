@@ -80,7 +80,8 @@ def cmd_user(args: argparse.Namespace) -> int:
             if args.for_:
                 until = time.time() + parse_duration(args.for_)
             elif args.until:
-                until = dt.datetime.fromisoformat(args.until).replace(tzinfo=dt.UTC).timestamp()
+                end = dt.datetime.fromisoformat(args.until)
+                until = (end if end.tzinfo else end.replace(tzinfo=dt.UTC)).timestamp()
             status = guard.suspend(args.user, reason=args.reason, until=until, actor=args.actor)
         elif action == "reinstate":
             status = guard.reinstate(args.user, reason=args.reason, actor=args.actor)
@@ -148,6 +149,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     try:
         who = f"cli:{getpass.getuser()}"
@@ -193,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = user_cmd("suspend", "suspend a user now", reason=True)
     when = p.add_mutually_exclusive_group()
     when.add_argument("--for", dest="for_", metavar="DURATION", help=DURATION_HELP)
-    when.add_argument("--until", metavar="ISO-TIME", help="end of the suspension, UTC (YYYY-MM-DDTHH:MM)")
+    when.add_argument(
+        "--until",
+        metavar="ISO-TIME",
+        help="end of the suspension, ISO 8601 (YYYY-MM-DDTHH:MM, UTC unless an offset is given)",
+    )
     user_cmd(
         "reinstate",
         "lift a suspension and start the ladder afresh",
@@ -213,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--user", help="the user's id in your app (hashed before the lookup)")
     find.add_argument("--anthropic-request-id", help="Anthropic's request-id response header")
     find.add_argument("--message-id", help="Anthropic's message id (msg_...)")
-    find.add_argument("--limit", type=int, default=50, help="most records to show (default 50)")
+    find.add_argument("--limit", type=_positive, default=50, help="most records to show (default 50)")
     find.add_argument("--json", action="store_true", help="one JSON object per line")
     find.set_defaults(func=cmd_audit_find)
 

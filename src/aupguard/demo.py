@@ -57,8 +57,9 @@ def _keyring(directory: Path, out: _Out) -> Keyring:
         return Keyring.parse(text, source="environment variable AUPGUARD_HASH_KEY")
     key_file = directory / "hash-key"
     if not key_file.exists():
-        key_file.write_text(generate_key_entry("demo") + "\n", encoding="utf-8")
-        key_file.chmod(0o600)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(generate_key_entry("demo") + "\n")
     out.say(out.paint(f"WARNING: no AUPGUARD_HASH_KEY set; using the demo key in {key_file}.", "1;33"))
     out.say(out.paint("         Real deployments set their own key (`aupguard key generate`).", "33"))
     return Keyring.parse(key_file.read_text(encoding="utf-8"), source=f"file {key_file}")

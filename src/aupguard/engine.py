@@ -61,6 +61,7 @@ class Safeguards(UserActions):
         self._keep = strikes_to_keep(self.policy.ladder)
         self._cache = StateCache(self.store, self._load_state, sync_interval=self.policy.storage.sync_interval)
         self._statuses: dict[str, tuple[UserState, float, float, UserStatus]] = {}
+        self._surfaces: set[str] = set()
         self._closed = False
         self._atexit = _closer(weakref.ref(self))
         atexit.register(self._atexit)
@@ -103,6 +104,11 @@ class Safeguards(UserActions):
 
     def _identify(self, user_id: object, surface: str, now: float) -> str | Decision:
         """The user hash (or ANONYMOUS), or a refusal that needs no user state."""
+        if surface not in self._surfaces:
+            _check_surface(surface)
+            if len(self._surfaces) >= 4096:  # surfaces are meant to be few; stay bounded anyway
+                self._surfaces.clear()
+            self._surfaces.add(surface)
         refusal = account_gate(user_id is not None, self.policy)
         if refusal is not None:
             return self._refuse(new_id(), refusal, None, None)
@@ -224,3 +230,13 @@ def _closer(ref: weakref.ref[Safeguards]) -> Callable[[], None]:
             guard.close()
 
     return close
+
+
+def _check_surface(surface: object) -> None:
+    """``surface`` names a route or feature: a programming error if it is not short text."""
+    if not isinstance(surface, str) or not surface or len(surface) > 200:
+        raise ValueError("surface must be a non-empty string of at most 200 characters")
+    try:
+        surface.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("surface is not valid Unicode") from None

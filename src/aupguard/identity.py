@@ -42,7 +42,6 @@ __all__ = [
 MAX_USER_ID_LENGTH = 1024
 MIN_KEY_BYTES = 32
 _KID = re.compile(r"[A-Za-z0-9]{1,16}")
-_HASH = re.compile(r"[A-Za-z0-9]{1,16}_[0-9a-f]{64}")
 _CACHE_LIMIT = 65_536
 
 
@@ -51,10 +50,10 @@ def validate_user_id(user_id: object) -> str:
     describes (never echoes) the value."""
     if not isinstance(user_id, str):
         raise InvalidUserId(f"user id must be a string, got {type(user_id).__name__}")
-    if not user_id.strip():
-        raise InvalidUserId("user id must not be empty or blank")
     if len(user_id) > MAX_USER_ID_LENGTH:
         raise InvalidUserId(f"user id is {len(user_id)} characters long; the limit is {MAX_USER_ID_LENGTH}")
+    if not user_id.strip():
+        raise InvalidUserId("user id must not be empty or blank")
     if "\x00" in user_id:
         raise InvalidUserId("user id must not contain NUL characters")
     try:
@@ -62,10 +61,6 @@ def validate_user_id(user_id: object) -> str:
     except UnicodeEncodeError:
         raise InvalidUserId("user id is not valid Unicode (lone surrogate)") from None
     return user_id
-
-
-def is_user_hash(value: str) -> bool:
-    return _HASH.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True, repr=False)

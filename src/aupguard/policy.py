@@ -137,12 +137,18 @@ def _text(value: object) -> str:
     raise ValueError
 
 
+def _any_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError
+
+
 def _optional_text(value: object) -> str | None:
     return None if value in (None, "") else _text(value)
 
 
 def _positive_int(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1_000_000:
         return value
     raise ValueError
 
@@ -186,16 +192,16 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
         TermsPolicy,
         {
             "version": (_text, "a non-empty version string such as '2026-01'"),
-            "url": (_text, "the URL of your usage policy"),
+            "url": (_any_text, "the URL of your usage policy, or empty"),
         },
     ),
     "ladder": (
         LadderPolicy,
         {
             "window": (parse_duration, DURATION_HELP),
-            "warn": (_positive_int, "an integer >= 1"),
-            "throttle": (_positive_int, "an integer >= 1"),
-            "suspend": (_positive_int, "an integer >= 1"),
+            "warn": (_positive_int, "an integer from 1 to 1000000"),
+            "throttle": (_positive_int, "an integer from 1 to 1000000"),
+            "suspend": (_positive_int, "an integer from 1 to 1000000"),
             "suspend_for": (
                 _optional_duration,
                 DURATION_HELP + ", or absent for 'until reinstated'",
@@ -216,7 +222,7 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
             "store": (_uri, "a store URI: sqlite:///path or memory://"),
             "counters": (_uri, "a counter URI: memory://"),
             "sync_interval": (parse_duration, DURATION_HELP),
-            "audit_queue": (_positive_int, "an integer >= 1 (records held before writers wait)"),
+            "audit_queue": (_positive_int, "an integer from 1 to 1000000 (records held before writers wait)"),
         },
     ),
 }
@@ -258,9 +264,9 @@ def _merge_env(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any
             continue
         table, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
         if table not in _FIELDS or key not in _FIELDS[table][1]:
-            raise PolicyError(
+            raise PolicyError(  # the value is not shown: an unknown variable may hold a secret
                 name,
-                raw,
+                "(value not shown)",
                 "AUPGUARD_<TABLE>__<KEY> naming a policy key, e.g. AUPGUARD_LIMITS__DEFAULT",
             )
         value: Any = raw

@@ -38,6 +38,8 @@ class StateCache:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._seq = 0
+        self._recent: dict[str, int] = {}  # user hash → latest change seq the watcher saw
         if store.shared:
             self._seq = store.change_seq()
             self._thread = threading.Thread(
@@ -54,23 +56,28 @@ class StateCache:
             if len(self._users) > self._max:
                 self._users.popitem(last=False)
 
-    def load(self, user_hash: str) -> UserState:
-        """The cached state, loading it from the store on a miss."""
-        state = self._users.get(user_hash)
-        if state is None:
-            state = self._load(user_hash)
+    def fetch(self, user_hash: str, load: Callable[[], UserState]) -> UserState:
+        """Load a user into the cache. A change another process commits while the load runs
+        could be skipped by the watcher (the user was not cached yet), so the watcher keeps
+        the latest change it saw per user, and a load that may have missed one runs again."""
+        seen = self._seq
+        state = load()
+        self.put(state)
+        if self._recent.get(user_hash, 0) > seen:
+            state = load()
             self.put(state)
         return state
-
-    def invalidate(self, user_hash: str) -> None:
-        with self._lock:
-            self._users.pop(user_hash, None)
 
     def _watch(self, interval: float) -> None:
         last_prune = time.monotonic()
         while not self._stop.wait(interval):
             try:
-                self._seq, changed = self._store.changes_since(self._seq)
+                seq, changed = self._store.changes_since(self._seq)
+                if len(self._recent) > self._max:
+                    self._recent.clear()
+                for user_hash in changed:
+                    self._recent[user_hash] = seq
+                self._seq = seq
                 for user_hash in changed:
                     if user_hash in self._users:
                         self.put(self._load(user_hash))

@@ -88,24 +88,21 @@ class UserActions:
         return self.store.load_user(user_hash, window_start=self._clock() - self.policy.ladder.window, keep=self._keep)
 
     def _fresh_state(self, user_id: str, user_hash: str) -> UserState:
-        """Load from the store; a user known only under a previous key is carried over."""
+        """Load from the store (and cache); a user known only under a previous key is
+        carried over."""
+        return self._cache.fetch(user_hash, lambda: self._load_carrying_over(user_id, user_hash))
+
+    def _load_carrying_over(self, user_id: str, user_hash: str) -> UserState:
         state = self._load_state(user_hash)
         if state.is_new:
             for old in self.hasher.previous_hashes(user_id):
                 if self.store.has_user(old):
+                    kid = old.split("_")[0]
                     event = AuditEvent(
-                        new_id(),
-                        self._clock(),
-                        user_hash,
-                        "rekey",
-                        "system",
-                        "hash key rotated",
-                        {"from_key": old.split("_")[0]},
+                        new_id(), self._clock(), user_hash, "rekey", "system", "hash key rotated", {"from_key": kid}
                     )
                     self.store.rekey_user(old, user_hash, event=event)
-                    state = self._load_state(user_hash)
-                    break
-        self._cache.put(state)
+                    return self._load_state(user_hash)
         return state
 
     def status(self, user_id: str) -> UserStatus:
@@ -119,6 +116,14 @@ class UserActions:
     def strikes(self, user_id: str, *, limit: int = 100) -> list[StrikeRecord]:
         """The user's strike ledger, newest first, voided strikes included."""
         return self.store.strikes(self.hasher.hash(user_id), limit=limit)
+
+    def _known_hash(self, user_id: str) -> str:
+        """The user's hash, after carrying their records over from a previous key if needed
+        (every action goes through here, so no action can write under the new hash first)."""
+        user_hash = self.hasher.hash(user_id)
+        if self._cache.get(user_hash) is None:
+            self._fresh_state(user_id, user_hash)
+        return user_hash
 
     def _mutate(
         self,
@@ -152,9 +157,7 @@ class UserActions:
         actor: str = "system",
     ) -> StrikeResult:
         """Record a violation. The level follows from the strikes inside the window."""
-        user_hash = self.hasher.hash(user_id)
-        if self._cache.get(user_hash) is None:  # carries a user over from a previous key
-            self._fresh_state(user_id, user_hash)
+        user_hash = self._known_hash(user_id)
         record = StrikeRecord(new_id(), user_hash, self._clock(), reason, category, source, actor)
         describe = describe_change(
             self.policy.ladder,
@@ -171,6 +174,11 @@ class UserActions:
         record = self.store.find_strike(strike_id)
         if record is None:
             raise UnknownStrike(f"no strike has id {strike_id!r}")
+        if record.voided_at is not None:  # already voided: nothing changes, nothing to record
+            now = self._clock()
+            count = self.store.count_strikes(record.user_hash, since=now - self.policy.ladder.window)
+            state = self._cache.get(record.user_hash) or self._load_state(record.user_hash)
+            return derive_status(state, self.policy.ladder, now, count)
         describe = describe_change(
             self.policy.ladder,
             self._clock(),
@@ -189,11 +197,12 @@ class UserActions:
         until: dt.datetime | float | None = None,
         actor: str = "system",
     ) -> UserStatus:
-        """Suspend now, until ``until`` (a datetime or epoch seconds) or until reinstated."""
-        end = until.timestamp() if isinstance(until, dt.datetime) else until
-        fields = {"suspended": 1, "suspended_until": end, "suspend_reason": reason}
+        """Suspend now, until ``until`` (an aware datetime or epoch seconds, in the future and
+        before year 9999) or until reinstated. The ladder never lifts or shortens it."""
+        end = _suspension_end(until, self._clock())
+        fields = {"suspended": 1, "suspended_until": end, "suspend_reason": reason, "suspend_auto": 0}
         describe = describe_change(self.policy.ladder, self._clock(), "suspend", actor, reason, {"until": end})
-        return self._mutate(self.hasher.hash(user_id), describe, user_fields=fields)
+        return self._mutate(self._known_hash(user_id), describe, user_fields=fields)
 
     def reinstate(self, user_id: str, *, reason: str = "reinstated", actor: str = "system") -> UserStatus:
         """Lift any suspension and start the ladder afresh: earlier strikes stay in the
@@ -202,10 +211,11 @@ class UserActions:
             "suspended": 0,
             "suspended_until": None,
             "suspend_reason": None,
+            "suspend_auto": 0,
             "reset_at": self._clock(),
         }
         describe = describe_change(self.policy.ladder, self._clock(), "reinstate", actor, reason, {})
-        return self._mutate(self.hasher.hash(user_id), describe, user_fields=fields)
+        return self._mutate(self._known_hash(user_id), describe, user_fields=fields)
 
     def accept_terms(self, user_id: str, version: str, *, actor: str = "user") -> UserStatus:
         """Record that the user accepted the usage policy ``version``."""
@@ -220,7 +230,7 @@ class UserActions:
             f"accepted terms {version}",
             {"version": version},
         )
-        return self._mutate(self.hasher.hash(user_id), describe, user_fields=fields)
+        return self._mutate(self._known_hash(user_id), describe, user_fields=fields)
 
     # async flavours of the user actions: the store work runs in a worker thread
     async def astatus(self, user_id: str) -> UserStatus:
@@ -240,3 +250,22 @@ class UserActions:
 
     async def aaccept_terms(self, user_id: str, version: str, **kwargs: Any) -> UserStatus:
         return await asyncio.to_thread(lambda: self.accept_terms(user_id, version, **kwargs))
+
+
+_LATEST_END = dt.datetime(9999, 1, 1, tzinfo=dt.UTC).timestamp()
+
+
+def _suspension_end(until: object, now: float) -> float | None:
+    if until is None:
+        return None
+    if isinstance(until, dt.datetime):
+        if until.tzinfo is None:
+            raise ValueError("suspend(until=...) needs a timezone-aware datetime")
+        end = until.timestamp()
+    elif isinstance(until, int | float) and not isinstance(until, bool):
+        end = float(until)
+    else:
+        raise TypeError("suspend(until=...) takes a datetime, epoch seconds or None")
+    if not now < end < _LATEST_END:  # also refuses NaN
+        raise ValueError("a suspension must end in the future and before the year 9999")
+    return end

@@ -28,6 +28,8 @@ def register_store(scheme: str, factory: Callable[[str], SQLiteStore]) -> None:
 
 def _sqlite(uri: str) -> SQLiteStore:
     path = uri.removeprefix("sqlite://")
+    if "?" in path or "#" in path or path.endswith(":memory:"):
+        raise ConfigurationError("sqlite store URI takes a plain file path (no query, no :memory:); use memory://")
     if not path.startswith("/") or path == "/":
         raise ConfigurationError("sqlite store URI must be sqlite:///relative/path.db or sqlite:////absolute/path.db")
     return SQLiteStore(path[1:])

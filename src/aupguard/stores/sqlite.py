@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -18,11 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Windows; SQLite's busy handler still serialises
-    fcntl = None  # type: ignore[assignment]
 from ..ladder import UserState
 from .records import AuditEvent, AuditRecord, Describe, StrikeRecord
 from .sqlite_schema import migrate
@@ -55,11 +49,6 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._conn = self._connect()
         self._audit_conn = self._connect() if self.shared else self._conn
-        # one lock-file descriptor per connection (flock is per open file, not per process)
-        self._write_locks: dict[int, int] = {}
-        if self.shared and fcntl is not None:
-            for conn in (self._conn, self._audit_conn):
-                self._write_locks[id(conn)] = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         with self._lock:
             self._guard(lambda: migrate(self._conn))
 
@@ -89,22 +78,15 @@ class SQLiteStore:
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        # Writers of a shared file queue on a blocking file lock first: SQLite's own busy
-        # handler polls with sleeps of up to 100 ms, which turns contention into convoys.
-        lock = self._write_locks.get(id(conn))
-        if lock is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        # BEGIN IMMEDIATE takes the write lock up front (waiting up to the busy timeout),
+        # so a read-modify-write never has to be retried halfway.
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            if lock is not None:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # -- users -----------------------------------------------------------------------
 
@@ -268,7 +250,7 @@ class SQLiteStore:
         """Write a batch of queued audit operations in one transaction (group commit).
         Decision rows are inserted a few thousand per statement (``executemany`` would
         cross into SQLite once per row). Replaying a batch after a failure is harmless:
-        inserts ignore known request ids."""
+        inserts skip known request ids."""
         rows = [op[1] for op in ops if op[0] == "record"]
         links = [op[1] for op in ops if op[0] == "link"]
 
@@ -363,4 +345,5 @@ class SQLiteStore:
 @functools.lru_cache(maxsize=64)
 def _insert_decisions_sql(rows: int) -> str:
     one = "(" + ", ".join("?" * 10) + ")"
-    return f"INSERT OR IGNORE INTO decisions ({_DECISION_COLUMNS}) VALUES " + ", ".join([one] * rows)  # noqa: S608
+    values = ", ".join([one] * rows)
+    return f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES {values} ON CONFLICT (request_id) DO NOTHING"  # noqa: S608

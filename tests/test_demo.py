@@ -43,3 +43,22 @@ def test_demo_walks_through_the_ladder_on_embedded_defaults(tmp_path: Path) -> N
     )  # fmt: skip
     first_hash = next(line for line in out.splitlines() if "alice  → " in line)
     assert first_hash in again.stdout
+
+
+def test_examples_run(tmp_path: Path) -> None:
+    from aupguard import generate_key_entry
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AUPGUARD_")}}
+    env["AUPGUARD_HASH_KEY"] = generate_key_entry()
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "examples" / "engine_basics.py")],
+        env=env, capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "None 401 authentication_required",
+        "u-42 403 terms_not_accepted",
+        "u-42 200 59",
+        "linked True True",
+    ]

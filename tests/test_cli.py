@@ -162,3 +162,11 @@ def test_missing_key_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
     assert code == 2
     assert f"hash key file {tmp_path / 'missing.key'} does not exist (identity.hash_key_file)" in err
     assert "Traceback" not in err
+
+
+def test_doctor_does_not_create_the_store(cli: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, *cli, "doctor")
+    assert code == 0 and "does not exist yet; it will be created on first use" in out
+    assert not (tmp_path / "aupguard.db").exists()
+    code, out, _ = run(capsys, *cli[:2], "--store", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'a.db'}", "doctor")
+    assert code == 1 and "is not a writable folder" in out

@@ -108,3 +108,31 @@ def test_unwritable_store_path_is_a_store_error(keyring: Keyring, tmp_path: Path
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match="cannot open SQLite store"):
         Safeguards(Policy(), store=f"sqlite:///{blocker}/sub/aupguard.db", keyring=keyring)
+
+
+def test_an_engine_created_before_fork_works_in_the_child(make_guard: MakeGuard, tmp_path: Path) -> None:
+    """gunicorn --preload and multiprocessing create the engine once, then fork workers."""
+    guard = make_guard()
+    assert guard.check("parent-user").allowed
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: decide, see a suspension made by the parent, flush, report
+        code = 1
+        try:
+            os.close(read)
+            child_decision = guard.check("child-user")
+            os.write(write, child_decision.request_id.encode() + b"\n")
+            deadline = time.monotonic() + 5
+            while guard.check("parent-user").allowed and time.monotonic() < deadline:
+                time.sleep(0.02)
+            seen = not guard.check("parent-user").allowed
+            code = 0 if guard.audit.flush(timeout=10) and seen else 3
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_request_id = pipe.readline().strip()
+        guard.suspend("parent-user", reason="fraud")  # the child must notice this
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [r.request_id for r in guard.audit.find(user_id="child-user")] == [child_request_id]

@@ -43,10 +43,24 @@ class AuditLog:
         self._queue: collections.deque[AuditOp] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._written = 0  # operations written (or set aside) since start
         self.failures = 0  # batches that failed and were retried
         self.rejected = 0  # records the store refused as invalid (validation should make this 0)
-        self._thread = threading.Thread(target=self._run, name="aupguard-audit", daemon=True)
-        self._thread.start()
+        self._thread = self._start()
+
+    def _start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="aupguard-audit", daemon=True)
+        thread.start()
+        return thread
+
+    def after_fork(self) -> None:
+        """In a forked child: the writer thread did not survive the fork. What the parent had
+        queued is the parent's to write; the child starts empty with a writer of its own."""
+        self._queue.clear()
+        self._cond = threading.Condition()
+        self._written = 0
+        if not self._closed:
+            self._thread = self._start()
 
     # -- producing ---------------------------------------------------------------------
 
@@ -128,6 +142,7 @@ class AuditLog:
             with self._cond:
                 for _ in batch:
                     self._queue.popleft()
+                self._written += len(batch)  # only this thread writes it
                 self._cond.notify_all()
 
     def _write_one_by_one(self, batch: list[AuditOp]) -> None:
@@ -144,16 +159,19 @@ class AuditLog:
         return len(self._queue)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until everything queued so far is written. False if ``timeout`` ran out."""
+        """Wait until everything queued before this call is written (not for an empty queue:
+        under steady load that might never come). False if ``timeout`` ran out."""
         deadline = time.monotonic() + timeout
+        queued = len(self._queue)  # read before the written count: may overshoot, never undershoot
+        target = self._written + queued
         with self._cond:
             self._cond.notify_all()
-            while self._queue and self._thread.is_alive():
+            while self._written < target and self._thread.is_alive():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(min(left, self._interval))
-        return not self._queue
+        return self._written >= target
 
     def close(self, timeout: float = 30.0) -> None:
         if self._closed:

@@ -3,13 +3,16 @@ configured key ring and store work (I/O, in :func:`check_environment`)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from .durations import format_duration
 from .errors import AupguardError
 from .identity import Keyring
 from .policy import Policy
 from .stores import store_from_uri
+from .throttle import counters_from_uri
 
 __all__ = ["Finding", "Practice", "assess", "check_environment"]
 
@@ -111,6 +114,17 @@ def check_environment(policy: Policy, *, store: str | None = None) -> list[Findi
     except AupguardError as exc:
         findings.append(Finding(False, "hash key ring", str(exc)))
     uri = store or policy.storage.store
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    if path is not None and not Path(path).exists():  # checking must not create the database
+        parent = Path(path).parent
+        ok = parent.is_dir() and os.access(parent, os.W_OK)
+        detail = (
+            f"{uri} does not exist yet; it will be created on first use"
+            if ok
+            else (f"{uri} does not exist and {parent} is not a writable folder")
+        )
+        findings.append(Finding(ok, "store", detail))
+        return [*findings, _counters(policy)]
     try:
         opened = store_from_uri(uri)
         try:
@@ -119,5 +133,12 @@ def check_environment(policy: Policy, *, store: str | None = None) -> list[Findi
             opened.close()
     except AupguardError as exc:
         findings.append(Finding(False, "store", str(exc)))
-    findings.append(Finding(True, "counters", policy.storage.counters))
-    return findings
+    return [*findings, _counters(policy)]
+
+
+def _counters(policy: Policy) -> Finding:
+    try:
+        counters_from_uri(policy.storage.counters, policy.limits)
+    except AupguardError as exc:
+        return Finding(False, "counters", str(exc))
+    return Finding(True, "counters", policy.storage.counters)

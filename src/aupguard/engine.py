@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -65,6 +66,7 @@ class Safeguards(UserActions):
         self._closed = False
         self._atexit = _closer(weakref.ref(self))
         atexit.register(self._atexit)
+        os.register_at_fork(after_in_child=_reviver(weakref.ref(self)))
 
     # -- identity ----------------------------------------------------------------------
 
@@ -211,6 +213,15 @@ class Safeguards(UserActions):
         self._cache.close()
         self.store.close()
 
+    def _after_fork(self) -> None:
+        """Make an engine created before ``fork()`` work in the child (gunicorn --preload,
+        multiprocessing): new store connections, its own audit writer and change watcher."""
+        if self._closed:
+            return
+        self.store.after_fork()
+        self.audit.after_fork()
+        self._cache.after_fork()
+
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
 
@@ -240,3 +251,12 @@ def _check_surface(surface: object) -> None:
         surface.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("surface is not valid Unicode") from None
+
+
+def _reviver(ref: weakref.ref[Safeguards]) -> Callable[[], None]:
+    def revive() -> None:
+        guard = ref()
+        if guard is not None:
+            guard._after_fork()
+
+    return revive

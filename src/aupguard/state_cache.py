@@ -40,12 +40,22 @@ class StateCache:
         self._thread: threading.Thread | None = None
         self._seq = 0
         self._recent: dict[str, int] = {}  # user hash → latest change seq the watcher saw
+        self._interval = sync_interval
         if store.shared:
             self._seq = store.change_seq()
-            self._thread = threading.Thread(
-                target=self._watch, args=(sync_interval,), name="aupguard-state-sync", daemon=True
-            )
-            self._thread.start()
+            self._thread = self._start()
+
+    def _start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._watch, args=(self._interval,), name="aupguard-state-sync", daemon=True)
+        thread.start()
+        return thread
+
+    def after_fork(self) -> None:
+        """In a forked child: new locks, and a watcher of its own (threads do not survive fork)."""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        if self._thread is not None:
+            self._thread = self._start()
 
     def get(self, user_hash: str) -> UserState | None:
         return self._users.get(user_hash)

@@ -52,6 +52,16 @@ class SQLiteStore:
         with self._lock:
             self._guard(lambda: migrate(self._conn))
 
+    def after_fork(self) -> None:
+        """In a forked child: SQLite connections must not cross a fork, so open new ones
+        (the inherited ones are abandoned, not closed: closing them could disturb the
+        parent's locks), and a fresh lock in case another thread held it at the fork."""
+        self._lock = threading.RLock()
+        self._conn = self._connect()
+        self._audit_conn = self._connect() if self.shared else self._conn
+        if not self.shared:  # an in-memory database is not shared with the parent: start empty
+            self._guard(lambda: migrate(self._conn))
+
     @property
     def uri(self) -> str:
         return "memory://" if self.path is None else f"sqlite:///{self.path}"

@@ -69,8 +69,8 @@ class AuditLog:
         self._put(("record", row))
 
     async def arecord(self, row: AuditRow) -> None:
-        if len(self._queue) < self._max:
-            self._put(("record", row))
+        if len(self._queue) < self._max:  # room: append without any wait (the bound is soft by a few)
+            self._append(("record", row))
         else:  # the queue is full: wait for room off the event loop
             await asyncio.to_thread(self._put, ("record", row))
 
@@ -102,6 +102,12 @@ class AuditLog:
                 self._cond.notify_all()
                 while len(queue) >= self._max and not self._closed:
                     self._cond.wait(0.1)
+        self._append(op)
+
+    def _append(self, op: AuditOp) -> None:
+        if self._closed:
+            raise RuntimeError("the audit log is closed")
+        queue = self._queue
         queue.append(op)
         if len(queue) == _BATCH:  # wake the writer early for a full batch (once, not per call)
             with self._cond:

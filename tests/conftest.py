@@ -4,7 +4,7 @@ temporary SQLite file (closed at teardown, so every audit record is written)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +63,13 @@ def make_guard(tmp_path: Path, keyring: Keyring) -> Iterator[MakeGuard]:
         store: str | None = None,
         clock: Callable[[], float] | None = None,
         ring: Keyring | None = None,
+        moderators: Sequence[Any] | None = None,
     ) -> Safeguards:
         kwargs: dict[str, Any] = {"store": store or f"sqlite:///{tmp_path / 'aupguard.db'}", "keyring": ring or keyring}
         if clock is not None:
             kwargs["clock"] = clock
+        if moderators is not None:
+            kwargs["moderators"] = moderators
         guard = Safeguards(Policy.from_mapping(policy or {}, env={}), **kwargs)
         made.append(guard)
         return guard

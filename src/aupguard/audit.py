@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import sqlite3
 import threading
@@ -86,6 +87,11 @@ class AuditLog:
         _check_text("anthropic_request_id", anthropic_request_id)
         _check_text("message_id", message_id)
         self._put(("link", (request_id, anthropic_request_id, message_id)))
+
+    def amend(self, request_id: str, *, outcome: str, status: int, reasons: tuple[str, ...]) -> None:
+        """Replace a record's outcome once a verdict arrives after it was written (parallel
+        moderation, output moderation)."""
+        self._put(("amend", (request_id, outcome, status, json.dumps(list(reasons)))))
 
     async def alink(
         self, request_id: str, *, anthropic_request_id: str | None = None, message_id: str | None = None

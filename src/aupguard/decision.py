@@ -6,9 +6,13 @@ Errors use Anthropic's error shape: ``{"type": "error", "error": {"type": kind, 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .ladder import Level
+
+if TYPE_CHECKING:
+    from .moderation.chain import ModerationResult
+    from .prompt_policy import ResolvedPrompt
 
 __all__ = ["ERROR_STATUS", "Decision", "error_body"]
 
@@ -50,6 +54,10 @@ class Decision(NamedTuple):
     reset_after: int | None = None
     retry_after: int | None = None
     warning: str | None = None
+    reasons: tuple[str, ...] = ()  # text-free reasons recorded in the audit log
+    prompt: ResolvedPrompt | None = None  # the prompt to send to Claude, when one was screened
+    moderation: ModerationResult | None = None
+    moderation_pending: bool = False  # parallel mode: screen() must still run before answering
 
     def error_body(self) -> dict[str, Any]:
         """The JSON body for a refused call (Anthropic's error shape)."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import os
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .audit import AuditLog, AuditRow
 from .decision import ERROR_STATUS, Decision
@@ -29,20 +30,25 @@ from .ladder import (
     status_expires,
     strikes_to_keep,
 )
+from .moderation.base import Moderator
+from .moderation.setup import build_chain
 from .policy import Policy
+from .prompt_policy import PromptPolicy, PromptRequest
+from .screening import Screening
 from .state_cache import StateCache
 from .stores import store_from_uri
 from .throttle import counters_from_uri
-from .user_actions import StrikeResult, UserActions
+from .user_actions import StrikeResult
 
 __all__ = ["Safeguards", "StrikeResult"]
 
 ANONYMOUS = "anonymous"
 
 
-class Safeguards(UserActions):
+class Safeguards(Screening):
     """The policy engine. ``store`` and ``counters`` override ``[storage]`` in the policy;
-    ``keyring`` overrides the key ring named by ``[identity]``; ``clock`` is for simulations."""
+    ``keyring`` overrides the key ring named by ``[identity]``; ``moderators`` replaces the
+    moderators ``[moderation]`` describes (in the order given); ``clock`` is for simulations."""
 
     def __init__(
         self,
@@ -51,11 +57,14 @@ class Safeguards(UserActions):
         store: str | None = None,
         counters: str | None = None,
         keyring: Keyring | None = None,
+        moderators: Sequence[Moderator] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.policy = policy or Policy()
         self._clock = clock
         self.hasher = UserHasher(keyring or Keyring.from_policy(self.policy.identity))
+        self.prompts = PromptPolicy(self.policy.prompts)
+        self.moderation = build_chain(self.policy.moderation, moderators, self.hasher.keyring.current.secret)
         self.store = store_from_uri(store or self.policy.storage.store)
         self.counters = counters_from_uri(counters or self.policy.storage.counters, self.policy.limits)
         self.audit = AuditLog(self.store, self.hasher, max_queue=self.policy.storage.audit_queue)
@@ -76,8 +85,12 @@ class Safeguards(UserActions):
 
     # -- the guarded call ----------------------------------------------------------------
 
-    def check(self, user_id: str | None, *, surface: str = "default") -> Decision:
-        """Decide whether ``user_id`` may make a call now; record the decision."""
+    def check(
+        self, user_id: str | None, *, surface: str = "default", prompt: str | PromptRequest | None = None
+    ) -> Decision:
+        """Decide whether ``user_id`` may make a call now, and record the decision. With a
+        ``prompt``, also apply the prompt policy and (``[moderation] mode = "before"``) the
+        moderators; the decision then carries the resolved prompt to send to Claude."""
         now = self._clock()
         early = self._identify(user_id, surface, now)
         if isinstance(early, Decision):
@@ -87,11 +100,17 @@ class Safeguards(UserActions):
         if state is None and early != ANONYMOUS:
             state = self._fresh_state(user_id, early)  # type: ignore[arg-type]
         decision = self._decide(early, state, now)
+        if prompt is not None and decision.allowed:
+            decision = self._resolve(decision, prompt)
+            if self._needs_moderation(decision):
+                decision = self.screen(decision)
         self.audit.record(self._record(decision, surface, now))
         return decision
 
-    async def acheck(self, user_id: str | None, *, surface: str = "default") -> Decision:
-        """``check`` for async code: a store read (a user's first call) runs off the loop."""
+    async def acheck(
+        self, user_id: str | None, *, surface: str = "default", prompt: str | PromptRequest | None = None
+    ) -> Decision:
+        """``check`` for async code: store reads and remote moderators run off the loop."""
         now = self._clock()
         early = self._identify(user_id, surface, now)
         if isinstance(early, Decision):
@@ -101,6 +120,10 @@ class Safeguards(UserActions):
         if state is None and early != ANONYMOUS:
             state = await asyncio.to_thread(self._fresh_state, user_id, early)  # type: ignore[arg-type]
         decision = self._decide(early, state, now)
+        if prompt is not None and decision.allowed:
+            decision = self._resolve(decision, prompt)
+            if self._needs_moderation(decision):
+                decision = await self.ascreen(decision)
         await self.audit.arecord(self._record(decision, surface, now))
         return decision
 
@@ -196,7 +219,7 @@ class Safeguards(UserActions):
             "allowed" if decision.allowed else decision.error or "refused",
             decision.status,
             None if level is None else level.value,
-            '["warned"]' if decision.warning is not None else "[]",
+            _reasons_json(decision),
             None,
             None,
         )
@@ -260,3 +283,9 @@ def _reviver(ref: weakref.ref[Safeguards]) -> Callable[[], None]:
             guard._after_fork()
 
     return revive
+
+
+def _reasons_json(decision: Decision) -> str:
+    if decision.reasons:
+        return json.dumps([*decision.reasons, "warned"] if decision.warning is not None else list(decision.reasons))
+    return '["warned"]' if decision.warning is not None else "[]"

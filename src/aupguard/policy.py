@@ -18,6 +18,7 @@ import limits
 
 from .durations import DURATION_HELP, parse_duration
 from .errors import PolicyError
+from .policy_moderation import MODERATION_FIELDS, PROMPTS_FIELDS, ModerationPolicy, PromptsPolicy
 
 __all__ = [
     "ENV_PREFIX",
@@ -79,6 +80,8 @@ class Policy:
     ladder: LadderPolicy = field(default_factory=LadderPolicy)
     limits: LimitsPolicy = field(default_factory=LimitsPolicy)
     storage: StoragePolicy = field(default_factory=StoragePolicy)
+    prompts: PromptsPolicy = field(default_factory=PromptsPolicy)
+    moderation: ModerationPolicy = field(default_factory=ModerationPolicy)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
@@ -225,6 +228,8 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
             "audit_queue": (_positive_int, "an integer from 1 to 1000000 (records held before writers wait)"),
         },
     ),
+    "prompts": (PromptsPolicy, PROMPTS_FIELDS),
+    "moderation": (ModerationPolicy, MODERATION_FIELDS),
 }
 
 
@@ -237,6 +242,8 @@ def _build_section(name: str, table: Mapping[str, Any]) -> Any:
         parse, allowed = specs[key]
         try:
             values[key] = parse(raw)
+        except PolicyError:  # a nested value names its own path
+            raise
         except ValueError:
             raise PolicyError(f"{name}.{key}", raw, allowed) from None
     required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
@@ -247,6 +254,19 @@ def _build_section(name: str, table: Mapping[str, Any]) -> Any:
 
 
 def _check_cross_fields(policy: Policy) -> None:
+    prompts = policy.prompts
+    needs = {
+        "allowlist": prompts.allowlist or prompts.allowlist_patterns,
+        "templates": prompts.templates,
+        "corpus": prompts.corpus,
+    }
+    if prompts.mode in needs and not needs[prompts.mode]:
+        wanted = {
+            "allowlist": "prompts.allowlist or prompts.allowlist_patterns",
+            "templates": "prompts.templates",
+            "corpus": "prompts.corpus",
+        }[prompts.mode]
+        raise PolicyError("prompts.mode", prompts.mode, f"a mode whose settings are given (set {wanted})")
     ladder = policy.ladder
     if not ladder.warn <= ladder.throttle:
         raise PolicyError("ladder.throttle", ladder.throttle, f"an integer >= ladder.warn ({ladder.warn})")

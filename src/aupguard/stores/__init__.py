@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import ConfigurationError
-from .records import AuditEvent, AuditRecord, Describe, StrikeRecord
+from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
 from .sqlite import SQLiteStore
 
 __all__ = [
     "AuditEvent",
     "AuditRecord",
     "Describe",
+    "ReviewItem",
     "SQLiteStore",
     "StrikeRecord",
     "register_store",

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..ladder import UserState
 
-__all__ = ["AuditEvent", "AuditRecord", "Describe", "StrikeRecord"]
+__all__ = ["AuditEvent", "AuditRecord", "Describe", "ReviewItem", "StrikeRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,23 @@ class AuditRecord:
     reasons: tuple[str, ...] = ()
     anthropic_request_id: str | None = None
     message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """A flagged prompt waiting for a human reviewer. Holds no prompt text (captured text,
+    encrypted, comes with the instrumentation)."""
+
+    id: str
+    at: float
+    user_hash: str
+    request_id: str | None
+    strike_id: str | None
+    action: str
+    categories: tuple[str, ...]
+    moderators: tuple[str, ...]
+    explanation: str
+    status: str = "open"
 
 
 #: Given the user's state before and after a change, the events that record it.

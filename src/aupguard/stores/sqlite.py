@@ -18,13 +18,14 @@ from typing import Any
 
 from ..errors import StoreError
 from ..ladder import UserState
-from .records import AuditEvent, AuditRecord, Describe, StrikeRecord
+from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
 from .sqlite_schema import migrate
 
 __all__ = ["AuditOp", "SQLiteStore"]
 
 #: ("record", row in _DECISION_COLUMNS order, reasons JSON-encoded)
 #: or ("link", (request_id, anthropic_request_id, message_id))
+#: or ("amend", (request_id, outcome, status, reasons as JSON))
 AuditOp = tuple[str, Any]
 _ROWS_PER_INSERT = 3000  # 10 columns each: well under SQLite's 32,766 bound parameters
 _USER_COLUMNS = (
@@ -139,6 +140,7 @@ class SQLiteStore:
         strike: StrikeRecord | None = None,
         void: tuple[str, str] | None = None,
         follow_up: Callable[[UserState], Mapping[str, Any] | None] | None = None,
+        review: ReviewItem | None = None,
     ) -> UserState:
         """Apply one change to a user atomically, then the user fields ``follow_up`` derives
         from the changed state (the ladder's own suspension), and record the events
@@ -168,6 +170,14 @@ class SQLiteStore:
                         "UPDATE strikes SET voided_at = ?, void_reason = ? WHERE id = ? AND voided_at IS NULL",
                         (at, void[1], void[0]),
                     )
+                if review is not None:
+                    conn.execute(
+                        "INSERT INTO review_items (id, at, user_hash, request_id, strike_id, action, categories, "
+                        "moderators, explanation, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (review.id, review.at, user_hash, review.request_id, review.strike_id, review.action,
+                         json.dumps(list(review.categories)), json.dumps(list(review.moderators)),
+                         review.explanation, review.status),
+                    )  # fmt: skip
                 after = self._load(conn, user_hash, window_start, keep)
                 consequence = follow_up(after) if follow_up is not None else None
                 if consequence:
@@ -192,6 +202,28 @@ class SQLiteStore:
             f"ON CONFLICT (user_hash) DO UPDATE SET {updates}",
             (user_hash, *fields.values()),
         )
+
+    def review_items(
+        self, *, status: str | None = "open", user_hash: str | None = None, limit: int = 100
+    ) -> list[ReviewItem]:
+        clauses, args = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        if user_hash is not None:
+            clauses.append("user_hash = ?")
+            args.append(user_hash)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = (
+            "SELECT id, at, user_hash, request_id, strike_id, action, categories, moderators, explanation, status "  # noqa: S608
+            f"FROM review_items {where} ORDER BY at DESC, id DESC LIMIT ?"
+        )
+        with self._lock:
+            rows = self._guard(lambda: self._conn.execute(sql, (*args, limit)).fetchall())
+        return [
+            ReviewItem(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), tuple(json.loads(r[7])), r[8], r[9])
+            for r in rows
+        ]
 
     def find_strike(self, strike_id: str) -> StrikeRecord | None:
         with self._lock:
@@ -263,6 +295,7 @@ class SQLiteStore:
         inserts skip known request ids."""
         rows = [op[1] for op in ops if op[0] == "record"]
         links = [op[1] for op in ops if op[0] == "link"]
+        amends = [op[1] for op in ops if op[0] == "amend"]
 
         def run() -> None:
             with (
@@ -276,6 +309,10 @@ class SQLiteStore:
                     "UPDATE decisions SET anthropic_request_id = coalesce(?, anthropic_request_id), "
                     "message_id = coalesce(?, message_id) WHERE request_id = ?",
                     [(areq, mid, rid) for rid, areq, mid in links],
+                )
+                conn.executemany(
+                    "UPDATE decisions SET outcome = ?, status = ?, reasons = ? WHERE request_id = ?",
+                    [(outcome, status, reasons, rid) for rid, outcome, status, reasons in amends],
                 )
 
         self._guard(run)

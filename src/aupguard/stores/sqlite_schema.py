@@ -39,6 +39,16 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX decisions_by_message_id ON decisions (message_id);
     CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, user_hash TEXT NOT NULL, at REAL NOT NULL);
     """,
+    # 2: the review queue (items from flagged prompts; the console works them)
+    """
+    CREATE TABLE review_items (
+        id TEXT PRIMARY KEY, at REAL NOT NULL, user_hash TEXT NOT NULL, request_id TEXT,
+        strike_id TEXT, action TEXT NOT NULL, categories TEXT NOT NULL, moderators TEXT NOT NULL,
+        explanation TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open'
+    );
+    CREATE INDEX review_items_by_status ON review_items (status, at);
+    CREATE INDEX review_items_by_user ON review_items (user_hash, at);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -1,0 +1,174 @@
+"""The moderator chain: cheap moderators first, stop at a decisive verdict, cache by text.
+
+A verdict is *decisive* when its action is ``block``: nothing later can make the outcome
+worse, so the remaining (slower, paid) moderators are skipped. Otherwise every moderator
+runs and the most severe action wins. A moderator that fails follows ``[moderation] fail``:
+``open`` goes on without it (logged), ``closed`` makes the outcome *unavailable*.
+
+Outcomes are cached by a keyed digest of the normalised text for ``cache_ttl``, so a
+repeated prompt costs one dictionary lookup; failures are never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ..normalize import normalize
+from ..policy_moderation import ACTIONS, ModerationPolicy
+from .base import Moderator, ModeratorError, Verdict
+
+__all__ = ["ModerationChain", "ModerationResult"]
+
+log = logging.getLogger("aupguard.moderation")
+_CACHE_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationResult:
+    """The chain's outcome. ``action`` is None when nothing was flagged."""
+
+    action: str | None
+    categories: tuple[str, ...] = ()
+    verdicts: tuple[Verdict, ...] = ()
+    unavailable: bool = False  # a moderator failed and the policy says fail closed
+    errors: tuple[str, ...] = ()  # "moderator: kind" of each failure
+    cached: bool = False
+
+    @property
+    def flagged(self) -> bool:
+        return self.action is not None
+
+    @property
+    def moderators(self) -> tuple[str, ...]:
+        return tuple(v.moderator for v in self.verdicts if v.flagged)
+
+    def reasons(self) -> list[str]:
+        """Short, text-free reasons for the audit record."""
+        out = [f"flagged:{c}" for c in self.categories] + [f"moderator:{m}" for m in self.moderators]
+        if self.action:
+            out.append(f"action:{self.action}")
+        out += [f"moderator_failed:{e}" for e in self.errors]
+        return out
+
+
+class ModerationChain:
+    def __init__(
+        self,
+        moderators: Sequence[Moderator],
+        policy: ModerationPolicy,
+        *,
+        category_actions: Mapping[str, Mapping[str, str]] | None = None,
+        cache_key: bytes = b"",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``category_actions`` maps a moderator name to its own category → action table
+        (the rules carry their actions); other moderators use ``[moderation] actions``."""
+        self.moderators = tuple(moderators)
+        self.policy = policy
+        self._category_actions = dict(category_actions or {})
+        self._key = hashlib.blake2b(cache_key or b"aupguard", digest_size=32).digest()
+        self._clock = clock
+        self._cache: OrderedDict[bytes, tuple[float, ModerationResult]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self.moderators)
+
+    def action_of(self, verdict: Verdict) -> str | None:
+        if not verdict.flagged:
+            return None
+        own = self._category_actions.get(verdict.moderator)
+        if own is not None:
+            found = [own.get(c, self.policy.default_action) for c in verdict.categories] or [self.policy.default_action]
+            return min(found, key=ACTIONS.index)
+        return self.policy.action_for(verdict.categories)
+
+    # -- running -----------------------------------------------------------------------
+
+    def run(self, text: str) -> ModerationResult:
+        key = self._digest(text)
+        hit = self._cached(key)
+        if hit is not None:
+            return hit
+        verdicts: list[Verdict] = []
+        errors: list[str] = []
+        for moderator in self.moderators:
+            try:
+                verdict = moderator.moderate(text)
+            except Exception as exc:
+                errors.append(_failure(moderator, exc))
+                if self.policy.fail == "closed":
+                    return ModerationResult(None, (), tuple(verdicts), True, tuple(errors))
+                continue
+            verdicts.append(verdict)
+            if self.action_of(verdict) == "block":
+                break
+        return self._finish(key, verdicts, errors)
+
+    async def arun(self, text: str) -> ModerationResult:
+        key = self._digest(text)
+        hit = self._cached(key)
+        if hit is not None:
+            return hit
+        verdicts: list[Verdict] = []
+        errors: list[str] = []
+        budget = self.policy.timeout + 0.5  # the moderator's own timeout first; this one is a backstop
+        for moderator in self.moderators:
+            try:
+                verdict = await asyncio.wait_for(moderator.amoderate(text), budget)
+            except Exception as exc:
+                errors.append(_failure(moderator, exc))
+                if self.policy.fail == "closed":
+                    return ModerationResult(None, (), tuple(verdicts), True, tuple(errors))
+                continue
+            verdicts.append(verdict)
+            if self.action_of(verdict) == "block":
+                break
+        return self._finish(key, verdicts, errors)
+
+    def _finish(self, key: bytes, verdicts: list[Verdict], errors: list[str]) -> ModerationResult:
+        actions = [a for a in map(self.action_of, verdicts) if a is not None]
+        categories = tuple(dict.fromkeys(c for v in verdicts if v.flagged for c in v.categories))
+        action = min(actions, key=ACTIONS.index) if actions else None
+        result = ModerationResult(action, categories, tuple(verdicts), False, tuple(errors))
+        if not errors:
+            with self._lock:
+                self._cache[key] = (
+                    self._clock() + self.policy.cache_ttl,
+                    ModerationResult(action, categories, tuple(verdicts), False, (), True),
+                )
+                if len(self._cache) > _CACHE_LIMIT:
+                    self._cache.popitem(last=False)
+        return result
+
+    # -- cache -------------------------------------------------------------------------
+
+    def _digest(self, text: str) -> bytes:
+        return hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"), key=self._key, digest_size=16).digest()
+
+    def _cached(self, key: bytes) -> ModerationResult | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            with self._lock:
+                self._cache.pop(key, None)
+            return None
+        return entry[1]
+
+
+def _failure(moderator: Moderator, exc: BaseException) -> str:
+    kind = (
+        exc.kind
+        if isinstance(exc, ModeratorError)
+        else ("timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__)
+    )
+    log.warning("moderator %s failed: %s", moderator.name, kind)
+    return f"{moderator.name}: {kind}"

@@ -1,0 +1,168 @@
+"""``OpenAICompatibleModerator``: any endpoint shaped like OpenAI's ``/v1/moderations``.
+
+Why this shape: it is the de-facto interface for moderation services (OpenAI's
+omni-moderation, and self-hosted classifiers such as Llama Guard behind a compatible
+server), so one small client covers them all. It sends ``{"model": ..., "input": text}``
+and reads ``results[0]``: ``flagged`` and the true ``categories`` by default, or, with
+``threshold``, every category whose score reaches it (for services whose own ``flagged``
+is too eager or too lax for the policy).
+
+Decisions, so the chain can rely on them:
+
+- Anything that is not a usable verdict raises :class:`ModeratorError` (the chain applies
+  ``[moderation] fail``): ``timeout``, ``connection error``, ``http <status>``,
+  ``unparseable answer`` (not JSON, no ``results[0]``, a non-boolean ``flagged``, no
+  ``categories`` / ``category_scores`` object). The moderated text never appears in one.
+- Retries are immediate (no backoff) and only for what may pass on a second try: timeouts,
+  transport errors, 408/409/429 and 5xx. A moderation call spends the end user's latency
+  budget, so waiting out a backoff would only spend it faster.
+- ``category_map`` renames the service's categories to the policy's (``"violence/graphic"``
+  → ``"violence"``); names it does not mention pass through unchanged, so a partial map never
+  hides a flag. Duplicates after mapping are merged.
+- The ``httpx`` clients are created on first use (the async one inside the running event
+  loop, where its connections belong) and released by :meth:`close` / :meth:`aclose`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from aupguard.moderation.base import ModeratorError, Verdict
+
+__all__ = ["OpenAICompatibleModerator"]
+
+
+def _retryable(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+def _failure(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.TransportError):
+        return "connection error"
+    return "unparseable answer"  # e.g. a body that cannot be decoded
+
+
+class OpenAICompatibleModerator:
+    """Moderates through a ``/v1/moderations``-shaped endpoint. ``url`` is the full endpoint
+    URL; ``api_key`` is sent as ``Authorization: Bearer``; ``model=None`` omits the field
+    (for servers that serve one model). ``timeout`` is in seconds, per attempt."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        model: str | None = "omni-moderation-latest",
+        timeout: float = 2.0,
+        retries: int = 1,
+        name: str = "openai",
+        threshold: float | None = None,
+        category_map: Mapping[str, str] | None = None,
+    ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {retries}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+        self.name = name
+        self.url = url
+        self.model = model
+        self.timeout = timeout
+        self.retries = retries
+        self.threshold = threshold
+        self.category_map: Mapping[str, str] = dict(category_map or {})
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        self._lock = threading.Lock()
+
+    def _body(self, text: str) -> dict[str, Any]:
+        return {"input": text} if self.model is None else {"model": self.model, "input": text}
+
+    def _sync_client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(timeout=self.timeout, headers=self._headers)
+            return self._client
+
+    def moderate(self, text: str) -> Verdict:
+        kind = "timeout"
+        for _ in range(self.retries + 1):
+            try:
+                response = self._sync_client().post(self.url, json=self._body(text))
+            except httpx.HTTPError as exc:
+                kind = _failure(exc)
+                continue
+            if response.is_success:
+                return self._verdict(response)
+            kind = f"http {response.status_code}"
+            if not _retryable(response.status_code):
+                break
+        raise ModeratorError(self.name, kind)
+
+    async def amoderate(self, text: str) -> Verdict:
+        if self._async_client is None:
+            self._async_client = httpx.AsyncClient(timeout=self.timeout, headers=self._headers)
+        kind = "timeout"
+        for _ in range(self.retries + 1):
+            try:
+                response = await self._async_client.post(self.url, json=self._body(text))
+            except httpx.HTTPError as exc:
+                kind = _failure(exc)
+                continue
+            if response.is_success:
+                return self._verdict(response)
+            kind = f"http {response.status_code}"
+            if not _retryable(response.status_code):
+                break
+        raise ModeratorError(self.name, kind)
+
+    def _verdict(self, response: httpx.Response) -> Verdict:
+        try:
+            data = response.json()
+        except ValueError:
+            raise ModeratorError(self.name, "unparseable answer") from None
+        results = data.get("results") if isinstance(data, dict) else None
+        result = results[0] if isinstance(results, list) and results else None
+        if not isinstance(result, dict):
+            raise ModeratorError(self.name, "unparseable answer")
+        scores = result.get("category_scores")
+        scores = scores if isinstance(scores, dict) else {}
+        if self.threshold is None:
+            flagged, categories = result.get("flagged"), result.get("categories")
+            if not isinstance(flagged, bool) or not isinstance(categories, dict):
+                raise ModeratorError(self.name, "unparseable answer")
+            names = [name for name, hit in categories.items() if hit is True]
+        else:
+            if not isinstance(result.get("category_scores"), dict):
+                raise ModeratorError(self.name, "unparseable answer")
+            threshold = self.threshold
+            names = [name for name, score in scores.items() if _is_number(score) and score >= threshold]
+            flagged = bool(names)
+        if not flagged:
+            return Verdict.clean(self.name)
+        explanation = ", ".join(f"{name} {scores[name]:.2f}" for name in names if _is_number(scores.get(name)))
+        mapped = tuple(dict.fromkeys(self.category_map.get(name, name) for name in names))
+        return Verdict(True, mapped, self.name, explanation)
+
+    def close(self) -> None:
+        """Release the sync client's connections (a later call opens a new client)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Release the async client's connections; call it inside the loop that used them."""
+        client, self._async_client = self._async_client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,304 @@
+"""The ``[prompts]`` and ``[moderation]`` policy tables: their frozen objects and parsers.
+
+Nested values (rules, templates, variables) are checked where they are read, and a bad one
+raises :class:`PolicyError` naming the full path, e.g. ``moderation.rules[2].action``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .durations import DURATION_HELP, parse_duration
+from .errors import PolicyError
+
+__all__ = [
+    "ACTIONS",
+    "MODERATION_FIELDS",
+    "PROMPTS_FIELDS",
+    "ClaudeModeration",
+    "ModerationPolicy",
+    "OpenAIModeration",
+    "PromptsPolicy",
+    "RuleSpec",
+    "TemplateSpec",
+    "VariableSpec",
+]
+
+ACTIONS = ("block", "review", "warn", "log")  # most to least severe
+PROMPT_MODES = ("open", "allowlist", "templates", "corpus")
+MODERATION_MODES = ("before", "parallel", "off")
+VARIABLE_TYPES = ("string", "enum", "integer")
+
+
+@dataclass(frozen=True, slots=True)
+class VariableSpec:
+    type: str
+    max_length: int = 200
+    pattern: str | None = None
+    values: tuple[str, ...] = ()
+    min: int | None = None
+    max: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSpec:
+    id: str
+    text: str
+    variables: Mapping[str, VariableSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptsPolicy:
+    mode: str = "open"
+    allowlist: tuple[str, ...] = ()
+    allowlist_patterns: tuple[str, ...] = ()
+    templates: Mapping[str, TemplateSpec] = field(default_factory=dict)
+    corpus: str | None = None
+    max_length: int = 32_000
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    category: str
+    action: str = "block"
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClaudeModeration:
+    model: str = "claude-haiku-4-5"
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    base_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIModeration:
+    url: str
+    api_key_env: str | None = None
+    model: str | None = "omni-moderation-latest"
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationPolicy:
+    mode: str = "before"
+    fail: str = "closed"
+    timeout: float = 2.0
+    cache_ttl: float = 600.0
+    output: bool = False
+    default_action: str = "block"
+    actions: Mapping[str, str] = field(default_factory=dict)  # category -> action, for remote moderators
+    rules: tuple[RuleSpec, ...] = ()
+    claude: ClaudeModeration | None = None
+    openai: OpenAIModeration | None = None
+
+    def action_for(self, categories: tuple[str, ...]) -> str:
+        """The most severe action among the categories' actions."""
+        found = [self.actions.get(c, self.default_action) for c in categories] or [self.default_action]
+        return min(found, key=ACTIONS.index)
+
+
+# -- parsers ---------------------------------------------------------------------------
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if value in options:
+            return str(value)
+        raise ValueError
+
+    return parse
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str) and value.strip():
+        return value
+    raise ValueError
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    if isinstance(value, list | tuple) and all(isinstance(v, str) and v.strip() for v in value):
+        return tuple(value)
+    raise ValueError
+
+
+def _regexes(value: object) -> tuple[str, ...]:
+    patterns = _texts(value)
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error:
+            raise ValueError from None
+    return patterns
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError
+
+
+def _count(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10_000_000:
+        return value
+    raise ValueError
+
+
+def _table(value: object, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise PolicyError(key, value, "a table")
+    return value
+
+
+def _fields_of(
+    key: str, table: Mapping[str, Any], specs: Mapping[str, tuple[Callable[[object], Any], str]]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in table.items():
+        if name not in specs:
+            raise PolicyError(f"{key}.{name}", raw, f"one of the keys {', '.join(specs)}")
+        parse, allowed = specs[name]
+        try:
+            out[name] = parse(raw)
+        except PolicyError:
+            raise
+        except ValueError:
+            raise PolicyError(f"{key}.{name}", raw, allowed) from None
+    return out
+
+
+_RULE_KEYS = {
+    "category": (_text, "a category name"),
+    "action": (_choice(ACTIONS), " | ".join(ACTIONS)),
+    "keywords": (_texts, "a list of non-empty strings"),
+    "patterns": (_regexes, "a list of valid regular expressions"),
+}
+
+
+def _rules(value: object) -> tuple[RuleSpec, ...]:
+    if not isinstance(value, list):
+        raise ValueError
+    rules = []
+    for i, item in enumerate(value):
+        key = f"moderation.rules[{i}]"
+        got = _fields_of(key, _table(item, key), _RULE_KEYS)
+        if "category" not in got:
+            raise PolicyError(f"{key}.category", None, "a category name (required)")
+        if not got.get("keywords") and not got.get("patterns"):
+            raise PolicyError(f"{key}.keywords", None, "at least one keyword or pattern")
+        rules.append(RuleSpec(**got))
+    return tuple(rules)
+
+
+def _actions(value: object) -> Mapping[str, str]:
+    table = _table(value, "moderation.actions")
+    for category, action in table.items():
+        if action not in ACTIONS:
+            raise PolicyError(f"moderation.actions.{category}", action, " | ".join(ACTIONS))
+    return MappingProxyType(dict(table))
+
+
+def _claude(value: object) -> ClaudeModeration:
+    specs = {
+        "model": (_text, "a Claude model id"),
+        "api_key_env": (_text, "an environment variable name"),
+        "base_url": (_text, "an http(s) URL"),
+    }
+    return ClaudeModeration(**_fields_of("moderation.claude", _table(value, "moderation.claude"), specs))
+
+
+def _threshold(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1:
+        return float(value)
+    raise ValueError
+
+
+def _openai(value: object) -> OpenAIModeration:
+    specs = {
+        "url": (_text, "the full URL of a /v1/moderations endpoint"),
+        "api_key_env": (_text, "an environment variable name"),
+        "model": (_text, "a moderation model id"),
+        "threshold": (_threshold, "a score in (0, 1]"),
+    }
+    got = _fields_of("moderation.openai", _table(value, "moderation.openai"), specs)
+    if "url" not in got:
+        raise PolicyError("moderation.openai.url", None, "the full URL of a /v1/moderations endpoint (required)")
+    return OpenAIModeration(**got)
+
+
+_VARIABLE_KEYS = {
+    "type": (_choice(VARIABLE_TYPES), " | ".join(VARIABLE_TYPES)),
+    "max_length": (_count, "an integer from 1"),
+    "pattern": (lambda v: _regexes([v])[0], "a valid regular expression"),
+    "values": (_texts, "a list of allowed strings"),
+    "min": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) else _fail(), "an integer"),
+    "max": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) else _fail(), "an integer"),
+}
+
+
+def _fail() -> Any:
+    raise ValueError
+
+
+def _templates(value: object) -> Mapping[str, TemplateSpec]:
+    table = _table(value, "prompts.templates")
+    out: dict[str, TemplateSpec] = {}
+    for template_id, spec in table.items():
+        key = f"prompts.templates.{template_id}"
+        spec = _table(spec, key)
+        text = spec.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise PolicyError(f"{key}.text", text, "the template text with {placeholders}")
+        unknown = set(spec) - {"text", "variables"}
+        if unknown:
+            raise PolicyError(
+                f"{key}.{sorted(unknown)[0]}", spec[sorted(unknown)[0]], "one of the keys text, variables"
+            )
+        variables: dict[str, VariableSpec] = {}
+        for name, var in _table(spec.get("variables", {}), f"{key}.variables").items():
+            got = _fields_of(f"{key}.variables.{name}", _table(var, f"{key}.variables.{name}"), _VARIABLE_KEYS)
+            if "type" not in got:
+                raise PolicyError(f"{key}.variables.{name}.type", None, " | ".join(VARIABLE_TYPES) + " (required)")
+            if got["type"] == "enum" and not got.get("values"):
+                raise PolicyError(f"{key}.variables.{name}.values", None, "the allowed values of an enum (required)")
+            variables[name] = VariableSpec(**got)
+        try:
+            placeholders = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+        except ValueError:
+            raise PolicyError(f"{key}.text", text, "a text whose braces form {placeholders}") from None
+        missing = placeholders - set(variables)
+        if missing:
+            raise PolicyError(
+                f"{key}.text", text, f"placeholders that are all declared variables ({sorted(missing)[0]} is not)"
+            )
+        out[str(template_id)] = TemplateSpec(str(template_id), text, MappingProxyType(variables))
+    return MappingProxyType(out)
+
+
+PROMPTS_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
+    "mode": (_choice(PROMPT_MODES), " | ".join(PROMPT_MODES)),
+    "allowlist": (_texts, "a list of allowed prompts"),
+    "allowlist_patterns": (_regexes, "a list of valid regular expressions (full match)"),
+    "templates": (_templates, "a table of templates: id = {text = ..., variables = {...}}"),
+    "corpus": (_text, "a folder of documents or a JSONL file of {id, text}"),
+    "max_length": (_count, "an integer from 1 (characters in a prompt)"),
+}
+
+MODERATION_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
+    "mode": (_choice(MODERATION_MODES), " | ".join(MODERATION_MODES)),
+    "fail": (_choice(("open", "closed")), "open | closed"),
+    "timeout": (parse_duration, DURATION_HELP),
+    "cache_ttl": (parse_duration, DURATION_HELP),
+    "output": (_bool, "true or false"),
+    "default_action": (_choice(ACTIONS), " | ".join(ACTIONS)),
+    "actions": (_actions, "a table of category = action"),
+    "rules": (_rules, "an array of tables [[moderation.rules]]"),
+    "claude": (_claude, "a table [moderation.claude]"),
+    "openai": (_openai, "a table [moderation.openai]"),
+}

@@ -1,0 +1,177 @@
+"""What end users may send (``[prompts]``): open, an allowlist, server-side templates, or
+questions about a registered corpus. Pure checks over plain data; the corpus is read once.
+
+A refusal names the rule that failed and never echoes the prompt or a variable's value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import ConfigurationError
+from .gates import Refusal
+from .normalize import normalize
+from .policy_moderation import PromptsPolicy, TemplateSpec, VariableSpec
+
+__all__ = ["Corpus", "CorpusDocument", "PromptPolicy", "PromptRequest", "ResolvedPrompt"]
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRequest:
+    """What an end user sent: free ``text``, or a ``template`` id with ``variables``; plus
+    corpus ``documents`` by id, and whether the request carried documents of its own."""
+
+    text: str | None = None
+    template: str | None = None
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    documents: tuple[str, ...] = ()
+    inline_documents: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusDocument:
+    id: str
+    text: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPrompt:
+    """The text to moderate and send to Claude, and the corpus documents it refers to."""
+
+    text: str
+    documents: tuple[CorpusDocument, ...] = ()
+
+
+class Corpus:
+    """Documents by id, from a folder (one file a document, id = file name without suffix)
+    or a JSONL file of ``{"id": ..., "text": ...}``. Each is content-hashed (SHA-256)."""
+
+    def __init__(self, documents: Mapping[str, CorpusDocument]) -> None:
+        self.documents = MappingProxyType(dict(documents))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Corpus:
+        source = Path(path)
+        docs: dict[str, CorpusDocument] = {}
+        try:
+            if source.is_dir():
+                for file in sorted(p for p in source.iterdir() if p.is_file()):
+                    text = file.read_text(encoding="utf-8")
+                    docs[file.stem] = CorpusDocument(file.stem, text, hashlib.sha256(text.encode()).hexdigest())
+            else:
+                for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+                    if not line.strip():
+                        continue
+                    item = json.loads(line)
+                    if (
+                        not isinstance(item, dict)
+                        or not isinstance(item.get("id"), str)
+                        or not isinstance(item.get("text"), str)
+                    ):
+                        raise ConfigurationError(f'corpus {source} line {number}: expected {{"id": str, "text": str}}')
+                    text = item["text"]
+                    docs[item["id"]] = CorpusDocument(item["id"], text, hashlib.sha256(text.encode()).hexdigest())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigurationError(f"corpus {source} cannot be read: {exc.__class__.__name__}") from None
+        if not docs:
+            raise ConfigurationError(f"corpus {source} holds no documents")
+        return cls(docs)
+
+
+class PromptPolicy:
+    def __init__(self, policy: PromptsPolicy, corpus: Corpus | None = None) -> None:
+        self.policy = policy
+        self._allowed = frozenset(normalize(p) for p in policy.allowlist)
+        self._patterns = [re.compile(p) for p in policy.allowlist_patterns]
+        self.corpus = corpus
+        if policy.mode == "corpus" and corpus is None:
+            self.corpus = Corpus.load(policy.corpus or "")
+
+    def resolve(self, request: PromptRequest) -> ResolvedPrompt | Refusal:
+        mode = self.policy.mode
+        if mode == "templates":
+            return self._template(request)
+        if request.template is not None:
+            return _refuse("templates are not enabled ([prompts] mode is not 'templates')")
+        text = request.text or ""
+        if len(text) > self.policy.max_length:
+            return _refuse(f"the prompt is longer than {self.policy.max_length} characters (prompts.max_length)")
+        if mode == "allowlist":
+            if normalize(text) in self._allowed or any(p.fullmatch(text) for p in self._patterns):
+                return ResolvedPrompt(text)
+            return _refuse("the prompt is not one of the allowed prompts (prompts.allowlist)")
+        if mode == "corpus":
+            return self._corpus(request, text)
+        if request.documents:
+            return _refuse("corpus documents are not enabled ([prompts] mode is not 'corpus')")
+        return ResolvedPrompt(text)
+
+    def _template(self, request: PromptRequest) -> ResolvedPrompt | Refusal:
+        if request.template is None:
+            return _refuse("free text is not accepted: send a template id and its variables (prompts.templates)")
+        spec = self.policy.templates.get(request.template)
+        if spec is None:
+            return _refuse("unknown template id (prompts.templates)")
+        if request.text:
+            return _refuse("free text is not accepted alongside a template")
+        values: dict[str, str] = {}
+        for name, var in spec.variables.items():
+            if name not in request.variables:
+                return _refuse(f"template {spec.id}: variable {name} is missing")
+            problem = _check_variable(var, request.variables[name])
+            if problem:
+                return _refuse(f"template {spec.id}: variable {name} {problem}")
+            values[name] = str(request.variables[name])
+        extra = sorted(set(request.variables) - set(spec.variables))
+        if extra:
+            return _refuse(f"template {spec.id}: unknown variable {extra[0][:40]}")
+        return ResolvedPrompt(_render(spec, values))
+
+    def _corpus(self, request: PromptRequest, text: str) -> ResolvedPrompt | Refusal:
+        if request.inline_documents:
+            return _refuse("documents must come from the registered corpus, by id (prompts.corpus)")
+        assert self.corpus is not None
+        docs = []
+        for doc_id in request.documents:
+            doc = self.corpus.documents.get(doc_id)
+            if doc is None:
+                return _refuse("a document id is not in the registered corpus (prompts.corpus)")
+            docs.append(doc)
+        if not docs:
+            return _refuse("name at least one document of the registered corpus (prompts.corpus)")
+        return ResolvedPrompt(text, tuple(docs))
+
+
+def _check_variable(var: VariableSpec, value: object) -> str | None:
+    """What is wrong with ``value`` (without quoting it), or None."""
+    if var.type == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            return "must be an integer"
+        if (var.min is not None and value < var.min) or (var.max is not None and value > var.max):
+            return f"must be between {var.min} and {var.max}"
+        return None
+    if not isinstance(value, str):
+        return "must be a string"
+    if var.type == "enum":
+        return None if value in var.values else f"must be one of {', '.join(var.values)}"
+    if len(value) > var.max_length:
+        return f"is longer than {var.max_length} characters"
+    if var.pattern is not None and re.fullmatch(var.pattern, value) is None:
+        return "does not match its pattern"
+    return None
+
+
+def _render(spec: TemplateSpec, values: Mapping[str, str]) -> str:
+    return spec.text.format_map(values)  # substituted values are not parsed again: braces are safe
+
+
+def _refuse(rule: str) -> Refusal:
+    return Refusal("prompt_not_allowed", f"Prompt not allowed: {rule}.")

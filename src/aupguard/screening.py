@@ -1,0 +1,231 @@
+"""Screening a guarded call's prompt (and, optionally, Claude's answer): the prompt policy,
+then the moderator chain, then what the verdict costs the user.
+
+``check(..., prompt=...)`` screens inline when ``[moderation] mode = "before"``. In
+``parallel`` mode the decision comes back with ``moderation_pending`` set, and the caller
+runs :meth:`Screening.ascreen` alongside its Claude call, holding the answer until the
+verdict (:meth:`Screening.acall` does all of it). A ``block`` or ``review`` verdict adds a
+strike and a review item in one transaction; ``warn`` adds a warning; ``log`` only records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from .decision import Decision
+from .gates import Refusal
+from .ids import new_id
+from .moderation.chain import ModerationChain, ModerationResult
+from .prompt_policy import PromptPolicy, PromptRequest, ResolvedPrompt
+from .stores import ReviewItem, StrikeRecord
+from .user_actions import UserActions, describe_change
+
+if TYPE_CHECKING:
+    from .audit import AuditLog
+
+__all__ = ["Refused", "Screening"]
+
+T = TypeVar("T")
+
+
+class Refused(Exception):
+    """A guarded call was refused; ``decision`` says why (status, error kind, headers)."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        super().__init__(f"{decision.status} {decision.error}: {decision.message}")
+
+
+def _refusal(decision: Decision, refusal: Refusal, reasons: tuple[str, ...] = ()) -> Decision:
+    from .decision import ERROR_STATUS
+
+    return decision._replace(
+        allowed=False, status=ERROR_STATUS[refusal.error], error=refusal.error, message=refusal.message,
+        retry_after=refusal.retry_after, warning=None, reasons=reasons,
+    )  # fmt: skip
+
+
+class Screening(UserActions):
+    """Mixed into :class:`~aupguard.engine.Safeguards`, which provides these attributes."""
+
+    prompts: PromptPolicy
+    moderation: ModerationChain
+    audit: AuditLog
+
+    if TYPE_CHECKING:
+
+        def check(
+            self, user_id: str | None, *, surface: str = "default", prompt: str | PromptRequest | None = None
+        ) -> Decision: ...
+
+        async def acheck(
+            self, user_id: str | None, *, surface: str = "default", prompt: str | PromptRequest | None = None
+        ) -> Decision: ...
+
+    # -- the prompt --------------------------------------------------------------------
+
+    def _resolve(self, decision: Decision, prompt: str | PromptRequest) -> Decision:
+        request = PromptRequest(text=prompt) if isinstance(prompt, str) else prompt
+        resolved = self.prompts.resolve(request)
+        if isinstance(resolved, Refusal):
+            return _refusal(decision, resolved, ("prompt_policy",))
+        pending = bool(self.moderation) and self.policy.moderation.mode == "parallel"
+        return decision._replace(prompt=resolved, moderation_pending=pending)
+
+    def _needs_moderation(self, decision: Decision) -> bool:
+        return (
+            decision.allowed
+            and decision.prompt is not None
+            and not decision.moderation_pending
+            and bool(self.moderation)
+            and self.policy.moderation.mode == "before"
+        )
+
+    def screen(self, decision: Decision, text: str | None = None) -> Decision:
+        """Moderate the decision's prompt (or ``text``) and apply the verdict. For a decision
+        whose record is already written (parallel mode), the record is amended."""
+        prompt = text if text is not None else (decision.prompt.text if decision.prompt else "")
+        result = self.moderation.run(prompt)
+        return self._apply(decision, result, self._flag)
+
+    async def ascreen(self, decision: Decision, text: str | None = None) -> Decision:
+        prompt = text if text is not None else (decision.prompt.text if decision.prompt else "")
+        result = await self.moderation.arun(prompt)
+        if result.flagged and result.action in ("block", "review"):  # the store write runs off the loop
+            await asyncio.to_thread(self._flag, decision, result, False)
+        return self._apply(decision, result, lambda *_: None)
+
+    def _apply(
+        self,
+        decision: Decision,
+        result: ModerationResult,
+        flag: Callable[[Decision, ModerationResult, bool], None],
+        *,
+        output: bool = False,
+    ) -> Decision:
+        reasons = (*decision.reasons, *result.reasons())
+        if result.unavailable:
+            out = _refusal(
+                decision, Refusal("safeguards_unavailable", "Moderation is unavailable; try again shortly.", 5), reasons
+            )
+        elif result.action in ("block", "review"):
+            flag(decision, result, output)
+            if result.action == "block":
+                what = "answer" if output else "request"
+                out = _refusal(
+                    decision,
+                    Refusal(
+                        "content_flagged",
+                        f"This {what} was flagged under the usage policy ({', '.join(result.categories)}).",
+                    ),
+                    reasons,
+                )
+            else:
+                out = decision._replace(reasons=reasons)
+        elif result.action == "warn":
+            note = f"Your request may violate the usage policy ({', '.join(result.categories)})."
+            out = decision._replace(warning=note, reasons=reasons)
+        else:
+            out = decision._replace(reasons=reasons)
+        out = out._replace(moderation=result, moderation_pending=False)
+        if decision.moderation_pending or output:  # the record was written before the verdict
+            self.audit.amend(out.request_id, outcome="allowed" if out.allowed else out.error or "refused",
+                             status=out.status, reasons=out.reasons)  # fmt: skip
+        return out
+
+    def _flag(self, decision: Decision, result: ModerationResult, output: bool) -> None:
+        """A strike (prompts only: an answer is not the user's own words) and a review item,
+        in one transaction."""
+        if decision.user_hash is None or decision.user_hash == "anonymous":
+            return
+        now = self._clock()
+        category = result.categories[0] if result.categories else "unspecified"
+        moderators = ",".join(result.moderators) or "moderation"
+        strike = None
+        if not output:
+            reason = f"prompt flagged: {', '.join(result.categories)}"
+            strike = StrikeRecord(new_id(), decision.user_hash, now, reason, category, moderators, "moderation")
+        review = ReviewItem(
+            new_id(), now, decision.user_hash, decision.request_id, strike.id if strike else None, result.action or "",
+            result.categories, result.moderators, "output" if output else "prompt",
+        )  # fmt: skip
+        details = {"request_id": decision.request_id, "category": category, "source": moderators,
+                   "review_item": review.id}  # fmt: skip
+        action = "strike" if strike else "review"
+        describe = describe_change(
+            self.policy.ladder, now, action, "moderation", f"{review.explanation} flagged", details
+        )
+        from .ladder import suspension_after_strike
+
+        self._mutate(decision.user_hash, describe, suspension_after_strike if strike else None, strike=strike,
+                     review=review)  # fmt: skip
+
+    # -- answers -----------------------------------------------------------------------
+
+    def screen_output(self, decision: Decision, text: str) -> Decision:
+        """Moderate Claude's answer when ``[moderation] output = true`` (else returns the
+        decision as it is). A flagged answer gets a review item, not a strike."""
+        if not self.policy.moderation.output or not self.moderation:
+            return decision
+        return self._apply(decision, self.moderation.run(text), self._flag, output=True)
+
+    async def ascreen_output(self, decision: Decision, text: str) -> Decision:
+        if not self.policy.moderation.output or not self.moderation:
+            return decision
+        result = await self.moderation.arun(text)
+        if result.flagged and result.action in ("block", "review"):
+            await asyncio.to_thread(self._flag, decision, result, True)
+        return self._apply(decision, result, lambda *_: None, output=True)
+
+    # -- the whole call ----------------------------------------------------------------
+
+    async def acall(
+        self,
+        user_id: str | None,
+        prompt: str | PromptRequest,
+        call: Callable[[ResolvedPrompt], Awaitable[T]],
+        *,
+        surface: str = "default",
+    ) -> T:
+        """Guard one call: check, screen the prompt (before, or in parallel with ``call``,
+        whose result is held until the verdict and discarded on a flag), run ``call``.
+        Raises :class:`Refused` with the decision when the call may not proceed."""
+        decision = await self.acheck(user_id, surface=surface, prompt=prompt)
+        if not decision.allowed or decision.prompt is None:
+            raise Refused(decision)
+        if not decision.moderation_pending:
+            return await call(decision.prompt)
+        task = asyncio.ensure_future(call(decision.prompt))
+        screened = await self.ascreen(decision)
+        if not screened.allowed:
+            task.cancel()
+            raise Refused(screened)
+        return await task
+
+    def call(
+        self,
+        user_id: str | None,
+        prompt: str | PromptRequest,
+        call: Callable[[ResolvedPrompt], T],
+        *,
+        surface: str = "default",
+    ) -> T:
+        """``acall`` for sync code; in parallel mode ``call`` runs in a worker thread while
+        this thread moderates."""
+        decision = self.check(user_id, surface=surface, prompt=prompt)
+        if not decision.allowed or decision.prompt is None:
+            raise Refused(decision)
+        if not decision.moderation_pending:
+            return call(decision.prompt)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="aupguard-call")
+        try:
+            future = pool.submit(call, decision.prompt)
+            screened = self.screen(decision)
+            if not screened.allowed:  # the answer, when it comes, is discarded
+                raise Refused(screened)
+            return future.result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)

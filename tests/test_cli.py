@@ -98,10 +98,28 @@ def test_doctor_reports_practices_and_checks(cli: list[str], capsys: pytest.Capt
     assert code == 0
     assert "[x] Require an account before using Claude: on" in out
     assert "[x] Make sure users understand permitted uses: on" in out
-    assert "[-] Run a moderation API on every prompt before Claude: not yet available" in out
+    assert "[ ] Run a moderation API on every prompt before Claude: off" in out
+    assert "[ ] Limit users to a set of prompts or a known corpus: off" in out
     for tier in ("Basic", "Intermediate", "Advanced", "Comprehensive"):
         assert f"\n{tier}\n" in out
     assert "ok  hash key ring: current key t1" in out
+
+
+def test_doctor_sees_prompt_policy_and_moderators(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key_entry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
+    (tmp_path / "p.toml").write_text(
+        "[prompts]\nmode = 'allowlist'\nallowlist = ['hi']\n"
+        "[moderation]\nmode = 'before'\n[[moderation.rules]]\ncategory = 'weapons'\nkeywords = ['bomb']\n"
+        "[moderation.openai]\nurl = 'http://127.0.0.1:9/v1/moderations'\n"
+    )
+    code, out, _ = run(capsys, "--policy", str(tmp_path / "p.toml"), "--store", "memory://", "doctor")
+    assert code == 0
+    assert "[x] Limit users to a set of prompts or a known corpus: on" in out
+    assert "[x] Additional safety filters on prompts: on" in out
+    assert "[x] Run a moderation API on every prompt before Claude: on" in out
+    assert "[ ] Use Claude for content moderation: off" in out
 
 
 def test_doctor_without_terms_or_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,6 +36,8 @@ class Finding:
 
 def assess(policy: Policy) -> list[Practice]:
     ladder = policy.ladder
+    mod = policy.moderation
+    remote = [name for name, table in (("Claude", mod.claude), ("an OpenAI-compatible endpoint", mod.openai)) if table]
     suspend_for = "until reinstated" if ladder.suspend_for is None else f"for {format_duration(ladder.suspend_for)}"
     return [
         Practice(
@@ -72,31 +74,49 @@ def assess(policy: Policy) -> list[Practice]:
             f"{ladder.warn} strike(s) warn, {ladder.throttle} throttle to {policy.limits.throttled}, "
             f"{ladder.suspend} suspend {suspend_for}; strikes count for {format_duration(ladder.window)}",
         ),
-        Practice(
-            "Intermediate",
-            "Limit users to a set of prompts or a known corpus",
-            NOT_YET,
-            "prompt policy ([prompts]) is not in this version",
-        ),
+        _prompts(policy),
         Practice(
             "Intermediate",
             "Additional safety filters on prompts",
-            NOT_YET,
-            "moderation ([moderation]) is not in this version",
+            ON if policy.moderation.rules and mod.mode != "off" else OFF,
+            f"{len(policy.moderation.rules)} local rule(s) in [[moderation.rules]]"
+            if policy.moderation.rules and mod.mode != "off"
+            else "add [[moderation.rules]] (keywords and patterns per category)",
         ),
         Practice(
             "Advanced",
             "Run a moderation API on every prompt before Claude",
-            NOT_YET,
-            "moderation ([moderation] mode = before) is not in this version",
+            ON if remote and mod.mode != "off" else OFF,
+            f"{' and '.join(remote)} in mode {mod.mode}, fail {mod.fail}, timeout {format_duration(mod.timeout)}"
+            if remote and mod.mode != "off"
+            else "add [moderation.claude] (Claude as moderator) or [moderation.openai] (any /v1/moderations endpoint)",
+        ),
+        Practice(
+            "Advanced",
+            "Use Claude for content moderation",
+            ON if mod.claude is not None and mod.mode != "off" else OFF,
+            f"model {mod.claude.model}" if mod.claude is not None else "add [moderation.claude]",
         ),
         Practice(
             "Comprehensive",
             "Human review of flagged prompts; restrict high violation rates",
             NOT_YET,
-            "the review queue and console are not in this version; suspend by hand with `aupguard user suspend`",
+            "flagged prompts open review items (block / review actions); the console is not in this version: "
+            "suspend by hand with `aupguard user suspend`",
         ),
     ]
+
+
+def _prompts(policy: Policy) -> Practice:
+    prompts = policy.prompts
+    how = {
+        "open": "set [prompts] mode = allowlist | templates | corpus",
+        "allowlist": f"{len(prompts.allowlist)} allowed prompt(s), {len(prompts.allowlist_patterns)} pattern(s)",
+        "templates": f"{len(prompts.templates)} server-side template(s); free text refused",
+        "corpus": f"documents by id from {prompts.corpus}; user-supplied documents refused",
+    }[prompts.mode]
+    state = OFF if prompts.mode == "open" else ON
+    return Practice("Intermediate", "Limit users to a set of prompts or a known corpus", state, how)
 
 
 def check_environment(policy: Policy, *, store: str | None = None) -> list[Finding]:

@@ -36,8 +36,9 @@ def normalize(text: str) -> str:
     """The matching form of ``text`` (see the module docstring). Pure ASCII takes a fast path."""
     if text.isascii():
         return " ".join(text.lower().split())
-    text = _FORMAT.sub("", unicodedata.normalize("NFKC", text))
-    text = text.casefold()
+    # invisible characters go first, so that NFKC sees the letters and accents they split;
+    # look-alikes folded to Latin may compose with a following accent: NFKC once more
+    text = unicodedata.normalize("NFKC", _FORMAT.sub("", text)).casefold()
     if _LOOKALIKE.search(text):  # translate costs ~10 µs per KB: only when there is work
-        text = text.translate(_TABLE)
+        text = unicodedata.normalize("NFKC", text.translate(_TABLE))
     return " ".join(text.split())

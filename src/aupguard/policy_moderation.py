@@ -15,6 +15,7 @@ from typing import Any
 
 from .durations import DURATION_HELP, parse_duration
 from .errors import PolicyError
+from .normalize import normalize
 
 __all__ = [
     "ACTIONS",
@@ -132,10 +133,19 @@ def _regexes(value: object) -> tuple[str, ...]:
     patterns = _texts(value)
     for p in patterns:
         try:
-            re.compile(p)
+            compiled = re.compile(p, re.IGNORECASE)
         except re.error:
             raise ValueError from None
+        if compiled.search("") is not None:  # it would match (or flag) every text
+            raise ValueError
     return patterns
+
+
+def _keywords(value: object) -> tuple[str, ...]:
+    words = _texts(value)
+    if not all(normalize(w) for w in words):  # e.g. only zero-width characters
+        raise ValueError
+    return words
 
 
 def _bool(value: object) -> bool:
@@ -176,8 +186,8 @@ def _fields_of(
 _RULE_KEYS = {
     "category": (_text, "a category name"),
     "action": (_choice(ACTIONS), " | ".join(ACTIONS)),
-    "keywords": (_texts, "a list of non-empty strings"),
-    "patterns": (_regexes, "a list of valid regular expressions"),
+    "keywords": (_keywords, "a list of keywords with visible characters"),
+    "patterns": (_regexes, "a list of valid regular expressions that cannot match empty text"),
 }
 
 
@@ -284,7 +294,7 @@ def _templates(value: object) -> Mapping[str, TemplateSpec]:
 PROMPTS_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "mode": (_choice(PROMPT_MODES), " | ".join(PROMPT_MODES)),
     "allowlist": (_texts, "a list of allowed prompts"),
-    "allowlist_patterns": (_regexes, "a list of valid regular expressions (full match)"),
+    "allowlist_patterns": (_regexes, "a list of valid regular expressions (full match) that cannot match empty text"),
     "templates": (_templates, "a table of templates: id = {text = ..., variables = {...}}"),
     "corpus": (_text, "a folder of documents or a JSONL file of {id, text}"),
     "max_length": (_count, "an integer from 1 (characters in a prompt)"),

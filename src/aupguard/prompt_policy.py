@@ -65,6 +65,7 @@ class Corpus:
             if source.is_dir():
                 for file in sorted(p for p in source.iterdir() if p.is_file()):
                     text = file.read_text(encoding="utf-8")
+                    _unique(docs, file.stem, source)
                     docs[file.stem] = CorpusDocument(file.stem, text, hashlib.sha256(text.encode()).hexdigest())
             else:
                 for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
@@ -78,6 +79,7 @@ class Corpus:
                     ):
                         raise ConfigurationError(f'corpus {source} line {number}: expected {{"id": str, "text": str}}')
                     text = item["text"]
+                    _unique(docs, item["id"], source)
                     docs[item["id"]] = CorpusDocument(item["id"], text, hashlib.sha256(text.encode()).hexdigest())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigurationError(f"corpus {source} cannot be read: {exc.__class__.__name__}") from None
@@ -90,10 +92,12 @@ class PromptPolicy:
     def __init__(self, policy: PromptsPolicy, corpus: Corpus | None = None) -> None:
         self.policy = policy
         self._allowed = frozenset(normalize(p) for p in policy.allowlist)
-        self._patterns = [re.compile(p) for p in policy.allowlist_patterns]
+        self._patterns = [re.compile(p, re.IGNORECASE) for p in policy.allowlist_patterns]
         self.corpus = corpus
         if policy.mode == "corpus" and corpus is None:
-            self.corpus = Corpus.load(policy.corpus or "")
+            if not policy.corpus:
+                raise ConfigurationError("[prompts] mode = 'corpus' needs prompts.corpus")
+            self.corpus = Corpus.load(policy.corpus)
 
     def resolve(self, request: PromptRequest) -> ResolvedPrompt | Refusal:
         mode = self.policy.mode
@@ -105,7 +109,8 @@ class PromptPolicy:
         if len(text) > self.policy.max_length:
             return _refuse(f"the prompt is longer than {self.policy.max_length} characters (prompts.max_length)")
         if mode == "allowlist":
-            if normalize(text) in self._allowed or any(p.fullmatch(text) for p in self._patterns):
+            norm = normalize(text)
+            if norm in self._allowed or any(p.fullmatch(norm) for p in self._patterns):
                 return ResolvedPrompt(text)
             return _refuse("the prompt is not one of the allowed prompts (prompts.allowlist)")
         if mode == "corpus":
@@ -132,7 +137,7 @@ class PromptPolicy:
             values[name] = str(request.variables[name])
         extra = sorted(set(request.variables) - set(spec.variables))
         if extra:
-            return _refuse(f"template {spec.id}: unknown variable {extra[0][:40]}")
+            return _refuse(f"template {spec.id}: a variable it does not declare was sent")
         return ResolvedPrompt(_render(spec, values))
 
     def _corpus(self, request: PromptRequest, text: str) -> ResolvedPrompt | Refusal:
@@ -150,13 +155,20 @@ class PromptPolicy:
         return ResolvedPrompt(text, tuple(docs))
 
 
+def _unique(docs: Mapping[str, CorpusDocument], doc_id: str, source: Path) -> None:
+    if doc_id in docs:
+        raise ConfigurationError(f"corpus {source} has two documents with the id {doc_id!r}")
+
+
 def _check_variable(var: VariableSpec, value: object) -> str | None:
     """What is wrong with ``value`` (without quoting it), or None."""
     if var.type == "integer":
         if not isinstance(value, int) or isinstance(value, bool):
             return "must be an integer"
-        if (var.min is not None and value < var.min) or (var.max is not None and value > var.max):
-            return f"must be between {var.min} and {var.max}"
+        if var.min is not None and value < var.min:
+            return f"must be at least {var.min}" if var.max is None else f"must be between {var.min} and {var.max}"
+        if var.max is not None and value > var.max:
+            return f"must be at most {var.max}" if var.min is None else f"must be between {var.min} and {var.max}"
         return None
     if not isinstance(value, str):
         return "must be a string"

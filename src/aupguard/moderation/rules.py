@@ -20,27 +20,27 @@ from .base import Verdict
 __all__ = ["RulesModerator"]
 
 _LEADING = re.compile(r"^(?:\(\?([aiLmsux]+)\))?(\\b)?")
-_UPPER_ESCAPE = re.compile(r"\\[A-Z]")
 
 
 class _Pattern:
-    """A regex searched the fast way. ``re`` scans for a literal prefix at C speed, but not
-    after a leading ``\b`` nor under IGNORECASE (a search then costs ~10 µs per KB instead
-    of ~0.3). The text is already case-folded, so the pattern's candidates are found with a
-    lower-cased, case-sensitive copy without the leading ``\b``, and each candidate is
-    confirmed with the full pattern at that position: the same matches, found faster."""
+    """A case-insensitive regex, searched the fast way. ``re`` scans for a literal prefix at
+    C speed, but not after a leading ``\\b`` nor under IGNORECASE (a search then costs ~10 µs
+    per KB instead of ~0.3). The text is already case-folded, so when the pattern has no
+    capital letters its candidates are found with a case-sensitive copy without the leading
+    ``\\b``, and each candidate is confirmed with the full pattern at that position: the same
+    matches, found faster."""
 
     def __init__(self, pattern: str) -> None:
-        self.full = re.compile(pattern)
+        self.full = re.compile(pattern, re.IGNORECASE)
         lead = _LEADING.match(pattern)
         flags, boundary = (lead.group(1) or "", lead.group(2)) if lead else ("", None)
         rest = pattern[lead.end() :] if lead else pattern
-        if "i" in flags and not _UPPER_ESCAPE.search(rest):
-            flags, rest = flags.replace("i", ""), rest.lower()
-        elif not boundary:
+        lower = not any(ch.isupper() for ch in rest)
+        if not lower and not boundary:
             self.fast: re.Pattern[str] | None = None
             return
-        self.fast = re.compile((f"(?{flags})" if flags else "") + rest)
+        flags = flags.replace("i", "") if lower else flags
+        self.fast = re.compile((f"(?{flags})" if flags else "") + rest, 0 if lower else re.IGNORECASE)
 
     def search(self, text: str) -> bool:
         if self.fast is None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
+from tests.fakes.fixtures import messages_double  # noqa: F401 - the Messages-API double, for every test
 
 T0 = 1_800_000_000.0  # a fixed start for simulated time
 DAY = 86_400.0

@@ -91,6 +91,7 @@ class ModerationPolicy:
     mode: str = "before"
     fail: str = "closed"
     timeout: float = 2.0
+    retries: int = 0
     cache_ttl: float = 600.0
     output: bool = False
     default_action: str = "block"
@@ -304,6 +305,7 @@ MODERATION_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "mode": (_choice(MODERATION_MODES), " | ".join(MODERATION_MODES)),
     "fail": (_choice(("open", "closed")), "open | closed"),
     "timeout": (parse_duration, DURATION_HELP),
+    "retries": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 3 else _fail(), "0 to 3"),
     "cache_ttl": (parse_duration, DURATION_HELP),
     "output": (_bool, "true or false"),
     "default_action": (_choice(ACTIONS), " | ".join(ACTIONS)),

@@ -119,7 +119,8 @@ class ModerationChain:
             return hit
         verdicts: list[Verdict] = []
         errors: list[str] = []
-        budget = self.policy.timeout + 0.5  # the moderator's own timeout first; this one is a backstop
+        # the moderator's own timeout (per attempt) comes first; this one is a backstop
+        budget = self.policy.timeout * (self.policy.retries + 1) + 1.0
         for moderator in self.moderators:
             try:
                 verdict = await asyncio.wait_for(moderator.amoderate(text), budget)

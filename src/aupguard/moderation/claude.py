@@ -37,10 +37,10 @@ from aupguard.moderation.base import ModeratorError, Verdict
 
 __all__ = ["DEFAULT_CATEGORIES", "DEFAULT_MODEL", "ClaudeModerator"]
 
-DEFAULT_MODEL = "claude-haiku-5-5"
+DEFAULT_MODEL = "claude-haiku-4-5"
 """Haiku-class: the moderation call sits on the request path, so latency and cost matter
-more than depth. The newest Haiku alias among the SDK's model literals (not deprecated);
-``claude-haiku-4-5`` works too."""
+more than depth. A Haiku alias among the SDK's model literals, not deprecated, and the same
+default as ``[moderation.claude] model`` (``claude-haiku-5-5`` is the newest Haiku there)."""
 
 DEFAULT_CATEGORIES: Mapping[str, str] = {
     "violent_crimes": "Content that enables, encourages or plans violence against people or animals, "

@@ -38,6 +38,7 @@ def policy_moderators(policy: ModerationPolicy, env: Mapping[str, str] | None = 
                 anthropic.AsyncAnthropic(**options),  # type: ignore[arg-type]
                 model=policy.claude.model,
                 timeout=policy.timeout,
+                retries=policy.retries,
             )
         )
     if policy.openai is not None:
@@ -50,6 +51,7 @@ def policy_moderators(policy: ModerationPolicy, env: Mapping[str, str] | None = 
                 api_key=api_key,
                 model=policy.openai.model,
                 timeout=policy.timeout,
+                retries=policy.retries,
                 threshold=policy.openai.threshold,
             )
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .decision import ERROR_STATUS, Decision, error_body
 from .engine import Safeguards
 from .errors import (
@@ -14,8 +16,11 @@ from .errors import (
 )
 from .identity import HashKey, Keyring, generate_key_entry
 from .ladder import Level, UserStatus
+from .moderation import ModerationResult, Moderator, ModeratorError, RulesModerator, Verdict
 from .policy import IdentityPolicy, LadderPolicy, LimitsPolicy, Policy, StoragePolicy, TermsPolicy
-from .stores import AuditEvent, AuditRecord, StrikeRecord
+from .prompt_policy import Corpus, PromptRequest, ResolvedPrompt
+from .screening import OutputStream, Refused
+from .stores import AuditEvent, AuditRecord, ReviewItem, StrikeRecord
 from .user_actions import StrikeResult
 
 __all__ = [
@@ -23,7 +28,9 @@ __all__ = [
     "AuditEvent",
     "AuditRecord",
     "AupguardError",
+    "ClaudeModerator",
     "ConfigurationError",
+    "Corpus",
     "Decision",
     "HashKey",
     "IdentityPolicy",
@@ -32,8 +39,18 @@ __all__ = [
     "LadderPolicy",
     "Level",
     "LimitsPolicy",
+    "ModerationResult",
+    "Moderator",
+    "ModeratorError",
+    "OpenAICompatibleModerator",
+    "OutputStream",
     "Policy",
     "PolicyError",
+    "PromptRequest",
+    "Refused",
+    "ResolvedPrompt",
+    "ReviewItem",
+    "RulesModerator",
     "Safeguards",
     "StoragePolicy",
     "StoreError",
@@ -42,8 +59,26 @@ __all__ = [
     "TermsPolicy",
     "UnknownStrike",
     "UserStatus",
+    "Verdict",
     "error_body",
     "generate_key_entry",
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .moderation.claude import ClaudeModerator
+    from .moderation.openai_compatible import OpenAICompatibleModerator
+
+_LAZY = {  # these import the anthropic SDK / httpx (~0.7 s): only when asked for
+    "ClaudeModerator": "aupguard.moderation.claude",
+    "OpenAICompatibleModerator": "aupguard.moderation.openai_compatible",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'aupguard' has no attribute {name!r}")

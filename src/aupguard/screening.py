@@ -26,7 +26,7 @@ from .user_actions import UserActions, describe_change
 if TYPE_CHECKING:
     from .audit import AuditLog
 
-__all__ = ["Refused", "Screening"]
+__all__ = ["OutputStream", "Refused", "Screening"]
 
 T = TypeVar("T")
 
@@ -180,6 +180,12 @@ class Screening(UserActions):
             await asyncio.to_thread(self._flag, decision, result, True)
         return self._apply(decision, result, lambda *_: None, output=True)
 
+    def output_stream(self, decision: Decision) -> OutputStream:
+        """Moderate a streamed answer as it arrives: ``feed`` each text chunk, then ``finish``.
+        Windows of ``OutputStream.WINDOW`` characters (overlapping, so a phrase split across
+        chunks is still seen) are moderated as they fill. A no-op unless ``[moderation] output``."""
+        return OutputStream(self, decision)
+
     # -- the whole call ----------------------------------------------------------------
 
     async def acall(
@@ -229,3 +235,67 @@ class Screening(UserActions):
             return future.result()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+class OutputStream:
+    """Chunked output moderation for one streamed answer (sync and async flavours).
+
+    ``feed(chunk)`` returns None while the answer may go on, or the refusal decision once a
+    window is flagged with ``block`` (stop sending, tell the client); ``finish()`` moderates
+    what is left and returns the final decision. A window is moderated when ``WINDOW`` new
+    characters have arrived, together with the last ``OVERLAP`` characters before them."""
+
+    WINDOW = 512
+    OVERLAP = 96
+
+    def __init__(self, guard: Screening, decision: Decision) -> None:
+        self._guard = guard
+        self.decision = decision
+        self._text: list[str] = []
+        self._size = 0
+        self._checked = 0  # characters already moderated
+        self._active = bool(guard.policy.moderation.output and guard.moderation)
+        self.stopped = False
+
+    def _window(self, final: bool) -> str | None:
+        if not self._active or self.stopped:
+            return None
+        if not final and self._size - self._checked < self.WINDOW:
+            return None
+        if final and self._size == self._checked:
+            return None
+        text = "".join(self._text)
+        window = text[max(0, self._checked - self.OVERLAP) :]
+        self._checked = self._size
+        return window
+
+    def _verdict(self, decision: Decision) -> Decision | None:
+        self.decision = decision
+        if not decision.allowed:
+            self.stopped = True
+            return decision
+        return None
+
+    def feed(self, chunk: str) -> Decision | None:
+        self._text.append(chunk)
+        self._size += len(chunk)
+        window = self._window(final=False)
+        return None if window is None else self._verdict(self._guard.screen_output(self.decision, window))
+
+    async def afeed(self, chunk: str) -> Decision | None:
+        self._text.append(chunk)
+        self._size += len(chunk)
+        window = self._window(final=False)
+        return None if window is None else self._verdict(await self._guard.ascreen_output(self.decision, window))
+
+    def finish(self) -> Decision:
+        window = self._window(final=True)
+        if window is not None:
+            self._verdict(self._guard.screen_output(self.decision, window))
+        return self.decision
+
+    async def afinish(self) -> Decision:
+        window = self._window(final=True)
+        if window is not None:
+            self._verdict(await self._guard.ascreen_output(self.decision, window))
+        return self.decision

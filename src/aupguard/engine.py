@@ -127,6 +127,28 @@ class Safeguards(Screening):
         await self.audit.arecord(self._record(decision, surface, now))
         return decision
 
+    def refusal(self, user_id: str | None, surface: str, error: str, message: str) -> Decision:
+        """Record and return a refusal an adapter decided before the engine could (a body
+        too large or malformed): every refused request has its audit record too."""
+        now = self._clock()
+        try:
+            user_hash = None if user_id is None else self.hasher.hash(user_id)
+        except InvalidUserId:
+            user_hash = None
+        decision = self._refuse(new_id(), Refusal(error, message), user_hash, None)
+        self.audit.record(self._record(decision, _surface_or_default(surface), now))
+        return decision
+
+    async def arefusal(self, user_id: str | None, surface: str, error: str, message: str) -> Decision:
+        now = self._clock()
+        try:
+            user_hash = None if user_id is None else self.hasher.hash(user_id)
+        except InvalidUserId:
+            user_hash = None
+        decision = self._refuse(new_id(), Refusal(error, message), user_hash, None)
+        await self.audit.arecord(self._record(decision, _surface_or_default(surface), now))
+        return decision
+
     def _identify(self, user_id: object, surface: str, now: float) -> str | Decision:
         """The user hash (or ANONYMOUS), or a refusal that needs no user state."""
         if surface not in self._surfaces:
@@ -289,3 +311,11 @@ def _reasons_json(decision: Decision) -> str:
     if decision.reasons:
         return json.dumps([*decision.reasons, "warned"] if decision.warning is not None else list(decision.reasons))
     return '["warned"]' if decision.warning is not None else "[]"
+
+
+def _surface_or_default(surface: object) -> str:
+    try:
+        _check_surface(surface)
+    except ValueError:
+        return "default"
+    return surface  # type: ignore[return-value]

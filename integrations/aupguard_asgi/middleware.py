@@ -1,0 +1,224 @@
+"""``SafeguardsMiddleware``: the guarded call for any ASGI app, as pure ASGI middleware.
+
+Per guarded request: identify the user, read the JSON body (capped), take the end user's
+prompt from it, run the engine (account, terms, suspension, limits, prompt policy,
+moderation), then replay the body to the app. Refusals answer in Anthropic's error shape.
+Responses pass through message by message (streams are never buffered), with the
+``RateLimit-*`` and ``Aupguard-*`` headers added. In ``parallel`` moderation mode the app
+runs at once and only its first response message waits for the verdict.
+
+Non-HTTP scopes (websockets) and routes that are not guarded pass straight through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from starlette.requests import Request
+
+from aupguard import Decision, PromptRequest, Safeguards
+from aupguard.context import Guarded, reset_guarded, set_guarded
+
+from .request_body import BadBody, TooLarge, parse_json, prompt_from_body, read_body
+
+__all__ = ["SafeguardsMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Identify = Callable[[Request], "str | Awaitable[str | None] | None"]
+ExtractPrompt = Callable[[dict[str, Any]], "PromptRequest | str | None"]
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _Discarded(Exception):
+    """Raised into the app's ``send`` when a parallel verdict flags the request."""
+
+
+class SafeguardsMiddleware:
+    """``app.add_middleware(SafeguardsMiddleware, safeguards=guard, ...)``.
+
+    - ``identify(request)``: the user id or None (sync or async); default: the authenticated
+      ``scope["user"]`` (Starlette's AuthenticationMiddleware), then ``user_header`` when set.
+    - ``user_header``: a header trusted to carry the user id (only behind your own gateway).
+    - ``routes``: paths to guard (``"/v1/chat"``, or a prefix ``"/v1/*"``), or a predicate
+      over the ASGI scope; default: every HTTP route.
+    - ``extract_prompt(json_body)``: the end user's prompt; default: Anthropic Messages shape
+      (last user message), ``{"prompt": ...}`` or ``{"template": ..., "variables": ...}``.
+    - ``max_body_bytes``: larger bodies get 413.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        safeguards: Safeguards,
+        *,
+        identify: Identify | None = None,
+        user_header: str | None = None,
+        routes: Iterable[str] | Callable[[Scope], bool] | None = None,
+        extract_prompt: ExtractPrompt | None = None,
+        max_body_bytes: int = 1_000_000,
+    ) -> None:
+        self.app = app
+        self.guard = safeguards
+        self._identify = identify
+        self._identify_is_async = identify is not None and inspect.iscoroutinefunction(identify)
+        self._user_header = user_header.lower().encode("latin-1") if user_header else None
+        self._extract = extract_prompt or prompt_from_body
+        self._max_body = max_body_bytes
+        self._guard_all = routes is None
+        self._predicate = routes if callable(routes) else None
+        listed = [] if routes is None or callable(routes) else list(routes)
+        self._exact = frozenset(r for r in listed if not r.endswith("*"))
+        self._prefixes = tuple(r[:-1] for r in listed if r.endswith("*"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and self._guarded(scope):
+            await _GuardedCall(self, scope, receive, send).run()
+        elif kind == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+        else:
+            await self.app(scope, receive, send)
+
+    def _guarded(self, scope: Scope) -> bool:
+        if self._guard_all:
+            return True
+        if self._predicate is not None:
+            return bool(self._predicate(scope))
+        path: str = scope["path"]
+        return path in self._exact or path.startswith(self._prefixes)
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":  # write every queued audit record first
+                await asyncio.to_thread(self.guard.audit.flush)
+            await send(message)
+
+        return lifespan_send
+
+    async def identify(self, scope: Scope, receive: Receive) -> str | None:
+        if self._identify is not None:
+            request = Request(scope, receive)
+            found = self._identify(request)
+            return await found if self._identify_is_async else found  # type: ignore[misc,return-value]
+        user = scope.get("user")
+        if user is not None and getattr(user, "is_authenticated", False):
+            try:
+                return str(user.identity)
+            except NotImplementedError:
+                return str(user.display_name)
+        if self._user_header is not None:
+            for name, value in scope.get("headers", ()):
+                if name == self._user_header:
+                    return value.decode("utf-8", "replace") or None
+        return None
+
+
+class _GuardedCall:
+    """The state of one guarded request (thrown away after it)."""
+
+    def __init__(self, mw: SafeguardsMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
+        self.mw = mw
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.body = b""
+        self.body_sent = False
+        self.extra_headers: list[tuple[bytes, bytes]] = []
+
+    async def run(self) -> None:
+        guard, scope = self.mw.guard, self.scope
+        surface = _surface(scope)
+        user = await self.mw.identify(scope, self.receive)
+        prompt: PromptRequest | str | None = None
+        if scope["method"] in BODY_METHODS:
+            try:
+                self.body, disconnected = await read_body(self.receive, self.mw._max_body, _content_length(scope))
+                if disconnected:
+                    return
+                prompt = self.mw._extract(parse_json(self.body))
+            except TooLarge:
+                limit = self.mw._max_body
+                message = f"The request body is larger than {limit} bytes."
+                return await self._refuse(await guard.arefusal(user, surface, "request_too_large", message))
+            except BadBody as exc:
+                return await self._refuse(await guard.arefusal(user, surface, "invalid_request_error", str(exc)))
+        decision = await guard.acheck(user, surface=surface, prompt=prompt)
+        if not decision.allowed:
+            return await self._refuse(decision)
+        self.extra_headers = _header_list(decision)
+        token = set_guarded(Guarded(user, decision))
+        try:
+            if decision.moderation_pending:
+                await self._run_parallel(decision)
+            else:
+                await self.mw.app(scope, self._replay, self._send)
+        finally:
+            reset_guarded(token)
+
+    async def _run_parallel(self, decision: Decision) -> None:
+        verdict = asyncio.ensure_future(self.mw.guard.ascreen(decision))
+        started = False
+
+        async def held_send(message: Message) -> None:
+            nonlocal started
+            if not started:  # the first byte waits for the verdict; the app's work did not
+                screened = await verdict
+                if not screened.allowed:
+                    raise _Discarded
+                started = True
+            await self._send(message)
+
+        with contextlib.suppress(_Discarded):  # the app's answer is discarded on a flag
+            await self.mw.app(self.scope, self._replay, held_send)
+        screened = await verdict
+        if not screened.allowed and not started:
+            await self._refuse(screened)
+
+    async def _replay(self) -> Message:
+        """The body read for the checks, once; then the client's own messages (disconnect)."""
+        if not self.body_sent:
+            self.body_sent = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        return await self.receive()
+
+    async def _send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *self.extra_headers]}
+        await self.send(message)
+
+    async def _refuse(self, decision: Decision) -> None:
+        body = json.dumps(decision.error_body()).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   *_header_list(decision)]  # fmt: skip
+        await self.send({"type": "http.response.start", "status": decision.status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+def _header_list(decision: Decision) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1", "replace")) for k, v in decision.headers().items()]
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _surface(scope: Scope) -> str:
+    """The route as the audit log names it: the path, cut to 200 characters, valid text."""
+    path: str = scope.get("path", "") or "/"
+    return path[:200].encode("utf-8", "replace").decode("utf-8")

@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+PORT ?= 8000
+
 demo: $(STAMP)
 	$(VENV)/bin/aupguard demo
+	$(PY) examples/fastapi_app.py --port $(PORT)
 
 services:
 	@bash scripts/services.sh

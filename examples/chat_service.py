@@ -1,0 +1,79 @@
+"""The example chat service behind examples/starlette_app.py and examples/fastapi_app.py.
+
+One endpoint, ``POST /v1/chat`` with ``{"prompt": "..."}`` (or Anthropic's ``messages``),
+answered by Claude when ``ANTHROPIC_API_KEY`` is set, and otherwise by an offline stand-in
+model that says so in every answer. aupguard's middleware guards it; the app itself only
+reads the guarded request from the context (the hashed user id goes to Anthropic as
+``metadata.user_id``, and Anthropic's ids are linked to the audit record).
+
+Identity comes from an ``X-User`` header here, which is only acceptable for a demo: a real
+service takes it from its own authentication.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from aupguard import Keyring, Policy, Safeguards, generate_key_entry
+from aupguard.context import current_guarded
+
+OFFLINE_LABEL = "[offline stand-in model: set ANTHROPIC_API_KEY for real answers]"
+MODEL = "claude-haiku-4-5"
+
+DEMO_POLICY = {
+    "identity": {"require_account": True},
+    "ladder": {"window": "30d", "warn": 1, "throttle": 3, "suspend": 5, "suspend_for": "7d"},
+    "limits": {"default": "30/minute", "throttled": "5/minute"},
+    "moderation": {
+        "mode": "before",
+        "rules": [
+            {"category": "weapons", "action": "block", "keywords": ["nerve agent synthesis"],
+             "patterns": [r"\bbuild (a|an) (bomb|explosive)\b"]},
+            {"category": "cyber", "action": "block", "keywords": ["ransomware builder"]},
+        ],
+    },
+}  # fmt: skip
+
+
+def demo_guard(directory: Path) -> Safeguards:
+    """An engine on embedded defaults in ``directory``, with a demo key kept there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = os.environ.get("AUPGUARD_HASH_KEY", "")
+    if not text.strip():
+        key_file = directory / "hash-key"
+        if not key_file.exists():
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(generate_key_entry("demo") + "\n")
+        text = key_file.read_text()
+    ring = Keyring.parse(text, source="demo key")
+    return Safeguards(
+        Policy.from_mapping(DEMO_POLICY, env={}), store=f"sqlite:///{directory / 'chat.db'}", keyring=ring
+    )
+
+
+async def answer(prompt: str) -> dict[str, Any]:
+    """Claude's answer (or the stand-in's), linked to the guarded request."""
+    guarded = current_guarded()
+    key = os.environ.get("ANTHROPIC_API_KEY")
+    if not key:
+        return {"model": "offline-stand-in", "text": f"{OFFLINE_LABEL} You said: {prompt[:200]}"}
+    import anthropic
+
+    client = anthropic.AsyncAnthropic(api_key=key)
+    metadata = {"user_id": guarded.user_hash} if guarded and guarded.user_hash else {}
+    message = await client.messages.create(
+        model=MODEL,
+        max_tokens=500,
+        messages=[{"role": "user", "content": prompt}],
+        metadata=metadata,  # type: ignore[arg-type]
+    )
+    text = "".join(getattr(block, "text", "") for block in message.content)
+    return {"model": message.model, "text": text, "message_id": message.id, "anthropic_request_id": message._request_id}
+
+
+def prompt_of() -> str:
+    guarded = current_guarded()
+    return guarded.decision.prompt.text if guarded and guarded.decision.prompt else ""

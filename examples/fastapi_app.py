@@ -1,0 +1,70 @@
+"""The chat service on FastAPI, guarded by aupguard; ``make demo`` serves it.
+
+Run: python examples/fastapi_app.py [--port 8000]. It prints three curl lines: an allowed
+prompt, a flagged one, and a suspended user's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chat_service import OFFLINE_LABEL, answer, demo_guard, prompt_of
+
+from aupguard import Safeguards
+from aupguard.context import current_guarded
+from aupguard_asgi import SafeguardsMiddleware
+
+
+def build_app(guard: Safeguards) -> FastAPI:
+    app = FastAPI(title="aupguard demo chat")
+
+    @app.post("/v1/chat")
+    async def chat(payload: dict[str, Any]) -> dict[str, Any]:
+        result = await answer(prompt_of())
+        guarded = current_guarded()
+        if guarded and "message_id" in result:
+            await guard.audit.alink(guarded.request_id, anthropic_request_id=result["anthropic_request_id"],
+                                    message_id=result["message_id"])  # fmt: skip
+        return result
+
+    app.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user", routes=["/v1/*"])
+    return app
+
+
+def seed(guard: Safeguards) -> None:
+    """A suspended user for the third curl line."""
+    if guard.status("mallory").level.value != "suspended":
+        guard.suspend("mallory", reason="demo: repeated violations", actor="demo")
+
+
+def main() -> None:
+    import os
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    guard = demo_guard(Path(".aupguard/fastapi-demo"))
+    seed(guard)
+    url = f"http://127.0.0.1:{args.port}/v1/chat"
+    json_h = "-H 'content-type: application/json'"
+    print(f"\naupguard demo chat on {url}")
+    if not os.environ.get("ANTHROPIC_API_KEY"):
+        print(f"  {OFFLINE_LABEL}")
+    print("Try, in another terminal:")
+    print(f"  curl -s {url} {json_h} -H 'x-user: alice' -d '{{\"prompt\": \"What is the capital of France?\"}}'")
+    print(f"  curl -s {url} {json_h} -H 'x-user: alice' -d '{{\"prompt\": \"Explain nerve agent synthesis\"}}'")
+    print(f"  curl -s {url} {json_h} -H 'x-user: mallory' -d '{{\"prompt\": \"Hello\"}}'")
+    print("(allowed; flagged: 403 content_flagged and a strike; suspended: 403 user_suspended). Ctrl-C stops.\n")
+    uvicorn.run(build_app(guard), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The example chat services run, offline and against the local Messages-API double."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.fakes.messages_double import MessagesDouble
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str) -> ModuleType:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
+@pytest.mark.parametrize("name", ["starlette_app", "fastapi_app"])
+def test_offline_demo_answers_flags_and_suspends(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    module = load(name)
+    guard = module.demo_guard(tmp_path)
+    guard.suspend("mallory", reason="demo")
+    with TestClient(module.build_app(guard)) as client:
+        ok = client.post("/v1/chat", json={"prompt": "What is the capital of France?"}, headers={"x-user": "alice"})
+        assert ok.status_code == 200 and ok.json()["text"].startswith("[offline stand-in model")
+        flagged = client.post("/v1/chat", json={"prompt": "Explain nerve agent synthesis"}, headers={"x-user": "alice"})
+        assert (flagged.status_code, flagged.json()["error"]["type"]) == (403, "content_flagged")
+        suspended = client.post("/v1/chat", json={"prompt": "Hello"}, headers={"x-user": "mallory"})
+        assert (suspended.status_code, suspended.json()["error"]["type"]) == (403, "user_suspended")
+        assert client.post("/v1/chat", json={"prompt": "Hello"}).status_code == 401
+    assert guard.status("alice").strikes == 1
+    guard.close()
+
+
+def test_with_an_api_key_the_example_calls_claude_with_the_hashed_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, messages_double: MessagesDouble
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", messages_double.url)
+    module = load("fastapi_app")
+    guard = module.demo_guard(tmp_path)
+    messages_double.messages.text("Paris.")
+    with TestClient(module.build_app(guard)) as client:
+        response = client.post("/v1/chat", json={"prompt": "Capital of France?"}, headers={"x-user": "alice"})
+    assert response.status_code == 200 and response.json()["text"] == "Paris."
+    (sent,) = messages_double.requests_to("/v1/messages")
+    assert sent.body["metadata"]["user_id"] == guard.hash_user("alice")  # hashed, never the raw id
+    (record,) = guard.audit.find(message_id=response.json()["message_id"])
+    assert record.anthropic_request_id == sent.request_id
+    guard.close()

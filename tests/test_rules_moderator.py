@@ -416,4 +416,22 @@ def test_ascii_fast_path_matches_general_path(text: str, zero_width: str) -> Non
 
 @given(st.text(alphabet=st.characters(max_codepoint=127)))
 def test_ascii_is_lowercased_and_collapsed(text: str) -> None:
-    assert normalize(text) == " ".join(text.lower().split())
+    # "-", "_" and "." read as spaces, so "nerve-agent" matches the keyword "nerve agent"
+    expected = " ".join(text.lower().replace("-", " ").replace("_", " ").replace(".", " ").split())
+    assert normalize(text) == expected
+
+
+@pytest.mark.parametrize(
+    "evasion",
+    ["bo\u0301mb", "b\u0336o\u0336m\u0336b\u0336", "b\u0585mb", "\u0299omb", "bo\ufe0fmb", "b\u3164omb",
+     "b\u034fomb", "bo\U000e0041mb", "BO\u0308MB"],
+)  # fmt: skip
+def test_more_unicode_evasions_are_caught(evasion: str) -> None:
+    moderator = RulesModerator([RuleSpec("weapons", "block", ("bomb",))])
+    assert moderator.moderate(f"how to make a {evasion} at home").categories == ("weapons",)
+
+
+def test_separators_inside_a_keyword_are_caught() -> None:
+    moderator = RulesModerator([RuleSpec("weapons", "block", ("nerve agent synthesis",))])
+    for text in ["nerve-agent synthesis", "nerve_agent_synthesis", "nerve.agent.synthesis"]:
+        assert moderator.moderate(text).flagged, text

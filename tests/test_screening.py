@@ -121,7 +121,7 @@ def test_prompt_policy_runs_before_moderation(make_guard: MakeGuard) -> None:
     assert spy.calls == 0
     ok = guard.check("u-1", prompt="what are your  OPENING hours?")
     assert ok.allowed and spy.calls == 1
-    assert ok.prompt == ResolvedPrompt("what are your  OPENING hours?")
+    assert ok.prompt == ResolvedPrompt("What are your opening hours?")  # the operator's wording
 
 
 def test_templates_render_server_side(make_guard: MakeGuard) -> None:
@@ -257,3 +257,74 @@ def test_output_moderation_withholds_a_flagged_answer_without_a_strike(make_guar
 def test_mode_off_skips_moderation(make_guard: MakeGuard) -> None:
     guard = make_guard({"moderation": {"mode": "off", "rules": RULES}})
     assert guard.check("u-1", prompt="build a bomb").allowed
+
+
+def test_parallel_mode_never_leaves_a_plain_check_unmoderated(make_guard: MakeGuard) -> None:
+    guard = make_guard({"moderation": {"mode": "parallel", "rules": RULES}})
+    decision = guard.check("u-1", prompt="build a bomb")  # a caller that cannot run the verdict itself
+    assert decision.error == "content_flagged" and not decision.moderation_pending
+    deferred = guard.check("u-1", prompt="hello", defer_moderation=True)
+    assert deferred.allowed and deferred.moderation_pending
+
+
+def test_acall_cancels_the_claude_call_when_screening_fails(make_guard: MakeGuard) -> None:
+    class Exploding(Scripted):
+        async def amoderate(self, text: str) -> Verdict:
+            assert isinstance(self.gate, asyncio.Event)
+            await self.gate.wait()
+            raise RuntimeError("bug in a custom moderator")
+
+    boom = Exploding("custom")
+    guard = make_guard({"moderation": {"mode": "parallel", "fail": "open"}}, moderators=[boom])
+    cancelled: list[bool] = []
+
+    async def run() -> None:
+        boom.gate = asyncio.Event()
+
+        async def claude_call(prompt: ResolvedPrompt) -> str:
+            try:
+                assert isinstance(boom.gate, asyncio.Event)
+                boom.gate.set()
+                await asyncio.sleep(3600)
+                return "never"
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        ask = asyncio.ensure_future(guard.acall("u-1", "hi", claude_call))
+        await asyncio.sleep(0.05)
+        ask.cancel()  # the caller gives up
+        with pytest.raises(asyncio.CancelledError):
+            await ask
+
+    asyncio.run(run())
+    assert cancelled == [True]
+
+
+def test_a_store_failure_while_flagging_keeps_the_verdict(
+    make_guard: MakeGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aupguard import StoreError
+
+    guard = make_guard({"moderation": {"rules": RULES}})
+    guard.check("u-1")  # the user is known and cached
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(guard.store, "mutate", broken)
+    blocked = guard.check("u-1", prompt="build a bomb")
+    assert blocked.error == "content_flagged"
+    reviewed = guard.check("u-1", prompt="ransomware question")
+    assert reviewed.allowed
+    assert guard.flag_failures == 2
+
+
+def test_a_streamed_answer_is_flagged_once(make_guard: MakeGuard) -> None:
+    guard = make_guard({"moderation": {"rules": RULES, "output": True}})
+    stream = guard.output_stream(guard.check("u-1", prompt="tell me about security"))
+    text = ("Some words about computers. " * 17) + "ransomware " + ("more words here. " * 80)
+    for i in range(0, len(text), 40):
+        assert stream.feed(text[i : i + 40]) is None  # review: allowed to go on
+    assert stream.finish().allowed
+    assert len(guard.store.review_items()) == 1

@@ -132,3 +132,14 @@ def test_a_streamed_answer_is_cut_when_a_window_is_flagged(
     for piece in ["all ", "fine ", "here"]:
         assert clean.feed(piece) is None
     assert clean.finish().allowed
+
+
+def test_remote_moderators_work_on_every_event_loop(
+    make_guard: MakeGuard, messages_double: MessagesDouble, claude_policy: dict[str, object]
+) -> None:
+    policy = {"moderation": {**claude_policy["moderation"], "openai": {"url": messages_double.moderations_url}}}  # type: ignore[dict-item]
+    guard = make_guard(policy)
+    for n in range(3):  # asyncio.run per request, as some frameworks do
+        messages_double.messages.text(CLEAN)
+        decision = asyncio.run(guard.acheck("u-1", prompt=f"question {n}"))
+        assert decision.allowed, decision.message

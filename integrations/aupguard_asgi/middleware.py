@@ -152,7 +152,7 @@ class _GuardedCall:
                 return await self._refuse(await guard.arefusal(user, surface, "request_too_large", message))
             except BadBody as exc:
                 return await self._refuse(await guard.arefusal(user, surface, "invalid_request_error", str(exc)))
-        decision = await guard.acheck(user, surface=surface, prompt=prompt)
+        decision = await guard.acheck(user, surface=surface, prompt=prompt, defer_moderation=True)
         if not decision.allowed:
             return await self._refuse(decision)
         self.extra_headers = _header_list(decision)
@@ -218,7 +218,15 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+_SURFACES: dict[str, str] = {}
+
+
 def _surface(scope: Scope) -> str:
     """The route as the audit log names it: the path, cut to 200 characters, valid text."""
     path: str = scope.get("path", "") or "/"
-    return path[:200].encode("utf-8", "replace").decode("utf-8")
+    surface = _SURFACES.get(path)
+    if surface is None:
+        surface = path[:200].encode("utf-8", "replace").decode("utf-8")
+        if len(_SURFACES) < 4096:
+            _SURFACES[path] = surface
+    return surface

@@ -86,11 +86,19 @@ class Safeguards(Screening):
     # -- the guarded call ----------------------------------------------------------------
 
     def check(
-        self, user_id: str | None, *, surface: str = "default", prompt: str | PromptRequest | None = None
+        self,
+        user_id: str | None,
+        *,
+        surface: str = "default",
+        prompt: str | PromptRequest | None = None,
+        defer_moderation: bool = False,
     ) -> Decision:
         """Decide whether ``user_id`` may make a call now, and record the decision. With a
         ``prompt``, also apply the prompt policy and (``[moderation] mode = "before"``) the
-        moderators; the decision then carries the resolved prompt to send to Claude."""
+        moderators; the decision then carries the resolved prompt to send to Claude.
+        ``defer_moderation=True`` (with ``[moderation] mode = "parallel"``) leaves the verdict
+        to the caller: the decision comes back with ``moderation_pending``, and the caller
+        must run :meth:`screen` / :meth:`ascreen` before answering (``acall`` does)."""
         now = self._clock()
         early = self._identify(user_id, surface, now)
         if isinstance(early, Decision):
@@ -101,14 +109,19 @@ class Safeguards(Screening):
             state = self._fresh_state(user_id, early)  # type: ignore[arg-type]
         decision = self._decide(early, state, now)
         if prompt is not None and decision.allowed:
-            decision = self._resolve(decision, prompt)
+            decision = self._resolve(decision, prompt, defer_moderation)
             if self._needs_moderation(decision):
                 decision = self.screen(decision)
         self.audit.record(self._record(decision, surface, now))
         return decision
 
     async def acheck(
-        self, user_id: str | None, *, surface: str = "default", prompt: str | PromptRequest | None = None
+        self,
+        user_id: str | None,
+        *,
+        surface: str = "default",
+        prompt: str | PromptRequest | None = None,
+        defer_moderation: bool = False,
     ) -> Decision:
         """``check`` for async code: store reads and remote moderators run off the loop."""
         now = self._clock()
@@ -121,7 +134,7 @@ class Safeguards(Screening):
             state = await asyncio.to_thread(self._fresh_state, user_id, early)  # type: ignore[arg-type]
         decision = self._decide(early, state, now)
         if prompt is not None and decision.allowed:
-            decision = self._resolve(decision, prompt)
+            decision = self._resolve(decision, prompt, defer_moderation)
             if self._needs_moderation(decision):
                 decision = await self.ascreen(decision)
         await self.audit.arecord(self._record(decision, surface, now))

@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .gates import Refusal
-from .normalize import normalize
+from .normalize import clean, normalize
 from .policy_moderation import PromptsPolicy, TemplateSpec, VariableSpec
 
 __all__ = ["Corpus", "CorpusDocument", "PromptPolicy", "PromptRequest", "ResolvedPrompt"]
@@ -91,7 +91,7 @@ class Corpus:
 class PromptPolicy:
     def __init__(self, policy: PromptsPolicy, corpus: Corpus | None = None) -> None:
         self.policy = policy
-        self._allowed = frozenset(normalize(p) for p in policy.allowlist)
+        self._allowed = {normalize(p): p for p in policy.allowlist}
         self._patterns = [re.compile(p, re.IGNORECASE) for p in policy.allowlist_patterns]
         self.corpus = corpus
         if policy.mode == "corpus" and corpus is None:
@@ -105,12 +105,14 @@ class PromptPolicy:
             return self._template(request)
         if request.template is not None:
             return _refuse("templates are not enabled ([prompts] mode is not 'templates')")
-        text = request.text or ""
+        text = clean(request.text or "")  # invisible characters (hidden instructions) never go on
         if len(text) > self.policy.max_length:
             return _refuse(f"the prompt is longer than {self.policy.max_length} characters (prompts.max_length)")
         if mode == "allowlist":
             norm = normalize(text)
-            if norm in self._allowed or any(p.fullmatch(norm) for p in self._patterns):
+            if norm in self._allowed:  # what goes on is the operator's own wording
+                return ResolvedPrompt(self._allowed[norm])
+            if any(p.fullmatch(norm) for p in self._patterns):
                 return ResolvedPrompt(text)
             return _refuse("the prompt is not one of the allowed prompts (prompts.allowlist)")
         if mode == "corpus":
@@ -131,10 +133,12 @@ class PromptPolicy:
         for name, var in spec.variables.items():
             if name not in request.variables:
                 return _refuse(f"template {spec.id}: variable {name} is missing")
-            problem = _check_variable(var, request.variables[name])
+            value = request.variables[name]
+            value = clean(value) if isinstance(value, str) else value
+            problem = _check_variable(var, value)
             if problem:
                 return _refuse(f"template {spec.id}: variable {name} {problem}")
-            values[name] = str(request.variables[name])
+            values[name] = str(value)
         extra = sorted(set(request.variables) - set(spec.variables))
         if extra:
             return _refuse(f"template {spec.id}: a variable it does not declare was sent")

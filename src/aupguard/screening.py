@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from .decision import Decision
+from .errors import StoreError
 from .gates import Refusal
 from .ids import new_id
 from .moderation.chain import ModerationChain, ModerationResult
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from .audit import AuditLog
 
 __all__ = ["OutputStream", "Refused", "Screening"]
+
+log = logging.getLogger("aupguard.moderation")
 
 T = TypeVar("T")
 
@@ -54,25 +58,38 @@ class Screening(UserActions):
     prompts: PromptPolicy
     moderation: ModerationChain
     audit: AuditLog
+    flag_failures = 0  # strikes / review items the store could not take (logged)
 
     if TYPE_CHECKING:
 
         def check(
-            self, user_id: str | None, *, surface: str = "default", prompt: str | PromptRequest | None = None
+            self,
+            user_id: str | None,
+            *,
+            surface: str = "default",
+            prompt: str | PromptRequest | None = None,
+            defer_moderation: bool = False,
         ) -> Decision: ...
 
         async def acheck(
-            self, user_id: str | None, *, surface: str = "default", prompt: str | PromptRequest | None = None
+            self,
+            user_id: str | None,
+            *,
+            surface: str = "default",
+            prompt: str | PromptRequest | None = None,
+            defer_moderation: bool = False,
         ) -> Decision: ...
 
     # -- the prompt --------------------------------------------------------------------
 
-    def _resolve(self, decision: Decision, prompt: str | PromptRequest) -> Decision:
+    def _resolve(self, decision: Decision, prompt: str | PromptRequest, defer: bool) -> Decision:
         request = PromptRequest(text=prompt) if isinstance(prompt, str) else prompt
         resolved = self.prompts.resolve(request)
         if isinstance(resolved, Refusal):
             return _refusal(decision, resolved, ("prompt_policy",))
-        pending = bool(self.moderation) and self.policy.moderation.mode == "parallel"
+        # parallel only for callers that run the verdict themselves (acall, the adapters):
+        # a plain check() never comes back allowed with moderation still to do
+        pending = defer and bool(self.moderation) and self.policy.moderation.mode == "parallel"
         return decision._replace(prompt=resolved, moderation_pending=pending)
 
     def _needs_moderation(self, decision: Decision) -> bool:
@@ -81,7 +98,7 @@ class Screening(UserActions):
             and decision.prompt is not None
             and not decision.moderation_pending
             and bool(self.moderation)
-            and self.policy.moderation.mode == "before"
+            and self.policy.moderation.mode != "off"
         )
 
     def screen(self, decision: Decision, text: str | None = None) -> Decision:
@@ -106,6 +123,9 @@ class Screening(UserActions):
         *,
         output: bool = False,
     ) -> Decision:
+        clean = result.action is None and not result.unavailable and not result.errors
+        if clean and not (decision.moderation_pending or output):  # the common case, one copy
+            return decision._replace(moderation=result)
         reasons = (*decision.reasons, *result.reasons())
         if result.unavailable:
             out = _refusal(
@@ -160,8 +180,12 @@ class Screening(UserActions):
         )
         from .ladder import suspension_after_strike
 
-        self._mutate(decision.user_hash, describe, suspension_after_strike if strike else None, strike=strike,
-                     review=review)  # fmt: skip
+        try:
+            self._mutate(decision.user_hash, describe, suspension_after_strike if strike else None, strike=strike,
+                         review=review)  # fmt: skip
+        except StoreError as exc:  # the verdict stands; the lost strike is loud, not a 500
+            self.flag_failures += 1
+            log.error("could not record a moderation strike / review item: %s", exc.__class__.__name__)
 
     # -- answers -----------------------------------------------------------------------
 
@@ -199,17 +223,20 @@ class Screening(UserActions):
         """Guard one call: check, screen the prompt (before, or in parallel with ``call``,
         whose result is held until the verdict and discarded on a flag), run ``call``.
         Raises :class:`Refused` with the decision when the call may not proceed."""
-        decision = await self.acheck(user_id, surface=surface, prompt=prompt)
+        decision = await self.acheck(user_id, surface=surface, prompt=prompt, defer_moderation=True)
         if not decision.allowed or decision.prompt is None:
             raise Refused(decision)
         if not decision.moderation_pending:
             return await call(decision.prompt)
         task = asyncio.ensure_future(call(decision.prompt))
-        screened = await self.ascreen(decision)
-        if not screened.allowed:
-            task.cancel()
-            raise Refused(screened)
-        return await task
+        try:
+            screened = await self.ascreen(decision)
+            if not screened.allowed:
+                raise Refused(screened)
+            return await task
+        finally:  # a flag, an error or the caller's cancellation: the upstream call stops too
+            if not task.done():
+                task.cancel()
 
     def call(
         self,
@@ -221,7 +248,7 @@ class Screening(UserActions):
     ) -> T:
         """``acall`` for sync code; in parallel mode ``call`` runs in a worker thread while
         this thread moderates."""
-        decision = self.check(user_id, surface=surface, prompt=prompt)
+        decision = self.check(user_id, surface=surface, prompt=prompt, defer_moderation=True)
         if not decision.allowed or decision.prompt is None:
             raise Refused(decision)
         if not decision.moderation_pending:
@@ -265,24 +292,35 @@ class OutputStream:
         if final and self._size == self._checked:
             return None
         text = "".join(self._text)
-        window = text[max(0, self._checked - self.OVERLAP) :]
+        self._text = [text]  # joined once per window, not once per chunk
+        start = max(0, self._checked - self.OVERLAP)
+        if start:  # begin at a word boundary, so a cut word does not pass for a whole one
+            space = text.find(" ", start, self._checked)
+            start = self._checked if space < 0 else space + 1
         self._checked = self._size
-        return window
+        return text[start:]
 
     def _verdict(self, decision: Decision) -> Decision | None:
         self.decision = decision
+        moderation = decision.moderation
+        if moderation is not None and moderation.flagged:
+            self._active = False  # flagged once is enough: one review item per answer
         if not decision.allowed:
             self.stopped = True
             return decision
         return None
 
     def feed(self, chunk: str) -> Decision | None:
+        if self.stopped:
+            return self.decision
         self._text.append(chunk)
         self._size += len(chunk)
         window = self._window(final=False)
         return None if window is None else self._verdict(self._guard.screen_output(self.decision, window))
 
     async def afeed(self, chunk: str) -> Decision | None:
+        if self.stopped:
+            return self.decision
         self._text.append(chunk)
         self._size += len(chunk)
         window = self._window(final=False)

@@ -41,7 +41,9 @@ class ModeratorError(Exception):
 
 @runtime_checkable
 class Moderator(Protocol):
-    """What the chain runs. ``name`` appears in verdicts, audit records and metrics."""
+    """What the chain runs. ``name`` appears in verdicts, audit records and metrics. A
+    moderator that does no I/O may set a class attribute ``local = True``: the chain then
+    calls ``moderate`` inline even from async code, and does not cache its verdicts."""
 
     name: str
 

@@ -77,6 +77,7 @@ class ModerationChain:
         self._clock = clock
         self._cache: OrderedDict[bytes, tuple[float, ModerationResult]] = OrderedDict()
         self._lock = threading.Lock()
+        self._all_local = all(getattr(m, "local", False) for m in self.moderators)
 
     def __bool__(self) -> bool:
         return bool(self.moderators)
@@ -123,7 +124,10 @@ class ModerationChain:
         budget = self.policy.timeout * (self.policy.retries + 1) + 1.0
         for moderator in self.moderators:
             try:
-                verdict = await asyncio.wait_for(moderator.amoderate(text), budget)
+                if getattr(moderator, "local", False):  # no I/O: no task, timer or loop turn
+                    verdict = moderator.moderate(text)
+                else:
+                    verdict = await asyncio.wait_for(moderator.amoderate(text), budget)
             except Exception as exc:
                 errors.append(_failure(moderator, exc))
                 if self.policy.fail == "closed":
@@ -134,12 +138,12 @@ class ModerationChain:
                 break
         return self._finish(key, verdicts, errors)
 
-    def _finish(self, key: bytes, verdicts: list[Verdict], errors: list[str]) -> ModerationResult:
+    def _finish(self, key: bytes | None, verdicts: list[Verdict], errors: list[str]) -> ModerationResult:
         actions = [a for a in map(self.action_of, verdicts) if a is not None]
         categories = tuple(dict.fromkeys(c for v in verdicts if v.flagged for c in v.categories))
         action = min(actions, key=ACTIONS.index) if actions else None
         result = ModerationResult(action, categories, tuple(verdicts), False, tuple(errors))
-        if not errors:
+        if not errors and key is not None:
             with self._lock:
                 self._cache[key] = (
                     self._clock() + self.policy.cache_ttl,
@@ -151,10 +155,14 @@ class ModerationChain:
 
     # -- cache -------------------------------------------------------------------------
 
-    def _digest(self, text: str) -> bytes:
+    def _digest(self, text: str) -> bytes | None:
+        if self._all_local:  # local verdicts cost less than the cache itself
+            return None
         return hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"), key=self._key, digest_size=16).digest()
 
-    def _cached(self, key: bytes) -> ModerationResult | None:
+    def _cached(self, key: bytes | None) -> ModerationResult | None:
+        if key is None:
+            return None
         entry = self._cache.get(key)
         if entry is None:
             return None

@@ -25,8 +25,10 @@ Decisions, so the chain can rely on them:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -145,8 +147,32 @@ class ClaudeModerator:
         self.max_tokens = max_tokens
         self._extra = {"temperature": temperature} if temperature is not None else None
         self._by_key = {_key(category): category for category in self.categories}
-        self._client = client.with_options(timeout=timeout, max_retries=retries) if client else None
-        self._async_client = async_client.with_options(timeout=timeout, max_retries=retries) if async_client else None
+        # The SDK's own retries would honour Retry-After (up to a minute): far past a moderation
+        # budget. Attempts are counted here instead, each bounded by ``timeout``.
+        self.retries = retries
+        self._client = client.with_options(timeout=timeout, max_retries=0) if client else None
+        self._async_template = async_client.with_options(timeout=timeout, max_retries=0) if async_client else None
+        # an async client belongs to the event loop it first ran on: one per loop
+        self._template_used = False
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anthropic.AsyncAnthropic] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _async_client_for_loop(self) -> anthropic.AsyncAnthropic | None:
+        template = self._async_template
+        if template is None:
+            return None
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            if not self._template_used:
+                client, self._template_used = template, True
+            else:  # a fresh connection pool on this loop, same key, URL and options
+                client = anthropic.AsyncAnthropic(
+                    api_key=template.api_key, base_url=str(template.base_url), timeout=template.timeout, max_retries=0
+                )
+            self._async_clients[loop] = client
+        return client
 
     def _messages(self, text: str) -> list[MessageParam]:
         return [{"role": "user", "content": build_prompt(text, self.categories)}]
@@ -154,24 +180,37 @@ class ClaudeModerator:
     def moderate(self, text: str) -> Verdict:
         if self._client is None:
             raise TypeError("ClaudeModerator.moderate needs client=anthropic.Anthropic(...)")
-        try:
-            message = self._client.messages.create(
-                model=self.model, max_tokens=self.max_tokens, messages=self._messages(text), extra_body=self._extra
-            )
-        except anthropic.APIError as exc:
-            raise self._error(exc) from exc
-        return self._verdict(message)
+        failure = ModeratorError(self.name, "timeout")
+        for _ in range(self.retries + 1):
+            try:
+                message = self._client.messages.create(
+                    model=self.model, max_tokens=self.max_tokens, messages=self._messages(text), extra_body=self._extra
+                )
+            except anthropic.APIError as exc:
+                failure = self._error(exc)
+                if _retryable(exc):
+                    continue
+                raise failure from exc
+            return self._verdict(message)
+        raise failure
 
     async def amoderate(self, text: str) -> Verdict:
-        if self._async_client is None:
+        client = self._async_client_for_loop()
+        if client is None:
             raise TypeError("ClaudeModerator.amoderate needs async_client=anthropic.AsyncAnthropic(...)")
-        try:
-            message = await self._async_client.messages.create(
-                model=self.model, max_tokens=self.max_tokens, messages=self._messages(text), extra_body=self._extra
-            )
-        except anthropic.APIError as exc:
-            raise self._error(exc) from exc
-        return self._verdict(message)
+        failure = ModeratorError(self.name, "timeout")
+        for _ in range(self.retries + 1):
+            try:
+                message = await client.messages.create(
+                    model=self.model, max_tokens=self.max_tokens, messages=self._messages(text), extra_body=self._extra
+                )
+            except anthropic.APIError as exc:
+                failure = self._error(exc)
+                if _retryable(exc):
+                    continue
+                raise failure from exc
+            return self._verdict(message)
+        raise failure
 
     def _error(self, exc: anthropic.APIError) -> ModeratorError:
         if isinstance(exc, anthropic.APITimeoutError):
@@ -200,3 +239,9 @@ class ClaudeModerator:
         known = (self._by_key.get(_key(n)) for n in names if isinstance(n, str))
         categories = tuple(dict.fromkeys(category for category in known if category is not None))
         return Verdict(True, categories, self.name, (explanation or "")[:_MAX_EXPLANATION])
+
+
+def _retryable(exc: anthropic.APIError) -> bool:
+    if isinstance(exc, anthropic.APIConnectionError):  # includes timeouts
+        return True
+    return isinstance(exc, anthropic.APIStatusError) and (exc.status_code in (408, 409, 429) or exc.status_code >= 500)

@@ -25,7 +25,9 @@ Decisions, so the chain can rely on them:
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,7 +80,10 @@ class OpenAICompatibleModerator:
         self.category_map: Mapping[str, str] = dict(category_map or {})
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client: httpx.Client | None = None
-        self._async_client: httpx.AsyncClient | None = None
+        # an async client belongs to the event loop it first ran on: one per loop
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     def _body(self, text: str) -> dict[str, Any]:
@@ -106,12 +111,14 @@ class OpenAICompatibleModerator:
         raise ModeratorError(self.name, kind)
 
     async def amoderate(self, text: str) -> Verdict:
-        if self._async_client is None:
-            self._async_client = httpx.AsyncClient(timeout=self.timeout, headers=self._headers)
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_clients[loop] = httpx.AsyncClient(timeout=self.timeout, headers=self._headers)
         kind = "timeout"
         for _ in range(self.retries + 1):
             try:
-                response = await self._async_client.post(self.url, json=self._body(text))
+                response = await client.post(self.url, json=self._body(text))
             except httpx.HTTPError as exc:
                 kind = _failure(exc)
                 continue
@@ -159,7 +166,7 @@ class OpenAICompatibleModerator:
 
     async def aclose(self) -> None:
         """Release the async client's connections; call it inside the loop that used them."""
-        client, self._async_client = self._async_client, None
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
 

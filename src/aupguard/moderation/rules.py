@@ -36,7 +36,10 @@ class _Pattern:
         flags, boundary = (lead.group(1) or "", lead.group(2)) if lead else ("", None)
         rest = pattern[lead.end() :] if lead else pattern
         lower = not any(ch.isupper() for ch in rest)
-        if not lower and not boundary:
+        # a candidate scan only pays when the pattern starts with a literal that must occur
+        # (otherwise re-searching from every candidate can go quadratic on long prompts)
+        literal = bool(rest) and rest[0].isalnum() and (len(rest) == 1 or rest[1] not in "*?{")
+        if not literal or (not lower and not boundary):
             self.fast: re.Pattern[str] | None = None
             return
         flags = flags.replace("i", "") if lower else flags
@@ -55,6 +58,8 @@ class _Pattern:
 
 class RulesModerator:
     """Flags a text in every category with a matching rule. Never fails, never does I/O."""
+
+    local = True  # the chain calls it inline, even from async code, and does not cache it
 
     def __init__(self, rules: Iterable[RuleSpec], *, name: str = "rules") -> None:
         self.name = name

@@ -328,3 +328,26 @@ def test_a_streamed_answer_is_flagged_once(make_guard: MakeGuard) -> None:
         assert stream.feed(text[i : i + 40]) is None  # review: allowed to go on
     assert stream.finish().allowed
     assert len(guard.store.review_items()) == 1
+
+
+def test_one_deadline_bounds_the_whole_async_chain(make_guard: MakeGuard) -> None:
+    class Slow(Scripted):
+        async def amoderate(self, text: str) -> Verdict:
+            self.calls += 1
+            await asyncio.sleep(3600)  # never answers: only the chain's deadline ends it
+            return self.verdict
+
+    first, second = Slow("one"), Slow("two")
+    guard = make_guard({"moderation": {"timeout": "100ms", "fail": "open"}}, moderators=[first, second])
+    decision = asyncio.run(guard.acheck("u-1", prompt="hi"))
+    assert decision.allowed and decision.moderation is not None
+    assert decision.moderation.errors == ("one: timeout", "two: timeout")  # the second got what was left: nothing
+
+
+def test_missing_openai_key_variable_is_a_startup_error(make_guard: MakeGuard) -> None:
+    from aupguard import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="NO_SUCH_KEY"):
+        make_guard(
+            {"moderation": {"openai": {"url": "http://127.0.0.1:9/v1/moderations", "api_key_env": "NO_SUCH_KEY"}}}
+        )

@@ -276,6 +276,8 @@ def _templates(value: object) -> Mapping[str, TemplateSpec]:
             got = _fields_of(f"{key}.variables.{name}", _table(var, f"{key}.variables.{name}"), _VARIABLE_KEYS)
             if "type" not in got:
                 raise PolicyError(f"{key}.variables.{name}.type", None, " | ".join(VARIABLE_TYPES) + " (required)")
+            if got.get("min") is not None and got.get("max") is not None and got["min"] > got["max"]:
+                raise PolicyError(f"{key}.variables.{name}.max", got["max"], f"an integer >= min ({got['min']})")
             if got["type"] == "enum" and not got.get("values"):
                 raise PolicyError(f"{key}.variables.{name}.values", None, "the allowed values of an enum (required)")
             variables[name] = VariableSpec(**got)

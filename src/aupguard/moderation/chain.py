@@ -120,14 +120,16 @@ class ModerationChain:
             return hit
         verdicts: list[Verdict] = []
         errors: list[str] = []
-        # the moderator's own timeout (per attempt) comes first; this one is a backstop
-        budget = self.policy.timeout * (self.policy.retries + 1) + 1.0
+        # each moderator's own timeout (per attempt) comes first; this deadline bounds the
+        # whole chain, however many remote moderators it has
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.timeout * (self.policy.retries + 1) + 0.5
         for moderator in self.moderators:
             try:
                 if getattr(moderator, "local", False):  # no I/O: no task, timer or loop turn
                     verdict = moderator.moderate(text)
                 else:
-                    verdict = await asyncio.wait_for(moderator.amoderate(text), budget)
+                    verdict = await asyncio.wait_for(moderator.amoderate(text), max(0.0, deadline - loop.time()))
             except Exception as exc:
                 errors.append(_failure(moderator, exc))
                 if self.policy.fail == "closed":

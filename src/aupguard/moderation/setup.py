@@ -44,7 +44,13 @@ def policy_moderators(policy: ModerationPolicy, env: Mapping[str, str] | None = 
     if policy.openai is not None:
         from .openai_compatible import OpenAICompatibleModerator
 
-        api_key = env.get(policy.openai.api_key_env) if policy.openai.api_key_env else None
+        api_key = None
+        if policy.openai.api_key_env:
+            api_key = env.get(policy.openai.api_key_env, "")
+            if not api_key:
+                raise ConfigurationError(
+                    f"[moderation.openai] needs an API key in the environment variable {policy.openai.api_key_env}"
+                )
         found.append(
             OpenAICompatibleModerator(
                 policy.openai.url,

@@ -329,3 +329,23 @@ def test_real_server_refusals(server: tuple[str, Probe]) -> None:
         assert (bad.status_code, bad.json()["error"]["type"]) == (400, "invalid_request_error")
         big = http.post(f"{url}/v1/chat", content=b"x" * 2_000_000, headers={"x-user": "alice"})
         assert big.status_code == 413
+
+
+def test_warned_users_get_a_header_and_a_json_hint(client: TestClient, guard: Safeguards) -> None:
+    guard.strike("alice", reason="flagged earlier")
+    response = chat(client, "alice", {"prompt": "hi"})
+    assert response.status_code == 200
+    warning = response.headers["aupguard-warning"]
+    assert response.json()["aupguard"] == {"warning": warning}
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert response.json()["echo"] == {"prompt": "hi"}  # the app's answer is intact
+
+
+def test_a_warned_users_stream_is_not_held(guard: Safeguards) -> None:
+    guard.strike("alice", reason="flagged earlier")
+    probe = Probe()
+    probe.release.set()
+    with TestClient(build_app(guard, probe)) as c:
+        response = c.post("/v1/stream", json={"prompt": "s"}, headers={"x-user": "alice"})
+    assert response.status_code == 200 and "aupguard-warning" in response.headers
+    assert response.text == "data: first\n\ndata: last\n\n"

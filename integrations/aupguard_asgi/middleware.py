@@ -134,6 +134,9 @@ class _GuardedCall:
         self.body = b""
         self.body_sent = False
         self.extra_headers: list[tuple[bytes, bytes]] = []
+        self.warning: str | None = None
+        self.held: Message | None = None
+        self.held_body = b""
 
     async def run(self) -> None:
         guard, scope = self.mw.guard, self.scope
@@ -156,6 +159,7 @@ class _GuardedCall:
         if not decision.allowed:
             return await self._refuse(decision)
         self.extra_headers = _header_list(decision)
+        self.warning = decision.warning
         token = set_guarded(Guarded(user, decision))
         try:
             if decision.moderation_pending:
@@ -194,6 +198,17 @@ class _GuardedCall:
     async def _send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             message = {**message, "headers": [*message.get("headers", ()), *self.extra_headers]}
+            if self.warning is not None and _is_json(message):  # hold a JSON answer to add the hint
+                self.held = message
+                return
+        elif self.held is not None:
+            self.held_body += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            start, body = _with_hint(self.held, self.held_body, self.warning)
+            self.held = None
+            await self.send(start)
+            message = {"type": "http.response.body", "body": body}
         await self.send(message)
 
     async def _refuse(self, decision: Decision) -> None:
@@ -206,6 +221,32 @@ class _GuardedCall:
 
 def _header_list(decision: Decision) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1", "replace")) for k, v in decision.headers().items()]
+
+
+_HINT_LIMIT = 1_000_000  # a larger JSON answer is passed on as it is (the header still warns)
+
+
+def _is_json(start: Message) -> bool:
+    for name, value in start.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).split(b";")[0].strip() == b"application/json"
+    return False
+
+
+def _with_hint(start: Message, body: bytes, warning: str | None) -> tuple[Message, bytes]:
+    """A warned user's JSON answer, with ``{"aupguard": {"warning": ...}}`` added when it is
+    an object; anything else is passed on unchanged."""
+    try:
+        data = json.loads(body) if len(body) <= _HINT_LIMIT else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or "aupguard" in data:
+        return start, body
+    data["aupguard"] = {"warning": warning}
+    new_body = json.dumps(data).encode()
+    headers = [(n, v) for n, v in start.get("headers", ()) if n.lower() != b"content-length"]
+    headers.append((b"content-length", str(len(new_body)).encode()))
+    return {**start, "headers": headers}, new_body
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -23,8 +23,7 @@ from starlette.requests import Request
 
 from aupguard import Decision, PromptRequest, Safeguards
 from aupguard.context import Guarded, reset_guarded, set_guarded
-
-from .request_body import BadBody, TooLarge, parse_json, prompt_from_body, read_body
+from aupguard.request_body import BadBody, TooLarge, parse_json, prompt_from_body, read_body
 
 __all__ = ["SafeguardsMiddleware"]
 

@@ -1,4 +1,4 @@
-"""Reading and interpreting a guarded request's body (pure, apart from the ASGI receive).
+"""Reading and interpreting a guarded request's body, for every adapter (no framework here).
 
 The body is read up to a cap; JSON is decoded strictly (UTF-8, an object at the top); the
 end user's prompt is taken from the Anthropic Messages shape (the last user message),
@@ -11,7 +11,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from aupguard import PromptRequest
+from .prompt_policy import PromptRequest
 
 __all__ = ["BadBody", "TooLarge", "prompt_from_body", "read_body"]
 

@@ -1,0 +1,228 @@
+"""``FlaskSafeguards``: the guarded call for Flask views, as a Flask extension.
+
+``init_app`` registers one ``before_request`` hook (identify, capped body, prompt, engine)
+and one ``after_request`` hook (``RateLimit-*`` and ``Aupguard-*`` headers) per app; the
+extension object holds no app, so one extension serves several apps and the factory
+pattern. Each option is read as: constructor argument, else ``app.config["AUPGUARD_<NAME>"]``,
+else the default. Refusals are werkzeug ``HTTPException``s in Anthropic's error shape, so
+``@app.errorhandler(429)`` works.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from aupguard import Decision, Policy, PromptRequest, Safeguards
+from aupguard.context import Guarded, reset_guarded, set_guarded
+from aupguard.request_body import BadBody, parse_json, prompt_from_body
+
+__all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Identify = Callable[[], "str | None"]
+ExtractPrompt = Callable[[dict[str, Any]], "PromptRequest | str | None"]
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_MARK = "__aupguard__"
+
+
+class SafeguardsRefusal(HTTPException):
+    """A refused guarded call: status, Anthropic's error body, the rate-limit headers."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.code = decision.status
+        self.decision = decision
+        super().__init__(description=decision.message)
+
+    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
+        body = json.dumps(self.decision.error_body())
+        response = Response(body, status=self.decision.status, mimetype="application/json")
+        response.headers.update(self.decision.headers())
+        return response
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The extension's options for one app (or one view, with its overrides)."""
+
+    identify: Identify | None = None
+    user_header: str | None = None
+    routes: tuple[str, ...] | None = None  # paths or "prefix*"; None: every view
+    extract_prompt: ExtractPrompt = prompt_from_body
+    max_body_bytes: int = 1_000_000
+    surface: str | None = None  # per view: the name in the audit log (default: the URL rule)
+
+
+_DEFAULTS = Options()
+_OPTION_NAMES = ("identify", "user_header", "routes", "extract_prompt", "max_body_bytes")
+
+
+@dataclass(slots=True)
+class _AppState:
+    guard: Safeguards
+    options: Options
+
+
+class FlaskSafeguards:
+    """``ext = FlaskSafeguards(app=None, safeguards=None, **options)``; ``ext.init_app(app)``.
+
+    Options (each also ``app.config["AUPGUARD_<NAME>"]``): ``identify`` (a no-argument
+    callable reading ``flask.request``; default: Flask-Login's ``current_user`` when
+    installed), ``user_header`` (a trusted header; never by default), ``routes`` (paths or
+    ``"prefix*"`` to guard; default: every view), ``extract_prompt``, ``max_body_bytes``.
+    Without ``safeguards``, the engine is built from ``AUPGUARD_POLICY`` (a TOML path or a
+    mapping of tables) and ``AUPGUARD_STORE``.
+    """
+
+    def __init__(self, app: Flask | None = None, safeguards: Safeguards | None = None, **options: Any) -> None:
+        unknown = set(options) - set(_OPTION_NAMES)
+        if unknown:
+            raise TypeError(f"unknown FlaskSafeguards option {sorted(unknown)[0]!r}; known: {', '.join(_OPTION_NAMES)}")
+        self._safeguards = safeguards
+        self._options = options
+        if app is not None:
+            self.init_app(app)
+
+    # -- setup -------------------------------------------------------------------------
+
+    def init_app(self, app: Flask) -> None:
+        if "aupguard" in app.extensions:
+            raise RuntimeError("FlaskSafeguards is already registered on this app")
+        values = {}
+        for name in _OPTION_NAMES:
+            if name in self._options:
+                values[name] = self._options[name]
+            elif f"AUPGUARD_{name.upper()}" in app.config:
+                values[name] = app.config[f"AUPGUARD_{name.upper()}"]
+        if "routes" in values and values["routes"] is not None:
+            values["routes"] = tuple(values["routes"])
+        app.extensions["aupguard"] = _AppState(
+            self._safeguards or _engine_from_config(app), replace(_DEFAULTS, **values)
+        )
+        app.before_request(_before_request)
+        app.after_request(_after_request)
+        app.teardown_request(_teardown_request)
+
+    @staticmethod
+    def safeguards(app: Flask | None = None) -> Safeguards:
+        """The engine of ``app`` (default: the current app)."""
+        from flask import current_app
+
+        state: _AppState = (app or current_app).extensions["aupguard"]
+        return state.guard
+
+    # -- per view ----------------------------------------------------------------------
+
+    def guard(self, **overrides: Any) -> Callable[[F], F]:
+        """Guard this view, with per-view option overrides (``surface``, ``identify``,
+        ``extract_prompt``, ``max_body_bytes``, ``user_header``). Guards it even when
+        ``routes`` would not."""
+        unknown = set(overrides) - {*_OPTION_NAMES, "surface"} - {"routes"}
+        if unknown or "routes" in overrides:
+            raise TypeError(f"guard() takes {', '.join(n for n in _OPTION_NAMES if n != 'routes')}, surface")
+
+        def mark(view: F) -> F:
+            setattr(view, _MARK, overrides)
+            return view
+
+        return mark
+
+    def exempt(self, view: F) -> F:
+        """Never guard this view."""
+        setattr(view, _MARK, None)
+        return view
+
+
+def _engine_from_config(app: Flask) -> Safeguards:
+    source = app.config.get("AUPGUARD_POLICY")
+    if isinstance(source, Mapping):
+        policy = Policy.from_mapping(source)
+    elif isinstance(source, str | Path):
+        policy = Policy.from_toml(source)
+    else:
+        policy = Policy.from_mapping({})
+    return Safeguards(policy, store=app.config.get("AUPGUARD_STORE"))
+
+
+def _view_options(state: _AppState) -> Options | None:
+    """The options for this request's view, or None when it is not guarded."""
+    view = _view_function()
+    marked: dict[str, Any] | bool | None = getattr(view, _MARK, False) if view is not None else False
+    if marked is None:  # exempt
+        return None
+    if isinstance(marked, dict):  # @ext.guard(...), with its overrides
+        return replace(state.options, **marked) if marked else state.options
+    if request.endpoint in (None, "static"):
+        return None
+    routes = state.options.routes
+    if routes is None:
+        return state.options
+    path = request.path
+    return state.options if any(path == r or (r.endswith("*") and path.startswith(r[:-1])) for r in routes) else None
+
+
+def _view_function() -> Any:
+    from flask import current_app
+
+    return current_app.view_functions.get(request.endpoint) if request.endpoint else None
+
+
+def _identify(options: Options) -> str | None:
+    if options.identify is not None:
+        return options.identify()
+    try:
+        from flask_login import current_user  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    except ImportError:
+        current_user = None
+    if current_user is not None and getattr(current_user, "is_authenticated", False):
+        return str(current_user.get_id())
+    if options.user_header:
+        return request.headers.get(options.user_header) or None
+    return None
+
+
+def _before_request() -> None:
+    from flask import current_app
+
+    state: _AppState = current_app.extensions["aupguard"]
+    options = _view_options(state)
+    if options is None:
+        return
+    guard = state.guard
+    surface = options.surface or (request.url_rule.rule if request.url_rule else request.path)[:200]
+    user = _identify(options)
+    prompt: PromptRequest | str | None = None
+    if request.method in BODY_METHODS:
+        request.max_content_length = options.max_body_bytes
+        try:
+            body = request.get_data(cache=True)
+            prompt = options.extract_prompt(parse_json(body))
+        except RequestEntityTooLarge:
+            message = f"The request body is larger than {options.max_body_bytes} bytes."
+            raise SafeguardsRefusal(guard.refusal(user, surface, "request_too_large", message)) from None
+        except BadBody as exc:
+            raise SafeguardsRefusal(guard.refusal(user, surface, "invalid_request_error", str(exc))) from None
+    decision = guard.check(user, surface=surface, prompt=prompt)
+    if not decision.allowed:
+        raise SafeguardsRefusal(decision)
+    g.aupguard_decision = decision
+    g.aupguard_token = set_guarded(Guarded(user, decision))
+
+
+def _after_request(response: Response) -> Response:
+    decision: Decision | None = g.get("aupguard_decision")
+    if decision is not None:
+        response.headers.update(decision.headers())
+    return response
+
+
+def _teardown_request(exc: BaseException | None) -> None:
+    token = g.pop("aupguard_token", None)
+    if token is not None:
+        reset_guarded(token)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
 from aupguard.context import Guarded, reset_guarded, set_guarded
@@ -33,18 +33,33 @@ _MARK = "__aupguard__"
 
 
 class SafeguardsRefusal(HTTPException):
-    """A refused guarded call: status, Anthropic's error body, the rate-limit headers."""
+    """A refused guarded call: status, Anthropic's error body, the rate-limit headers.
+    Raised as a subclass with the status as its ``code`` (Flask picks an
+    ``@app.errorhandler(429)`` by the class's code): use :meth:`of`."""
 
     def __init__(self, decision: Decision) -> None:
-        self.code = decision.status
         self.decision = decision
         super().__init__(description=decision.message)
+
+    @staticmethod
+    def of(decision: Decision) -> SafeguardsRefusal:
+        cls = _BY_STATUS.get(decision.status)
+        if cls is None:
+            # also a werkzeug TooManyRequests, Forbidden, ...: errorhandler(429) matches by that class
+            base = default_exceptions.get(decision.status, HTTPException)
+            cls = _BY_STATUS[decision.status] = type(
+                f"SafeguardsRefusal{decision.status}", (SafeguardsRefusal, base), {"code": decision.status}
+            )
+        return cls(decision)
 
     def get_response(self, environ: Any = None, scope: Any = None) -> Response:
         body = json.dumps(self.decision.error_body())
         response = Response(body, status=self.decision.status, mimetype="application/json")
         response.headers.update(self.decision.headers())
         return response
+
+
+_BY_STATUS: dict[int, type[SafeguardsRefusal]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,12 +220,12 @@ def _before_request() -> None:
             prompt = options.extract_prompt(parse_json(body))
         except RequestEntityTooLarge:
             message = f"The request body is larger than {options.max_body_bytes} bytes."
-            raise SafeguardsRefusal(guard.refusal(user, surface, "request_too_large", message)) from None
+            raise SafeguardsRefusal.of(guard.refusal(user, surface, "request_too_large", message)) from None
         except BadBody as exc:
-            raise SafeguardsRefusal(guard.refusal(user, surface, "invalid_request_error", str(exc))) from None
+            raise SafeguardsRefusal.of(guard.refusal(user, surface, "invalid_request_error", str(exc))) from None
     decision = guard.check(user, surface=surface, prompt=prompt)
     if not decision.allowed:
-        raise SafeguardsRefusal(decision)
+        raise SafeguardsRefusal.of(decision)
     g.aupguard_decision = decision
     g.aupguard_token = set_guarded(Guarded(user, decision))
 

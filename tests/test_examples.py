@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -27,19 +28,25 @@ def load(name: str) -> ModuleType:
         sys.path.remove(str(EXAMPLES))
 
 
-@pytest.mark.parametrize("name", ["starlette_app", "fastapi_app"])
+def _json(response: Any) -> Any:
+    """The JSON body of an httpx (Starlette test client) or werkzeug (Flask) response."""
+    return response.get_json() if hasattr(response, "get_json") else response.json()
+
+
+@pytest.mark.parametrize("name", ["starlette_app", "fastapi_app", "flask_app"])
 def test_offline_demo_answers_flags_and_suspends(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     module = load(name)
     guard = module.demo_guard(tmp_path)
     guard.suspend("mallory", reason="demo")
-    with TestClient(module.build_app(guard)) as client:
+    app = module.build_app(guard)
+    with app.test_client() if name == "flask_app" else TestClient(app) as client:
         ok = client.post("/v1/chat", json={"prompt": "What is the capital of France?"}, headers={"x-user": "alice"})
-        assert ok.status_code == 200 and ok.json()["text"].startswith("[offline stand-in model")
+        assert ok.status_code == 200 and _json(ok)["text"].startswith("[offline stand-in model")
         flagged = client.post("/v1/chat", json={"prompt": "Explain nerve agent synthesis"}, headers={"x-user": "alice"})
-        assert (flagged.status_code, flagged.json()["error"]["type"]) == (403, "content_flagged")
+        assert (flagged.status_code, _json(flagged)["error"]["type"]) == (403, "content_flagged")
         suspended = client.post("/v1/chat", json={"prompt": "Hello"}, headers={"x-user": "mallory"})
-        assert (suspended.status_code, suspended.json()["error"]["type"]) == (403, "user_suspended")
+        assert (suspended.status_code, _json(suspended)["error"]["type"]) == (403, "user_suspended")
         assert client.post("/v1/chat", json={"prompt": "Hello"}).status_code == 401
     assert guard.status("alice").strikes == 1
     guard.close()

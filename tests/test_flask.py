@@ -269,3 +269,30 @@ def test_real_server_refusals(server: tuple[str, threading.Event]) -> None:
         assert big.status_code == 413
         flagged = http.post(f"{url}/v1/chat", json={"prompt": "nerve agent synthesis"}, headers={"X-User": "alice"})
         assert flagged.status_code == 403
+
+
+def test_one_extension_object_serves_an_app_factory(
+    tmp_path: Any, key_entry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
+    ext = FlaskSafeguards(user_header="X-User")
+
+    def create_app(name: str, limit: str) -> Flask:
+        app = Flask(name)
+        app.config.update(
+            AUPGUARD_POLICY={"limits": {"default": limit}}, AUPGUARD_STORE=f"sqlite:///{tmp_path / name}.db"
+        )
+
+        @app.post("/chat")
+        def chat() -> Any:
+            return {"ok": True}
+
+        ext.init_app(app)
+        return app
+
+    one, two = create_app("one", "1/minute"), create_app("two", "3/minute")
+    assert [post(one, "/chat", "alice").status_code for _ in range(2)] == [200, 429]
+    assert [post(two, "/chat", "alice").status_code for _ in range(2)] == [200, 200]
+    assert FlaskSafeguards.safeguards(one) is not FlaskSafeguards.safeguards(two)
+    for app in (one, two):
+        FlaskSafeguards.safeguards(app).close()

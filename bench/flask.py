@@ -36,41 +36,41 @@ requests) or through ``make bench``.
 
 from __future__ import annotations
 
+import argparse
+import cProfile
+import gc
+import json
+import pstats
+import random
+import statistics
+import string
 import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import count
 from pathlib import Path
+from types import TracebackType
+from typing import Any
+from wsgiref.types import WSGIApplication, WSGIEnvironment
 
-# This file is named flask.py: run as a script, its folder is first on sys.path and
-# ``import flask`` (here and in the extensions) would find this file instead of Flask. Leave the
-# folder out while the imports below run (bench/run.py loads this file by path, under another name).
+# This file is named flask.py: run as a script, its folder is first on sys.path and ``import
+# flask`` (here and in the extensions) would find this file instead of Flask. Leave the folder out
+# while the imports below run (bench/run.py loads this file by path, under another name). For
+# the same reason ruff (``src`` includes bench/) files ``flask`` among the first-party imports.
 _HERE = Path(__file__).resolve().parent
 _SAVED_PATH = list(sys.path)
 for _entry in [p for p in sys.path if Path(p or ".").resolve() == _HERE]:
     sys.path.remove(_entry)
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import pstats  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import string  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from collections.abc import Callable, Iterable, Sequence  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from itertools import count  # noqa: E402
-from types import TracebackType  # noqa: E402
-from typing import Any  # noqa: E402
-from wsgiref.types import WSGIApplication, WSGIEnvironment  # noqa: E402
-
-from flask import Flask, request  # noqa: E402
 from flask_limiter import Limiter  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry  # noqa: E402
 from aupguard_flask import FlaskSafeguards  # noqa: E402
+from flask import Flask, request  # noqa: E402
 
 sys.path[:] = _SAVED_PATH
 
@@ -182,7 +182,7 @@ def environ(body: bytes, user: str = USER) -> WSGIEnvironment:
         path=PATH,
         method="POST",
         base_url="http://bench.local/",
-        headers={"x-user": user},
+        headers=[("x-user", user)],
         content_type="application/json",
         data=body,
     )

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
 from aupguard.context import Guarded, reset_guarded, set_guarded
 from aupguard.request_body import BadBody, parse_json, prompt_from_body
+from flask import Flask, Response, g, request
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
 
@@ -82,6 +82,7 @@ _OPTION_NAMES = ("identify", "user_header", "routes", "extract_prompt", "max_bod
 class _AppState:
     guard: Safeguards
     options: Options
+    by_endpoint: dict[str | None, Options | None] = field(default_factory=dict)
 
 
 class FlaskSafeguards:
@@ -166,7 +167,18 @@ def _engine_from_config(app: Flask) -> Safeguards:
 
 
 def _view_options(state: _AppState) -> Options | None:
-    """The options for this request's view, or None when it is not guarded."""
+    """The options for this request's view, or None when it is not guarded (decided once
+    per endpoint, unless ``routes`` makes it depend on the path)."""
+    endpoint = request.endpoint
+    if endpoint in state.by_endpoint:
+        return state.by_endpoint[endpoint]
+    options = _decide_view_options(state)
+    if state.options.routes is None or getattr(_view_function(), _MARK, False) is not False:
+        state.by_endpoint[endpoint] = options  # the same for every path of this endpoint
+    return options
+
+
+def _decide_view_options(state: _AppState) -> Options | None:
     view = _view_function()
     marked: dict[str, Any] | bool | None = getattr(view, _MARK, False) if view is not None else False
     if marked is None:  # exempt
@@ -191,12 +203,13 @@ def _view_function() -> Any:
 def _identify(options: Options) -> str | None:
     if options.identify is not None:
         return options.identify()
-    try:
+    from flask import current_app
+
+    if getattr(current_app, "login_manager", None) is not None:  # Flask-Login is set up on this app
         from flask_login import current_user  # type: ignore[import-untyped, import-not-found, unused-ignore]
-    except ImportError:
-        current_user = None
-    if current_user is not None and getattr(current_user, "is_authenticated", False):
-        return str(current_user.get_id())
+
+        if getattr(current_user, "is_authenticated", False):
+            return str(current_user.get_id())
     if options.user_header:
         return request.headers.get(options.user_header) or None
     return None
@@ -233,7 +246,9 @@ def _before_request() -> None:
 def _after_request(response: Response) -> Response:
     decision: Decision | None = g.get("aupguard_decision")
     if decision is not None:
-        response.headers.update(decision.headers())
+        add = response.headers.add
+        for name, value in decision.headers().items():
+            add(name, value)
     return response
 
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from .audit import AuditLog, AuditRow
+
+if TYPE_CHECKING:
+    import anthropic
 from .decision import ERROR_STATUS, Decision
 from .errors import InvalidUserId
 from .gates import Refusal, account_gate, standing_gate, throttle_gate, warning_for
@@ -43,6 +48,7 @@ from .user_actions import StrikeResult
 __all__ = ["Safeguards", "StrikeResult"]
 
 ANONYMOUS = "anonymous"
+ClientT = TypeVar("ClientT", "anthropic.Anthropic", "anthropic.AsyncAnthropic")
 
 
 class Safeguards(Screening):
@@ -82,6 +88,27 @@ class Safeguards(Screening):
     def hash_user(self, user_id: str) -> str:
         """The keyed hash of ``user_id`` that aupguard stores and sends to Anthropic."""
         return self.hasher.hash(user_id)
+
+    # -- the Anthropic client ------------------------------------------------------------
+
+    def instrument(self, client: ClientT) -> ClientT:
+        """A copy of an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client whose Messages calls
+        carry the current user's hashed id as ``metadata.user_id`` and are linked to the audit
+        record (see :mod:`aupguard.instrument`)."""
+        from .instrument import instrument
+
+        return instrument(self, client)
+
+    def as_user(self, user_id: str, decision: Decision | None = None) -> contextlib.AbstractContextManager[None]:
+        """``with guard.as_user("u-42"):`` makes that user current for instrumented calls;
+        each call is then checked and recorded on its own. With the ``decision`` of a
+        ``check`` already made, the calls are linked to that record instead (no second check)."""
+        from .instrument import as_user
+
+        if decision is not None and decision.user_hash != self.hasher.hash(user_id):
+            raise ValueError("the decision was made for another user")
+        self.hasher.hash(user_id)  # a bad id fails here, not inside the SDK
+        return as_user(user_id, decision)
 
     # -- the guarded call ----------------------------------------------------------------
 

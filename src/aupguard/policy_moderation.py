@@ -94,6 +94,7 @@ class ModerationPolicy:
     retries: int = 0
     cache_ttl: float = 600.0
     output: bool = False
+    refusals: str = "review"  # Claude's own refusals: review | strike | log
     default_action: str = "block"
     actions: Mapping[str, str] = field(default_factory=dict)  # category -> action, for remote moderators
     rules: tuple[RuleSpec, ...] = ()
@@ -310,6 +311,7 @@ MODERATION_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "retries": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 3 else _fail(), "0 to 3"),
     "cache_ttl": (parse_duration, DURATION_HELP),
     "output": (_bool, "true or false"),
+    "refusals": (_choice(("review", "strike", "log")), "review | strike | log"),
     "default_action": (_choice(ACTIONS), " | ".join(ACTIONS)),
     "actions": (_actions, "a table of category = action"),
     "rules": (_rules, "an array of tables [[moderation.rules]]"),

@@ -20,6 +20,7 @@ from .decision import Decision
 from .errors import StoreError
 from .gates import Refusal
 from .ids import new_id
+from .moderation.base import Verdict
 from .moderation.chain import ModerationChain, ModerationResult
 from .prompt_policy import PromptPolicy, PromptRequest, ResolvedPrompt
 from .stores import ReviewItem, StrikeRecord
@@ -186,6 +187,21 @@ class Screening(UserActions):
         except StoreError as exc:  # the verdict stands; the lost strike is loud, not a 500
             self.flag_failures += 1
             log.error("could not record a moderation strike / review item: %s", exc.__class__.__name__)
+
+    def record_refusal(self, decision: Decision, message: object) -> None:
+        """Claude refused to answer (``stop_reason: "refusal"``): a safety signal. Per
+        ``[moderation] refusals``: a review item (``review``), a strike and a review item
+        (``strike``), or only the audit reasons (``log``)."""
+        details = getattr(message, "stop_details", None)
+        category = str(getattr(details, "category", None) or "claude_refusal")
+        verdict = Verdict(True, (category,), "claude-refusal", "Claude refused to answer")
+        result = ModerationResult("review", (category,), (verdict,))
+        mode = self.policy.moderation.refusals
+        if mode != "log":
+            self._flag(decision, result, mode == "review")  # "review": no strike, as for an answer
+        reasons = (*decision.reasons, f"claude_refusal:{category}")
+        self.audit.amend(decision.request_id, outcome="allowed" if decision.allowed else decision.error or "refused",
+                         status=decision.status, reasons=reasons)  # fmt: skip
 
     # -- answers -----------------------------------------------------------------------
 

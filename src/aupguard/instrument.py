@@ -1,0 +1,129 @@
+"""``guard.instrument(client)``: an Anthropic client whose Messages calls are guarded.
+
+Through the SDK's own ``middleware=`` hook (no monkeypatching), for every ``POST /v1/messages``:
+
+- the current user comes from the guarded request in progress (an adapter set it) or from
+  ``with guard.as_user("u-42"):``; a call with no user follows ``[identity] require_account``
+  (refused with :class:`~aupguard.screening.Refused` before anything is sent);
+- a call made under ``as_user`` outside an adapter is checked (account, terms, suspension,
+  limits) and gets its own audit record, surface ``anthropic``;
+- ``metadata.user_id`` is set to the user's keyed hash, replacing anything the app put there;
+- Anthropic's ``request-id`` header and the ``msg_...`` id are linked to the audit record
+  (streams: the header; the message id arrives inside the stream);
+- an answer with ``stop_reason: "refusal"`` is Claude's own safety signal: it gets a review
+  item (and a strike with ``[moderation] refusals = "strike"``; ``"log"`` only records it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anthropic
+from anthropic._middleware import AsyncCallNext, CallNext, Middleware
+from anthropic._request import APIRequest
+
+from .context import Guarded, current_guarded, reset_guarded, set_guarded
+from .decision import Decision
+
+if TYPE_CHECKING:
+    from anthropic._response import APIResponse, AsyncAPIResponse
+
+    from .engine import Safeguards
+
+__all__ = ["GuardMiddleware", "as_user", "instrument"]
+
+ClientT = TypeVar("ClientT", anthropic.Anthropic, anthropic.AsyncAnthropic)
+_as_user: ContextVar[str | None] = ContextVar("aupguard_as_user", default=None)
+
+
+@contextlib.contextmanager
+def as_user(user_id: str, decision: Decision | None = None) -> Iterator[None]:
+    """Make ``user_id`` the current user for instrumented calls in this block (and, with a
+    ``decision``, the guarded request they link to)."""
+    token = _as_user.set(user_id)
+    guarded = set_guarded(Guarded(user_id, decision)) if decision is not None else None
+    try:
+        yield
+    finally:
+        if guarded is not None:
+            reset_guarded(guarded)
+        _as_user.reset(token)
+
+
+def instrument(guard: Safeguards, client: ClientT) -> ClientT:
+    """A copy of ``client`` with the guard's middleware outermost."""
+    return client.with_options(middleware=[GuardMiddleware(guard), *client.middleware])
+
+
+def _is_messages(request: APIRequest) -> bool:
+    return request.method.lower() == "post" and request.url.rstrip("/").endswith("/v1/messages")
+
+
+class GuardMiddleware(Middleware):
+    def __init__(self, guard: Safeguards) -> None:
+        self.guard = guard
+
+    # -- before the request ------------------------------------------------------------
+
+    @staticmethod
+    def _prepare(request: APIRequest, decision: Decision) -> APIRequest:
+        if decision.user_hash is None:  # an anonymous call (require_account = false)
+            return request
+        body = dict(request.json) if isinstance(request.json, dict) else {}
+        body["metadata"] = {**dict(body.get("metadata") or {}), "user_id": decision.user_hash}
+        return request.copy(body=body)
+
+    @staticmethod
+    def _allowed(decision: Decision) -> Decision:
+        from .screening import Refused
+
+        if not decision.allowed:
+            raise Refused(decision)
+        return decision
+
+    # -- after the response ------------------------------------------------------------
+
+    def _observe(self, decision: Decision, headers: Any, message: Any) -> None:
+        request_id = headers.get("request-id")
+        message_id = getattr(message, "id", None) if message is not None else None
+        if request_id or message_id:
+            self.guard.audit.link(decision.request_id, anthropic_request_id=request_id, message_id=message_id)
+        if getattr(message, "stop_reason", None) == "refusal":
+            self.guard.record_refusal(decision, message)
+
+    # -- the hooks -----------------------------------------------------------------------
+
+    def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
+        if not _is_messages(request):
+            return call_next(request)
+        guarded = current_guarded()
+        own = guarded is None  # no adapter: this call is the guarded call, with its own record
+        decision = self.guard.check(_as_user.get(), surface="anthropic") if guarded is None else guarded.decision
+        token = set_guarded(Guarded(_as_user.get(), self._allowed(decision))) if own else None
+        try:
+            response = call_next(self._prepare(request, decision))
+            message = None if request.stream or response.status_code >= 400 else response.parse()
+            self._observe(decision, response.headers, message)
+            return response
+        finally:
+            if token is not None:
+                reset_guarded(token)
+
+    async def handle_async(self, request: APIRequest, call_next: AsyncCallNext) -> AsyncAPIResponse[Any]:
+        if not _is_messages(request):
+            return await call_next(request)
+        guarded = current_guarded()
+        own = guarded is None
+        decision = await self.guard.acheck(_as_user.get(), surface="anthropic") if guarded is None else guarded.decision
+        token = set_guarded(Guarded(_as_user.get(), self._allowed(decision))) if own else None
+        try:
+            response = await call_next(self._prepare(request, decision))
+            message = None if request.stream or response.status_code >= 400 else await response.parse()
+            self._observe(decision, response.headers, message)
+            return response
+        finally:
+            if token is not None:
+                reset_guarded(token)

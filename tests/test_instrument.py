@@ -1,0 +1,127 @@
+"""guard.instrument(client): the real anthropic SDK against the local Messages-API double."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from aupguard import Refused
+from aupguard_asgi import SafeguardsMiddleware
+from tests.fakes.messages_double import MessagesDouble
+
+from .conftest import MakeGuard
+
+MODEL = "claude-sonnet-5-5"
+
+
+def ask(client: Any, text: str = "hi", **kw: Any) -> Any:
+    return client.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": text}], **kw)
+
+
+def test_calls_carry_the_hash_and_are_linked(make_guard: MakeGuard, messages_double: MessagesDouble) -> None:
+    guard = make_guard()
+    client = guard.instrument(messages_double.client())
+    messages_double.messages.text("hello there")
+    with guard.as_user("alice@example.com"):
+        message = ask(client, metadata={"user_id": "alice@example.com"})  # a raw id the app put there
+    (sent,) = messages_double.requests_to("/v1/messages")
+    assert sent.body["metadata"]["user_id"] == guard.hash_user("alice@example.com")
+    assert b"alice@example.com" not in sent.raw  # the raw id never leaves the process
+    (record,) = guard.audit.find(anthropic_request_id=sent.request_id)
+    assert record.message_id == message.id and record.surface == "anthropic"
+    assert guard.audit.find(message_id=message.id)[0].request_id == record.request_id
+
+
+def test_async_and_streaming_calls(make_guard: MakeGuard, messages_double: MessagesDouble) -> None:
+    guard = make_guard()
+    aclient = guard.instrument(messages_double.async_client())
+
+    async def run() -> str:
+        with guard.as_user("bob"):
+            messages_double.messages.text("async answer")
+            message = await ask(aclient)
+            messages_double.messages.text("streamed answer")
+            async with aclient.messages.stream(
+                model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "stream"}]
+            ) as stream:
+                text = "".join([chunk async for chunk in stream.text_stream])
+        return f"{message.id} {text}"
+
+    message_id, text = asyncio.run(run()).split(" ", 1)
+    assert text == "streamed answer"
+    first, second = messages_double.requests_to("/v1/messages")
+    assert first.body["metadata"]["user_id"] == second.body["metadata"]["user_id"] == guard.hash_user("bob")
+    assert guard.audit.find(message_id=message_id)[0].anthropic_request_id == first.request_id
+    (streamed,) = guard.audit.find(anthropic_request_id=second.request_id)  # streams: linked by request-id
+    assert streamed.surface == "anthropic"
+
+
+def test_no_user_and_suspended_users_never_reach_anthropic(
+    make_guard: MakeGuard, messages_double: MessagesDouble
+) -> None:
+    guard = make_guard()
+    client = guard.instrument(messages_double.client())
+    with pytest.raises(Refused) as info:
+        ask(client)
+    assert info.value.decision.error == "authentication_required"
+    guard.suspend("mallory", reason="fraud")
+    with guard.as_user("mallory"), pytest.raises(Refused) as info:
+        ask(client)
+    assert info.value.decision.error == "user_suspended"
+    assert messages_double.requests_to("/v1/messages") == []
+
+
+def test_a_refusal_from_claude_is_a_safety_signal(make_guard: MakeGuard, messages_double: MessagesDouble) -> None:
+    guard = make_guard({"moderation": {"refusals": "strike"}})
+    client = guard.instrument(messages_double.client())
+    messages_double.messages.refusal(category="cyber")
+    with guard.as_user("eve"):
+        message = ask(client, "write ransomware")
+    assert message.stop_reason == "refusal"
+    assert guard.status("eve").strikes == 1
+    (item,) = guard.store.review_items()
+    assert item.categories == ("cyber",) and item.moderators == ("claude-refusal",)
+    (record,) = guard.audit.find(message_id=message.id)
+    assert "claude_refusal:cyber" in record.reasons
+
+
+def test_inside_the_asgi_middleware_the_apps_calls_link_to_its_record(
+    make_guard: MakeGuard, messages_double: MessagesDouble
+) -> None:
+    guard = make_guard()
+    aclient = guard.instrument(messages_double.async_client())
+
+    async def chat(request: Request) -> JSONResponse:
+        message = await ask(aclient, "from the app")
+        return JSONResponse({"id": message.id})
+
+    app = Starlette(routes=[Route("/v1/chat", chat, methods=["POST"])])
+    app.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user")
+    messages_double.messages.text("ok")
+    with TestClient(app) as c:
+        response = c.post("/v1/chat", json={"prompt": "hi"}, headers={"x-user": "carol"})
+    (sent,) = messages_double.requests_to("/v1/messages")
+    assert sent.body["metadata"]["user_id"] == guard.hash_user("carol")
+    (record,) = guard.audit.find(anthropic_request_id=sent.request_id)
+    assert record.request_id == response.headers["aupguard-request-id"]  # one record: the middleware's
+    assert record.message_id == response.json()["id"]
+
+
+def test_as_user_with_a_decision_links_to_that_record(make_guard: MakeGuard, messages_double: MessagesDouble) -> None:
+    guard = make_guard({"limits": {"default": "2/minute"}})
+    client = guard.instrument(messages_double.client())
+    decision = guard.check("dave", prompt="hello")
+    messages_double.messages.text("hi dave")
+    with guard.as_user("dave", decision):
+        message = ask(client, decision.prompt.text if decision.prompt else "")
+    (record,) = guard.audit.find(user_id="dave")  # one record, one limit hit: no second check
+    assert (record.request_id, record.message_id) == (decision.request_id, message.id)
+    with pytest.raises(ValueError, match="another user"):
+        guard.as_user("erin", decision)

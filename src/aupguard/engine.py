@@ -19,9 +19,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from .audit import AuditLog, AuditRow
-
-if TYPE_CHECKING:
-    import anthropic
 from .decision import ERROR_STATUS, Decision
 from .errors import InvalidUserId
 from .gates import Refusal, account_gate, standing_gate, throttle_gate, warning_for
@@ -44,6 +41,9 @@ from .state_cache import StateCache
 from .stores import store_from_uri
 from .throttle import counters_from_uri
 from .user_actions import StrikeResult
+
+if TYPE_CHECKING:
+    import anthropic
 
 __all__ = ["Safeguards", "StrikeResult"]
 

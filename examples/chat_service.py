@@ -2,9 +2,9 @@
 
 One endpoint, ``POST /v1/chat`` with ``{"prompt": "..."}`` (or Anthropic's ``messages``),
 answered by Claude when ``ANTHROPIC_API_KEY`` is set, and otherwise by an offline stand-in
-model that says so in every answer. aupguard's middleware guards it; the app itself only
-reads the guarded request from the context (the hashed user id goes to Anthropic as
-``metadata.user_id``, and Anthropic's ids are linked to the audit record).
+model that says so in every answer. aupguard's middleware guards it; the app calls Claude
+through ``guard.instrument(...)``, which sends the hashed user id as ``metadata.user_id``
+and links Anthropic's ids to the guarded request's audit record.
 
 Identity comes from an ``X-User`` header here, which is only acceptable for a demo: a real
 service takes it from its own authentication.
@@ -54,24 +54,35 @@ def demo_guard(directory: Path) -> Safeguards:
     )
 
 
-async def answer(prompt: str) -> dict[str, Any]:
-    """Claude's answer (or the stand-in's), linked to the guarded request."""
-    guarded = current_guarded()
+def offline(prompt: str) -> dict[str, Any]:
+    return {"model": "offline-stand-in", "text": f"{OFFLINE_LABEL} You said: {prompt[:200]}"}
+
+
+async def answer(guard: Safeguards, prompt: str) -> dict[str, Any]:
+    """Claude's answer (or the stand-in's). The instrumented client sends the hashed user id
+    and links Anthropic's ids to the guarded request's audit record."""
     key = os.environ.get("ANTHROPIC_API_KEY")
     if not key:
-        return {"model": "offline-stand-in", "text": f"{OFFLINE_LABEL} You said: {prompt[:200]}"}
+        return offline(prompt)
     import anthropic
 
-    client = anthropic.AsyncAnthropic(api_key=key)
-    metadata = {"user_id": guarded.user_hash} if guarded and guarded.user_hash else {}
-    message = await client.messages.create(
-        model=MODEL,
-        max_tokens=500,
-        messages=[{"role": "user", "content": prompt}],
-        metadata=metadata,  # type: ignore[arg-type]
-    )
-    text = "".join(getattr(block, "text", "") for block in message.content)
-    return {"model": message.model, "text": text, "message_id": message.id, "anthropic_request_id": message._request_id}
+    client = guard.instrument(anthropic.AsyncAnthropic(api_key=key))
+    message = await client.messages.create(model=MODEL, max_tokens=500, messages=[{"role": "user", "content": prompt}])
+    return {"model": message.model, "text": "".join(getattr(b, "text", "") for b in message.content),
+            "message_id": message.id}  # fmt: skip
+
+
+def answer_sync(guard: Safeguards, prompt: str) -> dict[str, Any]:
+    """``answer`` for sync frameworks (Flask)."""
+    key = os.environ.get("ANTHROPIC_API_KEY")
+    if not key:
+        return offline(prompt)
+    import anthropic
+
+    client = guard.instrument(anthropic.Anthropic(api_key=key))
+    message = client.messages.create(model=MODEL, max_tokens=500, messages=[{"role": "user", "content": prompt}])
+    return {"model": message.model, "text": "".join(getattr(b, "text", "") for b in message.content),
+            "message_id": message.id}  # fmt: skip
 
 
 def prompt_of() -> str:

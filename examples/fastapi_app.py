@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chat_service import OFFLINE_LABEL, answer, demo_guard, prompt_of
 
 from aupguard import Safeguards
-from aupguard.context import current_guarded
 from aupguard_asgi import SafeguardsMiddleware
 
 
@@ -26,12 +25,7 @@ def build_app(guard: Safeguards) -> FastAPI:
 
     @app.post("/v1/chat")
     async def chat(payload: dict[str, Any]) -> dict[str, Any]:
-        result = await answer(prompt_of())
-        guarded = current_guarded()
-        if guarded and "message_id" in result:
-            await guard.audit.alink(guarded.request_id, anthropic_request_id=result["anthropic_request_id"],
-                                    message_id=result["message_id"])  # fmt: skip
-        return result
+        return await answer(guard, prompt_of())
 
     app.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user", routes=["/v1/*"])
     return app

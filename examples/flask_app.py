@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,10 +9,9 @@ from typing import Any
 from flask import Flask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chat_service import answer, demo_guard, prompt_of
+from chat_service import answer_sync, demo_guard, prompt_of
 
 from aupguard import Safeguards
-from aupguard.context import current_guarded
 from aupguard_flask import FlaskSafeguards
 
 
@@ -22,12 +20,7 @@ def build_app(guard: Safeguards) -> Flask:
 
     @app.post("/v1/chat")
     def chat() -> Any:
-        result = asyncio.run(answer(prompt_of()))  # the example's client is async; a Flask app would use Anthropic()
-        guarded = current_guarded()
-        if guarded and "message_id" in result:
-            guard.audit.link(guarded.request_id, anthropic_request_id=result["anthropic_request_id"],
-                             message_id=result["message_id"])  # fmt: skip
-        return result
+        return answer_sync(guard, prompt_of())
 
     FlaskSafeguards(app, safeguards=guard, user_header="X-User", routes=["/v1/*"])
     return app

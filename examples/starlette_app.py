@@ -14,18 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chat_service import answer, demo_guard, prompt_of
 
 from aupguard import Safeguards
-from aupguard.context import current_guarded
 from aupguard_asgi import SafeguardsMiddleware
 
 
 def build_app(guard: Safeguards) -> Starlette:
     async def chat(request: Request) -> JSONResponse:
-        result = await answer(prompt_of())
-        guarded = current_guarded()
-        if guarded and "message_id" in result:
-            await guard.audit.alink(guarded.request_id, anthropic_request_id=result["anthropic_request_id"],
-                                    message_id=result["message_id"])  # fmt: skip
-        return JSONResponse(result)
+        return JSONResponse(await answer(guard, prompt_of()))
 
     app = Starlette(routes=[Route("/v1/chat", chat, methods=["POST"])])
     app.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user", routes=["/v1/*"])

@@ -349,3 +349,66 @@ def test_a_warned_users_stream_is_not_held(guard: Safeguards) -> None:
         response = c.post("/v1/stream", json={"prompt": "s"}, headers={"x-user": "alice"})
     assert response.status_code == 200 and "aupguard-warning" in response.headers
     assert response.text == "data: first\n\ndata: last\n\n"
+
+
+def test_review_edge_cases(guard: Safeguards) -> None:
+    from starlette.responses import Response
+
+    async def delete(request: Request) -> JSONResponse:
+        return JSONResponse({"body": (await request.body()).decode()})
+
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("never reached")
+
+    def identify(request: Request) -> str | None:
+        if request.query_params.get("fail"):
+            raise RuntimeError("user alice@example.com not found")  # must not reach the client
+        return request.headers.get("x-user")
+
+    app = Starlette(routes=[Route("/v1/item", delete, methods=["DELETE", "OPTIONS"]),
+                            Route("/v1/boom", boom, methods=["POST"])])  # fmt: skip
+    app.add_middleware(SafeguardsMiddleware, safeguards=guard, identify=identify, routes=["/v1/*"])
+    with TestClient(app, raise_server_exceptions=False) as c:
+        kept = c.request("DELETE", "/v1/item", content=b'{"id": 1}', headers={"x-user": "alice"})
+        assert kept.json() == {"body": '{"id": 1}'}  # a body the checks did not read reaches the app
+        assert c.options("/v1/item").status_code != 401  # CORS preflights pass
+        failed = c.post("/v1/boom?fail=1", json={"prompt": "hi"})
+        assert (failed.status_code, failed.json()["error"]["type"]) == (500, "api_error")
+        assert "alice" not in failed.text
+    with pytest.raises(TypeError, match="not one string"):
+        SafeguardsMiddleware(app, guard, routes="/v1/*")
+
+
+def test_a_warned_users_streamed_json_is_not_held(guard: Safeguards) -> None:
+    guard.strike("alice", reason="earlier")
+
+    async def stream(request: Request) -> StreamingResponse:
+        async def parts() -> AsyncIterator[bytes]:
+            yield b'{"a": '
+            yield b"1}"
+
+        return StreamingResponse(parts(), media_type="application/json")
+
+    app = Starlette(routes=[Route("/v1/s", stream, methods=["POST"])])
+    app.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user")
+    with TestClient(app) as c:
+        response = c.post("/v1/s", json={"prompt": "hi"}, headers={"x-user": "alice"})
+    assert response.text == '{"a": 1}' and "aupguard-warning" in response.headers  # passed as it is
+
+
+def test_a_user_header_that_is_not_utf8_is_refused(guard: Safeguards) -> None:
+    import asyncio as aio
+
+    app = build_app(guard, Probe())
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b'{"prompt": "hi"}', "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat", "headers": [(b"x-user", b"\xff\xfe")],
+             "query_string": b"", "asgi": {"version": "3.0"}}  # fmt: skip
+    aio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 400

@@ -52,19 +52,22 @@ def test_offline_demo_answers_flags_and_suspends(name: str, tmp_path: Path, monk
     guard.close()
 
 
+@pytest.mark.parametrize("name", ["fastapi_app", "flask_app"])
 def test_with_an_api_key_the_example_calls_claude_with_the_hashed_user(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, messages_double: MessagesDouble
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, messages_double: MessagesDouble
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", messages_double.url)
-    module = load("fastapi_app")
+    module = load(name)
     guard = module.demo_guard(tmp_path)
     messages_double.messages.text("Paris.")
-    with TestClient(module.build_app(guard)) as client:
+    app = module.build_app(guard)
+    with app.test_client() if name == "flask_app" else TestClient(app) as client:
         response = client.post("/v1/chat", json={"prompt": "Capital of France?"}, headers={"x-user": "alice"})
-    assert response.status_code == 200 and response.json()["text"] == "Paris."
+    assert response.status_code == 200 and _json(response)["text"] == "Paris."
     (sent,) = messages_double.requests_to("/v1/messages")
     assert sent.body["metadata"]["user_id"] == guard.hash_user("alice")  # hashed, never the raw id
-    (record,) = guard.audit.find(message_id=response.json()["message_id"])
+    (record,) = guard.audit.find(message_id=_json(response)["message_id"])
     assert record.anthropic_request_id == sent.request_id
+    assert record.request_id == response.headers["aupguard-request-id"]  # the middleware's own record
     guard.close()

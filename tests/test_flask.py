@@ -9,13 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
-from flask import Flask, Response, jsonify, request, stream_with_context
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from aupguard import Safeguards
 from aupguard.context import current_guarded
 from aupguard_flask import FlaskSafeguards, SafeguardsRefusal
+from flask import Flask, Response, jsonify, request, stream_with_context
 
 from .conftest import MakeGuard
 
@@ -296,3 +296,59 @@ def test_one_extension_object_serves_an_app_factory(
     assert FlaskSafeguards.safeguards(one) is not FlaskSafeguards.safeguards(two)
     for app in (one, two):
         FlaskSafeguards.safeguards(app).close()
+
+
+def test_review_edge_cases(guard: Safeguards, messages_double: Any) -> None:
+    client = guard.instrument(messages_double.client())
+    app = Flask("edges")
+    app.config["MAX_CONTENT_LENGTH"] = 100  # the app's own cap still applies
+
+    @app.post("/v1/stream")
+    def stream() -> Response:
+        def events() -> Iterator[str]:
+            guarded = current_guarded()  # still there while the response streams
+            yield f"user {guarded.user_hash if guarded else None}\n"
+            message = client.messages.create(model="claude-sonnet-5-5", max_tokens=5,
+                                              messages=[{"role": "user", "content": "x"}])  # fmt: skip
+            yield f"id {message.id}\n"
+
+        return Response(stream_with_context(events()), mimetype="text/plain")
+
+    def identify() -> str | None:
+        if request.args.get("fail"):
+            raise RuntimeError("lookup of alice@example.com failed")
+        return request.headers.get("X-User")
+
+    FlaskSafeguards(app, safeguards=guard, identify=identify, routes=["/v1/*"])
+    http = app.test_client()
+    streamed = http.post("/v1/stream", json={"prompt": "hi"}, headers={"X-User": "alice"})
+    assert streamed.get_data(as_text=True).startswith(f"user {guard.hash_user('alice')}\nid msg_")
+    (sent,) = messages_double.requests_to("/v1/messages")
+    assert sent.body["metadata"]["user_id"] == guard.hash_user("alice")
+    assert post(app, "/v1/stream", "alice", {"prompt": "x" * 200}).status_code == 413
+    failed = http.post("/v1/stream?fail=1", json={"prompt": "hi"})
+    assert (failed.status_code, failed.get_json()["error"]["type"]) == (500, "api_error")
+    assert "alice" not in failed.get_data(as_text=True)
+    assert http.options("/v1/stream").status_code != 401
+    with pytest.raises(TypeError, match="not one string"):
+        FlaskSafeguards(Flask("x"), safeguards=guard, routes="/v1/*")
+
+
+def test_chunked_bodies_over_the_cap_get_413_on_a_real_server(guard: Safeguards) -> None:
+    srv = make_server("127.0.0.1", 0, build_app(guard, max_body_bytes=1000), threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"prompt": "'
+            yield b"y" * 5000
+            yield b'"}'
+
+        with httpx.Client(timeout=10) as http:
+            response = http.post(f"http://127.0.0.1:{srv.server_port}/v1/chat", content=chunks(),
+                                 headers={"X-User": "alice", "content-type": "application/json"})  # fmt: skip
+        assert (response.status_code, response.json()["error"]["type"]) == (413, "request_too_large")
+    finally:
+        srv.shutdown()
+        thread.join(10)

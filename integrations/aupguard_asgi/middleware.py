@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -27,6 +29,8 @@ from aupguard.request_body import BadBody, TooLarge, parse_json, prompt_from_bod
 
 __all__ = ["SafeguardsMiddleware"]
 
+log = logging.getLogger("aupguard.asgi")
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -36,6 +40,10 @@ Identify = Callable[[Request], "str | Awaitable[str | None] | None"]
 ExtractPrompt = Callable[[dict[str, Any]], "PromptRequest | str | None"]
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _BadIdentity(Exception):
+    """The request carries a user id that cannot be one; the message is safe to show."""
 
 
 class _Discarded(Exception):
@@ -73,6 +81,8 @@ class SafeguardsMiddleware:
         self._user_header = user_header.lower().encode("latin-1") if user_header else None
         self._extract = extract_prompt or prompt_from_body
         self._max_body = max_body_bytes
+        if isinstance(routes, str):
+            raise TypeError("routes takes a list of paths (or a predicate), not one string")
         self._guard_all = routes is None
         self._predicate = routes if callable(routes) else None
         listed = [] if routes is None or callable(routes) else list(routes)
@@ -89,6 +99,8 @@ class SafeguardsMiddleware:
             await self.app(scope, receive, send)
 
     def _guarded(self, scope: Scope) -> bool:
+        if scope["method"] == "OPTIONS":  # CORS preflights carry no prompt and no credentials
+            return False
         if self._guard_all:
             return True
         if self._predicate is not None:
@@ -118,8 +130,17 @@ class SafeguardsMiddleware:
         if self._user_header is not None:
             for name, value in scope.get("headers", ()):
                 if name == self._user_header:
-                    return value.decode("utf-8", "replace") or None
+                    try:
+                        return bytes(value).decode("utf-8") or None
+                    except UnicodeDecodeError:
+                        raise _BadIdentity("the user id header is not valid UTF-8") from None
         return None
+
+    def surface_of(self, scope: Scope) -> str:
+        """The audit log's name for the route: the path, without control characters, cut to
+        200 characters. (Paths that carry ids or emails put them in the log: guard such
+        routes with a predicate-free prefix and keep ids in the body, or name them yourself.)"""
+        return _surface(scope.get("path", "") or "/")
 
 
 class _GuardedCall:
@@ -135,13 +156,19 @@ class _GuardedCall:
         self.extra_headers: list[tuple[bytes, bytes]] = []
         self.warning: str | None = None
         self.held: Message | None = None
-        self.held_body = b""
 
     async def run(self) -> None:
         guard, scope = self.mw.guard, self.scope
-        surface = _surface(scope)
-        user = await self.mw.identify(scope, self.receive)
+        surface = self.mw.surface_of(scope)
+        try:
+            user = await self.mw.identify(scope, self.receive)
+        except _BadIdentity as exc:
+            return await self._refuse(await guard.arefusal(None, surface, "invalid_request_error", str(exc)))
+        except Exception as exc:  # the app's identify failed: its bug, logged without its message
+            log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
+            return await self._refuse(_internal_error())
         prompt: PromptRequest | str | None = None
+        receive: Receive = self.receive
         if scope["method"] in BODY_METHODS:
             try:
                 self.body, disconnected = await read_body(self.receive, self.mw._max_body, _content_length(scope))
@@ -154,6 +181,7 @@ class _GuardedCall:
                 return await self._refuse(await guard.arefusal(user, surface, "request_too_large", message))
             except BadBody as exc:
                 return await self._refuse(await guard.arefusal(user, surface, "invalid_request_error", str(exc)))
+            receive = self._replay  # the app gets the body read for the checks, then the client's messages
         decision = await guard.acheck(user, surface=surface, prompt=prompt, defer_moderation=True)
         if not decision.allowed:
             return await self._refuse(decision)
@@ -162,13 +190,13 @@ class _GuardedCall:
         token = set_guarded(Guarded(user, decision))
         try:
             if decision.moderation_pending:
-                await self._run_parallel(decision)
+                await self._run_parallel(decision, receive)
             else:
-                await self.mw.app(scope, self._replay, self._send)
+                await self.mw.app(scope, receive, self._send)
         finally:
             reset_guarded(token)
 
-    async def _run_parallel(self, decision: Decision) -> None:
+    async def _run_parallel(self, decision: Decision, receive: Receive) -> None:
         verdict = asyncio.ensure_future(self.mw.guard.ascreen(decision))
         started = False
 
@@ -181,8 +209,15 @@ class _GuardedCall:
                 started = True
             await self._send(message)
 
-        with contextlib.suppress(_Discarded):  # the app's answer is discarded on a flag
-            await self.mw.app(self.scope, self._replay, held_send)
+        try:
+            with contextlib.suppress(_Discarded):  # the app's answer is discarded on a flag
+                await self.mw.app(self.scope, receive, held_send)
+        except Exception:
+            screened = await verdict  # a flag still answers 403, even when the app failed
+            if screened.allowed or started:
+                raise
+            await self._refuse(screened)
+            return
         screened = await verdict
         if not screened.allowed and not started:
             await self._refuse(screened)
@@ -197,17 +232,17 @@ class _GuardedCall:
     async def _send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             message = {**message, "headers": [*message.get("headers", ()), *self.extra_headers]}
-            if self.warning is not None and _is_json(message):  # hold a JSON answer to add the hint
+            if self.warning is not None and _is_json(message):  # hold the start: a one-piece JSON gets the hint
                 self.held = message
                 return
         elif self.held is not None:
-            self.held_body += message.get("body", b"")
-            if message.get("more_body", False):
-                return
-            start, body = _with_hint(self.held, self.held_body, self.warning)
-            self.held = None
-            await self.send(start)
-            message = {"type": "http.response.body", "body": body}
+            start, self.held = self.held, None
+            if message.get("more_body", False) or len(message.get("body", b"")) > _HINT_LIMIT:
+                await self.send(start)  # a streamed or large JSON answer passes as it is
+            else:
+                start, body = _with_hint(start, message.get("body", b""), self.warning)
+                await self.send(start)
+                message = {"type": "http.response.body", "body": body}
         await self.send(message)
 
     async def _refuse(self, decision: Decision) -> None:
@@ -259,14 +294,19 @@ def _content_length(scope: Scope) -> int | None:
 
 
 _SURFACES: dict[str, str] = {}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _surface(scope: Scope) -> str:
-    """The route as the audit log names it: the path, cut to 200 characters, valid text."""
-    path: str = scope.get("path", "") or "/"
+def _surface(path: str) -> str:
     surface = _SURFACES.get(path)
     if surface is None:
-        surface = path[:200].encode("utf-8", "replace").decode("utf-8")
+        surface = _CONTROL.sub("", path[:200].encode("utf-8", "replace").decode("utf-8")) or "/"
         if len(_SURFACES) < 4096:
             _SURFACES[path] = surface
     return surface
+
+
+def _internal_error() -> Decision:
+    from aupguard.ids import new_id
+
+    return Decision(new_id(), False, 500, "api_error", "The service failed to identify the caller.")

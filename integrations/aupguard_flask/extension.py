@@ -11,6 +11,7 @@ else the default. Refusals are werkzeug ``HTTPException``s in Anthropic's error 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,11 +20,14 @@ from typing import Any, TypeVar
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
-from aupguard.context import Guarded, reset_guarded, set_guarded
+from aupguard.context import Guarded, register_lookup, reset_guarded, set_guarded
+from aupguard.ids import new_id
 from aupguard.request_body import BadBody, parse_json, prompt_from_body
 from flask import Flask, Response, g, request
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
+
+log = logging.getLogger("aupguard.flask")
 
 F = TypeVar("F", bound=Callable[..., Any])
 Identify = Callable[[], "str | None"]
@@ -116,11 +120,13 @@ class FlaskSafeguards:
                 values[name] = self._options[name]
             elif f"AUPGUARD_{name.upper()}" in app.config:
                 values[name] = app.config[f"AUPGUARD_{name.upper()}"]
+        _check_options(values)
         if "routes" in values and values["routes"] is not None:
             values["routes"] = tuple(values["routes"])
         app.extensions["aupguard"] = _AppState(
             self._safeguards or _engine_from_config(app), replace(_DEFAULTS, **values)
         )
+        register_lookup(_guarded_from_flask)
         app.before_request(_before_request)
         app.after_request(_after_request)
         app.teardown_request(_teardown_request)
@@ -155,6 +161,22 @@ class FlaskSafeguards:
         return view
 
 
+def _check_options(values: Mapping[str, Any]) -> None:
+    """Options from app.config are checked here, with errors that name the key."""
+    routes = values.get("routes")
+    if isinstance(routes, str) or (routes is not None and not all(isinstance(r, str) for r in routes)):
+        raise TypeError("AUPGUARD_ROUTES / routes takes a list of paths, not one string")
+    size = values.get("max_body_bytes", 1)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise TypeError(f"AUPGUARD_MAX_BODY_BYTES / max_body_bytes must be a positive integer, got {size!r}")
+    for name in ("identify", "extract_prompt"):
+        if values.get(name) is not None and not callable(values[name]):
+            raise TypeError(f"AUPGUARD_{name.upper()} / {name} must be callable")
+    header = values.get("user_header")
+    if header is not None and not isinstance(header, str):
+        raise TypeError("AUPGUARD_USER_HEADER / user_header must be a header name")
+
+
 def _engine_from_config(app: Flask) -> Safeguards:
     source = app.config.get("AUPGUARD_POLICY")
     if isinstance(source, Mapping):
@@ -185,7 +207,7 @@ def _decide_view_options(state: _AppState) -> Options | None:
         return None
     if isinstance(marked, dict):  # @ext.guard(...), with its overrides
         return replace(state.options, **marked) if marked else state.options
-    if request.endpoint in (None, "static"):
+    if request.endpoint is None or request.endpoint.rsplit(".", 1)[-1] == "static":
         return None
     routes = state.options.routes
     if routes is None:
@@ -218,18 +240,29 @@ def _identify(options: Options) -> str | None:
 def _before_request() -> None:
     from flask import current_app
 
+    if request.method == "OPTIONS":  # CORS preflights carry no prompt and no credentials
+        return
     state: _AppState = current_app.extensions["aupguard"]
     options = _view_options(state)
     if options is None:
         return
     guard = state.guard
     surface = options.surface or (request.url_rule.rule if request.url_rule else request.path)[:200]
-    user = _identify(options)
+    try:
+        user = _identify(options)
+    except Exception as exc:  # the app's identify failed: its bug, logged without its message
+        log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
+        raise SafeguardsRefusal.of(
+            Decision(new_id(), False, 500, "api_error", "The service failed to identify the caller.")
+        ) from None
     prompt: PromptRequest | str | None = None
     if request.method in BODY_METHODS:
-        request.max_content_length = options.max_body_bytes
+        app_limit = request.max_content_length  # the app's own MAX_CONTENT_LENGTH still applies
+        request.max_content_length = min(options.max_body_bytes, app_limit or options.max_body_bytes)
         try:
             body = request.get_data(cache=True)
+            if request.content_length is None:  # chunked: werkzeug stops at the cap and raises on the next read
+                request.stream.read(1)
             prompt = options.extract_prompt(parse_json(body))
         except RequestEntityTooLarge:
             message = f"The request body is larger than {options.max_body_bytes} bytes."
@@ -240,7 +273,16 @@ def _before_request() -> None:
     if not decision.allowed:
         raise SafeguardsRefusal.of(decision)
     g.aupguard_decision = decision
-    g.aupguard_token = set_guarded(Guarded(user, decision))
+    g.aupguard_guarded = guarded = Guarded(user, decision)
+    g.aupguard_token = set_guarded(guarded)
+
+
+def _guarded_from_flask() -> Guarded | None:
+    """The guarded request from ``flask.g``: it outlives our context variable when a
+    ``stream_with_context`` response streams after the view returned."""
+    from flask import has_app_context
+
+    return g.get("aupguard_guarded") if has_app_context() else None
 
 
 def _after_request(response: Response) -> Response:

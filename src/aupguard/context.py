@@ -8,12 +8,13 @@ never leak into other requests. The raw user id stays in process memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 from .decision import Decision
 
-__all__ = ["Guarded", "current_guarded", "reset_guarded", "set_guarded"]
+__all__ = ["Guarded", "current_guarded", "register_lookup", "reset_guarded", "set_guarded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +34,25 @@ class Guarded:
 _current: ContextVar[Guarded | None] = ContextVar("aupguard_guarded", default=None)
 
 
+_lookups: list[Callable[[], Guarded | None]] = []
+
+
 def current_guarded() -> Guarded | None:
     """The guarded request this code runs for, or None outside one."""
-    return _current.get()
+    found = _current.get()
+    if found is None:
+        for lookup in _lookups:  # e.g. Flask's request context, re-pushed while a response streams
+            found = lookup()
+            if found is not None:
+                break
+    return found
+
+
+def register_lookup(lookup: Callable[[], Guarded | None]) -> None:
+    """Add a place to find the guarded request when the context variable has none (an
+    adapter whose framework keeps request state elsewhere). Registering twice is harmless."""
+    if lookup not in _lookups:
+        _lookups.append(lookup)
 
 
 def set_guarded(value: Guarded | None) -> Token[Guarded | None]:

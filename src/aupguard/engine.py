@@ -170,24 +170,24 @@ class Safeguards(Screening):
     def refusal(self, user_id: str | None, surface: str, error: str, message: str) -> Decision:
         """Record and return a refusal an adapter decided before the engine could (a body
         too large or malformed): every refused request has its audit record too."""
-        now = self._clock()
-        try:
-            user_hash = None if user_id is None else self.hasher.hash(user_id)
-        except InvalidUserId:
-            user_hash = None
-        decision = self._refuse(new_id(), Refusal(error, message), user_hash, None)
-        self.audit.record(self._record(decision, _surface_or_default(surface), now))
+        decision, row = self._adapter_refusal(user_id, surface, error, message)
+        self.audit.record(row)
         return decision
 
     async def arefusal(self, user_id: str | None, surface: str, error: str, message: str) -> Decision:
-        now = self._clock()
+        decision, row = self._adapter_refusal(user_id, surface, error, message)
+        await self.audit.arecord(row)
+        return decision
+
+    def _adapter_refusal(
+        self, user_id: str | None, surface: str, error: str, message: str
+    ) -> tuple[Decision, AuditRow]:
         try:
             user_hash = None if user_id is None else self.hasher.hash(user_id)
         except InvalidUserId:
             user_hash = None
         decision = self._refuse(new_id(), Refusal(error, message), user_hash, None)
-        await self.audit.arecord(self._record(decision, _surface_or_default(surface), now))
-        return decision
+        return decision, self._record(decision, _surface_or_default(surface), self._clock())
 
     def _identify(self, user_id: object, surface: str, now: float) -> str | Decision:
         """The user hash (or ANONYMOUS), or a refusal that needs no user state."""

@@ -19,6 +19,7 @@ import limits
 from .durations import DURATION_HELP, parse_duration
 from .errors import PolicyError
 from .policy_moderation import MODERATION_FIELDS, PROMPTS_FIELDS, ModerationPolicy, PromptsPolicy
+from .policy_values import any_text, boolean, choice, count, optional_text, text
 
 __all__ = [
     "ENV_PREFIX",
@@ -128,32 +129,7 @@ class Policy:
 # -- parsers ---------------------------------------------------------------------------
 
 
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ValueError
-
-
-def _text(value: object) -> str:
-    if isinstance(value, str) and value.strip():
-        return value
-    raise ValueError
-
-
-def _any_text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    raise ValueError
-
-
-def _optional_text(value: object) -> str | None:
-    return None if value in (None, "") else _text(value)
-
-
-def _positive_int(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1_000_000:
-        return value
-    raise ValueError
+_positive_int = count(1_000_000)
 
 
 def _rate(value: object) -> str:
@@ -165,10 +141,7 @@ def _rate(value: object) -> str:
     return value
 
 
-def _strategy(value: object) -> str:
-    if value in STRATEGIES:
-        return str(value)
-    raise ValueError
+_strategy = choice(STRATEGIES)
 
 
 def _optional_duration(value: object) -> float | None:
@@ -186,16 +159,16 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
     "identity": (
         IdentityPolicy,
         {
-            "require_account": (_bool, "true or false"),
-            "hash_key_env": (_text, "the name of an environment variable"),
-            "hash_key_file": (_optional_text, "a path to a key file, or empty"),
+            "require_account": (boolean, "true or false"),
+            "hash_key_env": (text, "the name of an environment variable"),
+            "hash_key_file": (optional_text, "a path to a key file, or empty"),
         },
     ),
     "terms": (
         TermsPolicy,
         {
-            "version": (_text, "a non-empty version string such as '2026-01'"),
-            "url": (_any_text, "the URL of your usage policy, or empty"),
+            "version": (text, "a non-empty version string such as '2026-01'"),
+            "url": (any_text, "the URL of your usage policy, or empty"),
         },
     ),
     "ladder": (

@@ -16,6 +16,10 @@ from typing import Any
 from .durations import DURATION_HELP, parse_duration
 from .errors import PolicyError
 from .normalize import normalize
+from .policy_values import boolean as _bool
+from .policy_values import choice as _choice
+from .policy_values import count, fail
+from .policy_values import text as _text
 
 __all__ = [
     "ACTIONS",
@@ -109,20 +113,7 @@ class ModerationPolicy:
 
 # -- parsers ---------------------------------------------------------------------------
 
-
-def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
-    def parse(value: object) -> str:
-        if value in options:
-            return str(value)
-        raise ValueError
-
-    return parse
-
-
-def _text(value: object) -> str:
-    if isinstance(value, str) and value.strip():
-        return value
-    raise ValueError
+_count = count(10_000_000)
 
 
 def _texts(value: object) -> tuple[str, ...]:
@@ -148,18 +139,6 @@ def _keywords(value: object) -> tuple[str, ...]:
     if not all(normalize(w) for w in words):  # e.g. only zero-width characters
         raise ValueError
     return words
-
-
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ValueError
-
-
-def _count(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10_000_000:
-        return value
-    raise ValueError
 
 
 def _table(value: object, key: str) -> Mapping[str, Any]:
@@ -249,13 +228,9 @@ _VARIABLE_KEYS = {
     "max_length": (_count, "an integer from 1"),
     "pattern": (lambda v: _regexes([v])[0], "a valid regular expression"),
     "values": (_texts, "a list of allowed strings"),
-    "min": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) else _fail(), "an integer"),
-    "max": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) else _fail(), "an integer"),
+    "min": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) else fail(), "an integer"),
+    "max": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) else fail(), "an integer"),
 }
-
-
-def _fail() -> Any:
-    raise ValueError
 
 
 def _templates(value: object) -> Mapping[str, TemplateSpec]:
@@ -308,7 +283,7 @@ MODERATION_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "mode": (_choice(MODERATION_MODES), " | ".join(MODERATION_MODES)),
     "fail": (_choice(("open", "closed")), "open | closed"),
     "timeout": (parse_duration, DURATION_HELP),
-    "retries": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 3 else _fail(), "0 to 3"),
+    "retries": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 3 else fail(), "0 to 3"),
     "cache_ttl": (parse_duration, DURATION_HELP),
     "output": (_bool, "true or false"),
     "refusals": (_choice(("review", "strike", "log")), "review | strike | log"),

@@ -435,3 +435,11 @@ def test_separators_inside_a_keyword_are_caught() -> None:
     moderator = RulesModerator([RuleSpec("weapons", "block", ("nerve agent synthesis",))])
     for text in ["nerve-agent synthesis", "nerve_agent_synthesis", "nerve.agent.synthesis"]:
         assert moderator.moderate(text).flagged, text
+
+
+def test_a_match_after_many_failed_candidates_is_still_found() -> None:
+    # the fast scan gives up after a few candidates that fail the full pattern and searches
+    # plainly from there (no quadratic re-scans); the match must be found either way
+    moderator = RulesModerator([RuleSpec("weapons", "block", (), (r"\bx+ bomb",))])
+    assert moderator.moderate("ax bomb " * 20 + "and then x bomb").flagged
+    assert not moderator.moderate("ax bomb " * 20).flagged

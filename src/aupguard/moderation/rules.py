@@ -19,6 +19,7 @@ from .base import Verdict
 
 __all__ = ["RulesModerator"]
 
+_CANDIDATES = 8
 _LEADING = re.compile(r"^(?:\(\?([aiLmsux]+)\))?(\\b)?")
 
 
@@ -36,10 +37,7 @@ class _Pattern:
         flags, boundary = (lead.group(1) or "", lead.group(2)) if lead else ("", None)
         rest = pattern[lead.end() :] if lead else pattern
         lower = not any(ch.isupper() for ch in rest)
-        # a candidate scan only pays when the pattern starts with a literal that must occur
-        # (otherwise re-searching from every candidate can go quadratic on long prompts)
-        literal = bool(rest) and rest[0].isalnum() and (len(rest) == 1 or rest[1] not in "*?{")
-        if not literal or (not lower and not boundary):
+        if not lower and not boundary:
             self.fast: re.Pattern[str] | None = None
             return
         flags = flags.replace("i", "") if lower else flags
@@ -49,11 +47,16 @@ class _Pattern:
         if self.fast is None:
             return self.full.search(text) is not None
         pos = 0
-        while (found := self.fast.search(text, pos)) is not None:
+        for _ in range(_CANDIDATES):
+            found = self.fast.search(text, pos)
+            if found is None:
+                return False
             if self.full.match(text, found.start()):
                 return True
             pos = found.start() + 1
-        return False
+        # many candidates that fail: re-searching from each could go quadratic on a long
+        # prompt (``\b[a-z]+ bomb`` over "1aaaa..."): one plain search from here instead
+        return self.full.search(text, pos) is not None
 
 
 class RulesModerator:

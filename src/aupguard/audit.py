@@ -88,6 +88,10 @@ class AuditLog:
         _check_text("message_id", message_id)
         self._put(("link", (request_id, anthropic_request_id, message_id)))
 
+    def capture(self, row: tuple[str, str, str, float, bytes, bytes]) -> None:
+        """Queue an encrypted capture row (see :mod:`aupguard.capture`)."""
+        self._put(("capture", row))
+
     def amend(self, request_id: str, *, outcome: str, status: int, reasons: tuple[str, ...]) -> None:
         """Replace a record's outcome once a verdict arrives after it was written (parallel
         moderation, output moderation)."""

@@ -119,6 +119,39 @@ def cmd_audit_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_capture(args: argparse.Namespace) -> int:
+    with _guard(args) as guard:
+        capture = guard.capture
+        if args.capture_command == "purge":
+            print(f"{capture.purge()} captured texts older than the retention window deleted")
+            return 0
+        if args.capture_command == "forget":
+            print(f"{capture.forget(args.user)} captured texts of that user erased (their data key is gone)")
+            return 0
+        since = time.time() - parse_duration(args.since) if args.since else 0.0
+        total = capture.count(since=since, user_id=args.user)
+        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+        written = 0
+        try:
+            for item in capture.export(since=since, user_id=args.user):
+                out.write(json.dumps(asdict(item), ensure_ascii=False) + "\n")
+                written += 1
+                if written % 200 == 0 or written == total:
+                    _progress(written, total)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        _progress(written, total, finished=True)
+        return 0
+
+
+def _progress(count: int, total: int, *, finished: bool = False) -> None:
+    width = 30
+    filled = width if total == 0 else width * min(count, total) // total
+    end = "\n" if finished else ""
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {count}/{total} exported", end=end, file=sys.stderr, flush=True)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import assess, check_environment
 
@@ -238,6 +271,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--kid", default="k1", help="key id, 1-16 letters or digits (default k1)")
     gen.set_defaults(func=cmd_key_generate)
+
+    capture = sub.add_parser("capture", help="captured prompts and completions: export, purge, forget")
+    capture_sub = capture.add_subparsers(dest="capture_command", required=True, metavar="ACTION")
+    export = capture_sub.add_parser(
+        "export",
+        help="decrypt captures to JSONL (with a progress bar on stderr)",
+        description="decrypt captures to JSONL (with a progress bar on stderr)",
+    )
+    export.add_argument("--out", help="file to write (default: standard output)")
+    export.add_argument("--since", metavar="DURATION", help="only captures younger than this, e.g. 7d")
+    export.add_argument("--user", help="only this user's captures (their id in your app)")
+    export.set_defaults(func=cmd_capture)
+    purge = capture_sub.add_parser(
+        "purge",
+        help="delete captures older than [capture] retention",
+        description="delete captures older than [capture] retention",
+    )
+    purge.set_defaults(func=cmd_capture)
+    forget = capture_sub.add_parser(
+        "forget",
+        help="erase a user's captures (deletes their data key)",
+        description="erase a user's captures (deletes their data key)",
+    )
+    forget.add_argument("user", help="the user's id in your app")
+    forget.set_defaults(func=cmd_capture)
 
     doctor = sub.add_parser(
         "doctor",

@@ -98,6 +98,14 @@ def assess(policy: Policy) -> list[Practice]:
             f"model {mod.claude.model}" if mod.claude is not None else "add [moderation.claude]",
         ),
         Practice(
+            "Basic",
+            "Store prompts and completions for your own evaluation",
+            ON if policy.capture.enabled else OFF,
+            f"encrypted per user (AES-256-GCM), kept {format_duration(policy.capture.retention)}"
+            if policy.capture.enabled
+            else "set [capture] enabled = true and a master key",
+        ),
+        Practice(
             "Comprehensive",
             "Human review of flagged prompts; restrict high violation rates",
             NOT_YET,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from .audit import AuditLog, AuditRow
+from .capture import Capture
 from .decision import ERROR_STATUS, Decision
 from .errors import InvalidUserId
 from .gates import Refusal, account_gate, standing_gate, throttle_gate, warning_for
@@ -74,6 +75,7 @@ class Safeguards(Screening):
         self.store = store_from_uri(store or self.policy.storage.store)
         self.counters = counters_from_uri(counters or self.policy.storage.counters, self.policy.limits)
         self.audit = AuditLog(self.store, self.hasher, max_queue=self.policy.storage.audit_queue)
+        self.capture = Capture(self.policy.capture, self.store, self.audit, self.hasher, self._clock)
         self._keep = strikes_to_keep(self.policy.ladder)
         self._cache = StateCache(self.store, self._load_state, sync_interval=self.policy.storage.sync_interval)
         self._statuses: dict[str, tuple[UserState, float, float, UserStatus]] = {}
@@ -139,6 +141,8 @@ class Safeguards(Screening):
             decision = self._resolve(decision, prompt, defer_moderation)
             if self._needs_moderation(decision):
                 decision = self.screen(decision)
+            if self.capture.enabled and decision.prompt is not None:
+                self.capture.record(decision, "prompt", decision.prompt.text)
         self.audit.record(self._record(decision, surface, now))
         return decision
 
@@ -164,8 +168,22 @@ class Safeguards(Screening):
             decision = self._resolve(decision, prompt, defer_moderation)
             if self._needs_moderation(decision):
                 decision = await self.ascreen(decision)
+            if self.capture.enabled and decision.prompt is not None:
+                await self.acapture(decision, "prompt", decision.prompt.text)
         await self.audit.arecord(self._record(decision, surface, now))
         return decision
+
+    def capture_completion(self, decision: Decision, text: str) -> None:
+        """Capture Claude's answer to a guarded call (``[capture]``; instrumented clients do
+        it themselves for answers that are not streamed)."""
+        self.capture.record(decision, "completion", text)
+
+    async def acapture(self, decision: Decision, kind: str, text: str) -> None:
+        """Capture from async code: a user's first capture reads their key off the loop."""
+        if decision.user_hash is not None and not self.capture.has_key(decision.user_hash):
+            await asyncio.to_thread(self.capture.record, decision, kind, text)
+        else:
+            self.capture.record(decision, kind, text)
 
     def refusal(self, user_id: str | None, surface: str, error: str, message: str) -> Decision:
         """Record and return a refusal an adapter decided before the engine could (a body

@@ -10,6 +10,8 @@ Through the SDK's own ``middleware=`` hook (no monkeypatching), for every ``POST
 - ``metadata.user_id`` is set to the user's keyed hash, replacing anything the app put there;
 - Anthropic's ``request-id`` header and the ``msg_...`` id are linked to the audit record
   (streams: the header; the message id arrives inside the stream);
+- with ``[capture]`` on, the answer's text is captured, encrypted (not for streams: the
+  app passes it to ``guard.capture_completion``);
 - an answer with ``stop_reason: "refusal"`` is Claude's own safety signal: it gets a review
   item (and a strike with ``[moderation] refusals = "strike"``; ``"log"`` only records it).
 """
@@ -107,6 +109,8 @@ class GuardMiddleware(Middleware):
             response = call_next(self._prepare(request, decision))
             message = None if request.stream or response.status_code >= 400 else response.parse()
             self._observe(decision, response.headers, message)
+            if message is not None and self.guard.capture.enabled:
+                self.guard.capture_completion(decision, _text_of(message))
             return response
         finally:
             if token is not None:
@@ -123,7 +127,13 @@ class GuardMiddleware(Middleware):
             response = await call_next(self._prepare(request, decision))
             message = None if request.stream or response.status_code >= 400 else await response.parse()
             self._observe(decision, response.headers, message)
+            if message is not None and self.guard.capture.enabled:
+                await self.guard.acapture(decision, "completion", _text_of(message))
             return response
         finally:
             if token is not None:
                 reset_guarded(token)
+
+
+def _text_of(message: Any) -> str:
+    return "".join(getattr(block, "text", "") for block in getattr(message, "content", []) or [])

@@ -23,6 +23,7 @@ from .policy_values import any_text, boolean, choice, count, optional_text, text
 
 __all__ = [
     "ENV_PREFIX",
+    "CapturePolicy",
     "IdentityPolicy",
     "LadderPolicy",
     "LimitsPolicy",
@@ -73,6 +74,14 @@ class StoragePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class CapturePolicy:
+    enabled: bool = False
+    key_env: str = "AUPGUARD_CAPTURE_KEY"
+    retention: float = 30 * 86400.0
+    completions: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Everything aupguard enforces. Build with :meth:`from_toml` or :meth:`from_mapping`."""
 
@@ -83,6 +92,7 @@ class Policy:
     storage: StoragePolicy = field(default_factory=StoragePolicy)
     prompts: PromptsPolicy = field(default_factory=PromptsPolicy)
     moderation: ModerationPolicy = field(default_factory=ModerationPolicy)
+    capture: CapturePolicy = field(default_factory=CapturePolicy)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
@@ -203,6 +213,15 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
     ),
     "prompts": (PromptsPolicy, PROMPTS_FIELDS),
     "moderation": (ModerationPolicy, MODERATION_FIELDS),
+    "capture": (
+        CapturePolicy,
+        {
+            "enabled": (boolean, "true or false"),
+            "key_env": (text, "the name of an environment variable holding the capture master key"),
+            "retention": (parse_duration, DURATION_HELP),
+            "completions": (boolean, "true or false"),
+        },
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import StoreError
 from ..ladder import UserState
 from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
+from .sqlite_capture import CaptureTables
 from .sqlite_schema import migrate
 
 __all__ = ["AuditOp", "SQLiteStore"]
@@ -26,6 +27,7 @@ __all__ = ["AuditOp", "SQLiteStore"]
 #: ("record", row in _DECISION_COLUMNS order, reasons JSON-encoded)
 #: or ("link", (request_id, anthropic_request_id, message_id))
 #: or ("amend", (request_id, outcome, status, reasons as JSON))
+#: or ("capture", (request_id, kind, user_hash, at, nonce, ciphertext))
 AuditOp = tuple[str, Any]
 _ROWS_PER_INSERT = 3000  # 10 columns each: well under SQLite's 32,766 bound parameters
 _USER_COLUMNS = (
@@ -42,7 +44,7 @@ _DECISION_COLUMNS = (
 )
 
 
-class SQLiteStore:
+class SQLiteStore(CaptureTables):
     def __init__(self, path: str | None) -> None:
         self.path = path
         #: True when other processes may change the data (a file), so changes must be polled.
@@ -296,6 +298,7 @@ class SQLiteStore:
         rows = [op[1] for op in ops if op[0] == "record"]
         links = [op[1] for op in ops if op[0] == "link"]
         amends = [op[1] for op in ops if op[0] == "amend"]
+        captured = [op[1] for op in ops if op[0] == "capture"]
 
         def run() -> None:
             with (
@@ -309,6 +312,12 @@ class SQLiteStore:
                     "UPDATE decisions SET anthropic_request_id = coalesce(?, anthropic_request_id), "
                     "message_id = coalesce(?, message_id) WHERE request_id = ?",
                     [(areq, mid, rid) for rid, areq, mid in links],
+                )
+                conn.executemany(
+                    "INSERT INTO captures (request_id, kind, user_hash, at, nonce, ciphertext) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, kind) "
+                    "DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext",
+                    captured,
                 )
                 conn.executemany(
                     "UPDATE decisions SET outcome = ?, status = ?, reasons = ? WHERE request_id = ?",

@@ -49,6 +49,19 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX review_items_by_status ON review_items (status, at);
     CREATE INDEX review_items_by_user ON review_items (user_hash, at);
     """,
+    # 3: captured prompts and completions, encrypted with per-user data keys
+    """
+    CREATE TABLE capture_keys (
+        user_hash TEXT PRIMARY KEY, master_kid TEXT NOT NULL, nonce BLOB NOT NULL, wrapped BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE captures (
+        request_id TEXT NOT NULL, kind TEXT NOT NULL, user_hash TEXT NOT NULL, at REAL NOT NULL,
+        nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, PRIMARY KEY (request_id, kind)
+    );
+    CREATE INDEX captures_by_time ON captures (at);
+    CREATE INDEX captures_by_user ON captures (user_hash, at);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

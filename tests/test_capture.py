@@ -43,8 +43,9 @@ def test_prompts_and_completions_are_encrypted_and_exported(
     assert b"secret question" not in raw and b"secret answer" not in raw  # ciphertext only at rest
 
 
-def test_without_the_master_key_nothing_decrypts(make_guard: MakeGuard, master: str, keyring: Keyring, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_without_the_master_key_nothing_decrypts(
+    make_guard: MakeGuard, master: str, keyring: Keyring, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     guard = make_guard(CAPTURE)
     guard.check("alice", prompt="private words")
     guard.close()
@@ -102,8 +103,14 @@ def test_capture_off_by_default_and_for_anonymous_calls(make_guard: MakeGuard, m
     assert anon.capture.count() == 0
 
 
-def test_cli_export_purge_forget(make_guard: MakeGuard, master: str, key_entry: str, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_cli_export_purge_forget(
+    make_guard: MakeGuard,
+    master: str,
+    key_entry: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     guard = make_guard(CAPTURE)
     for n in range(3):
         guard.check("alice", prompt=f"prompt {n}")

@@ -125,3 +125,26 @@ def test_as_user_with_a_decision_links_to_that_record(make_guard: MakeGuard, mes
     assert (record.request_id, record.message_id) == (decision.request_id, message.id)
     with pytest.raises(ValueError, match="another user"):
         guard.as_user("erin", decision)
+
+
+def test_a_token_budget_refuses_the_next_call_once_spent(
+    make_guard: MakeGuard, messages_double: MessagesDouble
+) -> None:
+    guard = make_guard({"limits": {"tokens": "100/day"}})
+    client = guard.instrument(messages_double.client())
+    with guard.as_user("tom"):
+        messages_double.messages.text("short")
+        first = ask(client, "x")
+        used = first.usage.input_tokens + first.usage.output_tokens
+        assert used < 100  # room for another call
+        messages_double.messages.text("word " * 200)  # an answer that overruns the budget
+        ask(client, "y")
+        with pytest.raises(Refused) as info:
+            ask(client, "z")
+    assert info.value.decision.status == 429 and "token budget of 100 tokens" in info.value.decision.message
+    assert 1 <= (info.value.decision.retry_after or 0) <= 86400
+    assert len(messages_double.requests_to("/v1/messages")) == 2  # the third never left
+    other = guard.check("ursula")
+    assert other.allowed  # budgets are per user
+    guard.spend_tokens(other, 1000)
+    assert guard.check("ursula").error == "rate_limited"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .audit import AuditLog, AuditRow
 from .capture import Capture
-from .decision import ERROR_STATUS, Decision
+from .decision import ERROR_STATUS, Decision, whole_seconds
 from .errors import InvalidUserId
 from .gates import Refusal, account_gate, standing_gate, throttle_gate, warning_for
 from .identity import Keyring, UserHasher
@@ -80,6 +80,7 @@ class Safeguards(Screening):
         self._cache = StateCache(self.store, self._load_state, sync_interval=self.policy.storage.sync_interval)
         self._statuses: dict[str, tuple[UserState, float, float, UserStatus]] = {}
         self._surfaces: set[str] = set()
+        self._token_budget = self.policy.limits.tokens is not None
         self._closed = False
         self._atexit = _closer(weakref.ref(self))
         atexit.register(self._atexit)
@@ -173,6 +174,12 @@ class Safeguards(Screening):
         await self.audit.arecord(self._record(decision, surface, now))
         return decision
 
+    def spend_tokens(self, decision: Decision, tokens: int) -> None:
+        """Count an answer's tokens (``usage``) against the user's ``[limits] tokens`` budget;
+        instrumented clients do it themselves for answers that are not streamed."""
+        if decision.user_hash is not None and decision.user_hash != ANONYMOUS:
+            self.counters.spend_tokens(decision.user_hash, tokens)
+
     def capture_completion(self, decision: Decision, text: str) -> None:
         """Capture Claude's answer to a guarded call (``[capture]``; instrumented clients do
         it themselves for answers that are not streamed)."""
@@ -232,6 +239,11 @@ class Safeguards(Screening):
             if refusal is not None:
                 return self._refuse(request_id, refusal, user_hash, status.level)
         level = None if status is None else status.level
+        budget = self.counters.tokens_left(user_hash) if self._token_budget else None
+        if budget is not None and not budget.allowed:
+            wait = whole_seconds(budget.reset_after)
+            message = f"The token budget of {budget.limit} tokens is spent. Retry after {wait} s."
+            return self._refuse(request_id, Refusal("rate_limited", message, wait), user_hash, level)
         hit = self.counters.hit(user_hash, level)
         reset_after = int(hit.reset_after + 0.999)
         refusal = throttle_gate(hit, level)

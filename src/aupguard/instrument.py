@@ -10,6 +10,8 @@ Through the SDK's own ``middleware=`` hook (no monkeypatching), for every ``POST
 - ``metadata.user_id`` is set to the user's keyed hash, replacing anything the app put there;
 - Anthropic's ``request-id`` header and the ``msg_...`` id are linked to the audit record
   (streams: the header; the message id arrives inside the stream);
+- the answer's ``usage`` counts against the user's ``[limits] tokens`` budget (not for
+  streams: the app passes it to ``guard.spend_tokens``);
 - with ``[capture]`` on, the answer's text is captured, encrypted (not for streams: the
   app passes it to ``guard.capture_completion``);
 - an answer with ``stop_reason: "refusal"`` is Claude's own safety signal: it gets a review
@@ -89,6 +91,10 @@ class GuardMiddleware(Middleware):
     # -- after the response ------------------------------------------------------------
 
     def _observe(self, decision: Decision, headers: Any, message: Any) -> None:
+        usage = getattr(message, "usage", None)
+        if usage is not None:
+            tokens = (getattr(usage, "input_tokens", 0) or 0) + (getattr(usage, "output_tokens", 0) or 0)
+            self.guard.spend_tokens(decision, tokens)
         request_id = headers.get("request-id")
         message_id = getattr(message, "id", None) if message is not None else None
         if request_id or message_id:

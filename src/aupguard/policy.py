@@ -63,6 +63,7 @@ class LimitsPolicy:
     default: str = "60/minute"
     throttled: str = "5/minute"
     strategy: str = "moving-window"
+    tokens: str | None = None  # a per-user token budget, e.g. "200000/day"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +201,7 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
             "default": (_rate, "a rate such as '60/minute' or '1000 per hour' (one rate, amount >= 1)"),
             "throttled": (_rate, "a rate such as '5/minute' (one rate, amount >= 1)"),
             "strategy": (_strategy, " | ".join(STRATEGIES)),
+            "tokens": (_rate, "a token budget such as '200000/day' (one rate, amount >= 1)"),
         },
     ),
     "storage": (

@@ -54,6 +54,27 @@ class Counters:
         self._direct = policy.strategy == "moving-window" and isinstance(storage, MovingWindowSupport)
         self._keys: dict[tuple[bool, str], str] = {}
 
+        # the token budget counts with a sliding window counter: a cost of thousands is one
+        # increment there, where a moving window would store one entry per token
+        self._tokens = limits.parse(policy.tokens) if policy.tokens else None
+        self._token_limiter = SlidingWindowCounterRateLimiter(storage) if self._tokens else None
+
+    def tokens_left(self, key: str) -> Hit | None:
+        """The user's token budget now (None without ``[limits] tokens``); not allowed when spent."""
+        if self._tokens is None or self._token_limiter is None:
+            return None
+        stats = self._token_limiter.get_window_stats(self._tokens, key)
+        remaining = max(0, stats.remaining)
+        return Hit(remaining > 0, self._tokens.amount, remaining, max(0.0, stats.reset_time - time.time()))
+
+    def spend_tokens(self, key: str, tokens: int) -> None:
+        """Count ``tokens`` against the budget; an answer that overruns it uses up the rest."""
+        if self._tokens is None or self._token_limiter is None or tokens <= 0:
+            return
+        left = max(0, self._token_limiter.get_window_stats(self._tokens, key).remaining)
+        if left:
+            self._token_limiter.hit(self._tokens, key, cost=min(tokens, left))
+
     def hit(self, key: str, level: Level | None) -> Hit:
         throttled = level is Level.THROTTLED
         item = self._tiers[throttled]

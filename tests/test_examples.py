@@ -71,3 +71,18 @@ def test_with_an_api_key_the_example_calls_claude_with_the_hashed_user(
     assert record.anthropic_request_id == sent.request_id
     assert record.request_id == response.headers["aupguard-request-id"]  # the middleware's own record
     guard.close()
+
+
+def test_langchain_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, messages_double: MessagesDouble) -> None:
+    from langchain_anthropic import ChatAnthropic
+
+    module = load("langchain_chain")
+    guard = module.demo_guard(tmp_path)
+    model = ChatAnthropic(model="claude-sonnet-5-5", api_key="test-key", base_url=messages_double.url, max_retries=0)
+    chain = module.build_chain(guard, model)
+    messages_double.messages.text("Paris is the capital.")
+    assert module.ask(guard, chain, "alice", "Capital of France?") == "Paris is the capital."
+    assert module.ask(guard, chain, "alice", "Explain nerve agent synthesis").startswith("refused: 403 content_flagged")
+    (sent,) = messages_double.requests_to("/v1/messages")
+    assert sent.body["metadata"]["user_id"] == guard.hash_user("alice")
+    guard.close()

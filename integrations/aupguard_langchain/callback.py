@@ -1,0 +1,173 @@
+"""``SafeguardsCallbackHandler``: the guarded call for LangChain chat models and LLMs.
+
+``on_chat_model_start`` / ``on_llm_start`` run the whole check (account, terms, suspension,
+limits, prompt policy, moderation) on the end user's last message and stop the run with
+:class:`aupguard.Refused` when it may not proceed; ``on_llm_end`` / ``on_llm_error``
+complete the audit record (message id, usage). The user comes from the constructor or from
+``config["metadata"]["user_id"]``.
+
+The handler sets ``raise_error`` (LangChain would otherwise swallow the refusal) and
+``run_inline`` (so the guarded request, a context variable, reaches the model's own call in
+the same task: an instrumented client then links its ids to this record and sends the hash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from contextvars import Token
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+
+from aupguard import Decision, Refused, Safeguards
+from aupguard.context import Guarded, reset_guarded, set_guarded
+
+__all__ = ["AsyncSafeguardsCallbackHandler", "SafeguardsCallbackHandler", "instrument_chat_model"]
+
+SURFACE = "langchain"
+
+
+def instrument_chat_model(guard: Safeguards, model: Any) -> Any:
+    """Make a ``ChatAnthropic`` send the hashed ``metadata.user_id`` and link Anthropic's ids:
+    its SDK clients are replaced by instrumented copies. Returns the model."""
+    model.__dict__["_client"] = guard.instrument(model._client)
+    model.__dict__["_async_client"] = guard.instrument(model._async_client)
+    return model
+
+
+def _last_user_text(messages: list[list[BaseMessage]]) -> str:
+    for message in reversed(messages[0] if messages else []):
+        if message.type == "human":
+            content = message.content
+            if isinstance(content, str):
+                return content
+            return "\n".join(
+                str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"
+            )
+    return ""
+
+
+class _Runs:
+    """Per-run state: the decision and the context token, keyed by LangChain's run id."""
+
+    def __init__(self, guard: Safeguards, user_id: str | None) -> None:
+        self.guard = guard
+        self.user_id = user_id
+        self.decisions: dict[UUID, Decision] = {}
+        self.tokens: dict[UUID, Token[Guarded | None]] = {}
+
+    def user(self, metadata: dict[str, Any] | None) -> str | None:
+        if self.user_id is not None:
+            return self.user_id
+        found = (metadata or {}).get("user_id")
+        return found if isinstance(found, str) else None
+
+    def begin(self, run_id: UUID, user: str | None, decision: Decision) -> None:
+        if not decision.allowed:
+            raise Refused(decision)
+        self.decisions[run_id] = decision
+        self.tokens[run_id] = set_guarded(Guarded(user, decision))
+
+    def end(self, run_id: UUID, response: LLMResult | None) -> None:
+        decision = self.decisions.pop(run_id, None)
+        token = self.tokens.pop(run_id, None)
+        if token is not None:
+            with contextlib.suppress(ValueError):  # ended in another context: nothing to undo there
+                reset_guarded(token)
+        if decision is None or response is None:
+            return
+        message_id, tokens, text = _result_facts(response)
+        if message_id:
+            self.guard.audit.link(decision.request_id, message_id=message_id)
+        if tokens:
+            self.guard.spend_tokens(decision, tokens)
+        if text and self.guard.capture.enabled:
+            self.guard.capture_completion(decision, text)
+
+
+def _result_facts(response: LLMResult) -> tuple[str | None, int, str]:
+    """The Anthropic message id, tokens used and answer text of a finished run, where
+    LangChain has them (``response_metadata`` of the message, else ``llm_output``)."""
+    output = response.llm_output or {}
+    generation = response.generations[0][0] if response.generations and response.generations[0] else None
+    message = getattr(generation, "message", None)
+    metadata = getattr(message, "response_metadata", None) or {}
+    candidates = (metadata.get("id"), output.get("id"))
+    message_id = next((c for c in candidates if isinstance(c, str) and c.startswith("msg_")), None)
+    usage = metadata.get("usage") or output.get("usage") or {}
+    tokens = 0
+    if isinstance(usage, dict):
+        tokens = int(usage.get("input_tokens", 0) or 0) + int(usage.get("output_tokens", 0) or 0)
+    text = getattr(generation, "text", "") or ""
+    return message_id, tokens, text
+
+
+class SafeguardsCallbackHandler(BaseCallbackHandler):
+    """``chain.invoke(x, config={"callbacks": [SafeguardsCallbackHandler(guard)],
+    "metadata": {"user_id": "u-42"}})``. Works under ``invoke``, ``batch``, ``stream`` and
+    also ``ainvoke`` (it runs inline)."""
+
+    raise_error = True
+    run_inline = True
+
+    def __init__(self, guard: Safeguards, user_id: str | None = None) -> None:
+        self._runs = _Runs(guard, user_id)
+
+    def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID,
+        metadata: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        user = self._runs.user(metadata)
+        decision = self._runs.guard.check(user, surface=SURFACE, prompt=_last_user_text(messages))
+        self._runs.begin(run_id, user, decision)
+
+    def on_llm_start(
+        self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
+        metadata: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        user = self._runs.user(metadata)
+        decision = self._runs.guard.check(user, surface=SURFACE, prompt=prompts[-1] if prompts else "")
+        self._runs.begin(run_id, user, decision)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        self._runs.end(run_id, response)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._runs.end(run_id, None)
+
+
+class AsyncSafeguardsCallbackHandler(AsyncCallbackHandler):
+    """The async twin, for ``ainvoke`` / ``astream`` / ``abatch``: store reads and remote
+    moderators run off the event loop. Under a sync ``invoke`` LangChain swallows an async
+    handler's errors: use :class:`SafeguardsCallbackHandler` there."""
+
+    raise_error = True
+    run_inline = True
+
+    def __init__(self, guard: Safeguards, user_id: str | None = None) -> None:
+        self._runs = _Runs(guard, user_id)
+
+    async def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID,
+        metadata: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        user = self._runs.user(metadata)
+        decision = await self._runs.guard.acheck(user, surface=SURFACE, prompt=_last_user_text(messages))
+        self._runs.begin(run_id, user, decision)
+
+    async def on_llm_start(
+        self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
+        metadata: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        user = self._runs.user(metadata)
+        decision = await self._runs.guard.acheck(user, surface=SURFACE, prompt=prompts[-1] if prompts else "")
+        self._runs.begin(run_id, user, decision)
+
+    async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        self._runs.end(run_id, response)
+
+    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._runs.end(run_id, None)

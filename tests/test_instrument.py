@@ -148,3 +148,53 @@ def test_a_token_budget_refuses_the_next_call_once_spent(
     assert other.allowed  # budgets are per user
     guard.spend_tokens(other, 1000)
     assert guard.check("ursula").error == "rate_limited"
+
+
+def test_streams_are_linked_counted_and_captured_from_their_events(
+    make_guard: MakeGuard, messages_double: MessagesDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aupguard import generate_key_entry
+
+    monkeypatch.setenv("TEST_CAPTURE_KEY", generate_key_entry("c1"))
+    guard = make_guard({"limits": {"tokens": "10000/day"},
+                        "capture": {"enabled": True, "key_env": "TEST_CAPTURE_KEY"}})  # fmt: skip
+    client = guard.instrument(messages_double.client())
+    aclient = guard.instrument(messages_double.async_client())
+    messages_double.messages.text("sync streamed answer")
+    with (
+        guard.as_user("sam"),
+        client.messages.stream(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "s"}]) as stream,
+    ):
+        final = stream.get_final_message()
+
+    async def run() -> Any:
+        messages_double.messages.text("async streamed answer")
+        with guard.as_user("sam"):
+            async with aclient.messages.stream(
+                model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "a"}]
+            ) as astream:
+                return await astream.get_final_message()
+
+    afinal = asyncio.run(run())
+    for message in (final, afinal):
+        (record,) = guard.audit.find(message_id=message.id)  # the msg_ id came from message_start
+        assert record.anthropic_request_id is not None
+    left = guard.counters.tokens_left(guard.hash_user("sam"))
+    used = sum(m.usage.input_tokens + m.usage.output_tokens for m in (final, afinal))
+    assert left is not None and left.remaining == 10000 - used
+    assert sorted(i.text for i in guard.capture.export() if i.kind == "completion") == [
+        "async streamed answer", "sync streamed answer"]  # fmt: skip
+
+
+def test_the_record_names_the_model_and_the_usage(make_guard: MakeGuard, messages_double: MessagesDouble) -> None:
+    guard = make_guard()
+    client = guard.instrument(messages_double.client())
+    messages_double.messages.text("an answer of five words")
+    with guard.as_user("val"):
+        message = ask(client)
+        with client.messages.stream(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "s"}]) as s:
+            streamed = s.get_final_message()
+    for m in (message, streamed):
+        (record,) = guard.audit.find(message_id=m.id)
+        assert (record.model, record.input_tokens, record.output_tokens) == (
+            m.model, m.usage.input_tokens, m.usage.output_tokens)  # fmt: skip

@@ -81,12 +81,20 @@ class AuditLog:
         *,
         anthropic_request_id: str | None = None,
         message_id: str | None = None,
+        model: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
     ) -> None:
-        """Fill Anthropic's ``request-id`` header and message id into a record, when known."""
+        """Fill Anthropic's ``request-id`` header, the message id, the model and the token
+        usage into a record, as far as they are known (what is not given stays as it is)."""
         _check_text("request_id", request_id, required=True)
         _check_text("anthropic_request_id", anthropic_request_id)
         _check_text("message_id", message_id)
-        self._put(("link", (request_id, anthropic_request_id, message_id)))
+        _check_text("model", model)
+        for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer")
+        self._put(("link", (request_id, anthropic_request_id, message_id, model, input_tokens, output_tokens)))
 
     def capture(self, row: tuple[str, str, str, float, bytes, bytes]) -> None:
         """Queue an encrypted capture row (see :mod:`aupguard.capture`)."""

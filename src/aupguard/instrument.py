@@ -9,11 +9,9 @@ Through the SDK's own ``middleware=`` hook (no monkeypatching), for every ``POST
   limits) and gets its own audit record, surface ``anthropic``;
 - ``metadata.user_id`` is set to the user's keyed hash, replacing anything the app put there;
 - Anthropic's ``request-id`` header and the ``msg_...`` id are linked to the audit record
-  (streams: the header; the message id arrives inside the stream);
-- the answer's ``usage`` counts against the user's ``[limits] tokens`` budget (not for
-  streams: the app passes it to ``guard.spend_tokens``);
-- with ``[capture]`` on, the answer's text is captured, encrypted (not for streams: the
-  app passes it to ``guard.capture_completion``);
+  (streams: from ``message_start``, as the app reads the stream);
+- the answer's ``usage`` counts against the user's ``[limits] tokens`` budget, and with
+  ``[capture]`` on its text is captured, encrypted (streams: when the app has read them);
 - an answer with ``stop_reason: "refusal"`` is Claude's own safety signal: it gets a review
   item (and a strike with ``[moderation] refusals = "strike"``; ``"log"`` only records it).
 """
@@ -92,15 +90,65 @@ class GuardMiddleware(Middleware):
 
     def _observe(self, decision: Decision, headers: Any, message: Any) -> None:
         usage = getattr(message, "usage", None)
-        if usage is not None:
-            tokens = (getattr(usage, "input_tokens", 0) or 0) + (getattr(usage, "output_tokens", 0) or 0)
-            self.guard.spend_tokens(decision, tokens)
-        request_id = headers.get("request-id")
-        message_id = getattr(message, "id", None) if message is not None else None
-        if request_id or message_id:
-            self.guard.audit.link(decision.request_id, anthropic_request_id=request_id, message_id=message_id)
+        tin = getattr(usage, "input_tokens", None) if usage is not None else None
+        tout = getattr(usage, "output_tokens", None) if usage is not None else None
+        self.guard.spend_tokens(decision, (tin or 0) + (tout or 0))
+        self.guard.audit.link(
+            decision.request_id,
+            anthropic_request_id=headers.get("request-id"),
+            message_id=getattr(message, "id", None) if message is not None else None,
+            model=getattr(message, "model", None) if message is not None else None,
+            input_tokens=tin,
+            output_tokens=tout,
+        )
         if getattr(message, "stop_reason", None) == "refusal":
             self.guard.record_refusal(decision, message)
+
+    def _tap_stream(self, decision: Decision, headers: Any, stream: Any) -> None:
+        """Watch a streamed answer's events as the app reads them: the message id and input
+        tokens from ``message_start``, output tokens from ``message_delta``, the text from the
+        deltas; linked, counted and captured when the stream ends. (The SDK's stream object
+        is the one the app gets: ``parse()`` caches it.)"""
+        request_id = headers.get("request-id")
+        seen = _StreamFacts()
+        inner = stream._iterator  # the SDK's own event iterator (made on first use)
+        guard = self.guard
+
+        def finish() -> None:
+            guard.audit.link(
+                decision.request_id,
+                anthropic_request_id=request_id,
+                message_id=seen.message_id,
+                model=seen.model,
+                input_tokens=seen.input_tokens,
+                output_tokens=seen.output_tokens,
+            )
+            guard.spend_tokens(decision, seen.input_tokens + seen.output_tokens)
+            if guard.capture.enabled and seen.text:
+                guard.capture_completion(decision, "".join(seen.text))
+
+        if hasattr(inner, "__anext__"):
+
+            async def atap() -> Any:
+                try:
+                    async for event in inner:
+                        seen.see(event)
+                        yield event
+                finally:
+                    finish()
+
+            stream.__dict__["_iterator"] = atap()
+        else:
+
+            def tap() -> Any:
+                try:
+                    for event in inner:
+                        seen.see(event)
+                        yield event
+                finally:
+                    finish()
+
+            stream.__dict__["_iterator"] = tap()
 
     # -- the hooks -----------------------------------------------------------------------
 
@@ -113,7 +161,10 @@ class GuardMiddleware(Middleware):
         token = set_guarded(Guarded(_as_user.get(), self._allowed(decision))) if own else None
         try:
             response = call_next(self._prepare(request, decision))
-            message = None if request.stream or response.status_code >= 400 else response.parse()
+            if request.stream and response.status_code < 400:
+                self._tap_stream(decision, response.headers, response.parse())
+                return response
+            message = None if response.status_code >= 400 else response.parse()
             self._observe(decision, response.headers, message)
             if message is not None and self.guard.capture.enabled:
                 self.guard.capture_completion(decision, _text_of(message))
@@ -131,7 +182,10 @@ class GuardMiddleware(Middleware):
         token = set_guarded(Guarded(_as_user.get(), self._allowed(decision))) if own else None
         try:
             response = await call_next(self._prepare(request, decision))
-            message = None if request.stream or response.status_code >= 400 else await response.parse()
+            if request.stream and response.status_code < 400:
+                self._tap_stream(decision, response.headers, await response.parse())
+                return response
+            message = None if response.status_code >= 400 else await response.parse()
             self._observe(decision, response.headers, message)
             if message is not None and self.guard.capture.enabled:
                 await self.guard.acapture(decision, "completion", _text_of(message))
@@ -143,3 +197,26 @@ class GuardMiddleware(Middleware):
 
 def _text_of(message: Any) -> str:
     return "".join(getattr(block, "text", "") for block in getattr(message, "content", []) or [])
+
+
+class _StreamFacts:
+    def __init__(self) -> None:
+        self.message_id: str | None = None
+        self.model: str | None = None
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.text: list[str] = []
+
+    def see(self, event: Any) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            message = event.message
+            self.message_id = getattr(message, "id", None)
+            self.model = getattr(message, "model", None)
+            self.input_tokens = getattr(getattr(message, "usage", None), "input_tokens", 0) or 0
+        elif kind == "message_delta":  # the running total of output tokens
+            self.output_tokens = getattr(getattr(event, "usage", None), "output_tokens", 0) or 0
+        elif kind == "content_block_delta":
+            text = getattr(getattr(event, "delta", None), "text", None)
+            if isinstance(text, str):
+                self.text.append(text)

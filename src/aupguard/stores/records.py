@@ -51,6 +51,9 @@ class AuditRecord:
     reasons: tuple[str, ...] = ()
     anthropic_request_id: str | None = None
     message_id: str | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from .sqlite_schema import migrate
 __all__ = ["AuditOp", "SQLiteStore"]
 
 #: ("record", row in _DECISION_COLUMNS order, reasons JSON-encoded)
-#: or ("link", (request_id, anthropic_request_id, message_id))
+#: or ("link", (request_id, anthropic_request_id, message_id, model, input_tokens, output_tokens))
 #: or ("amend", (request_id, outcome, status, reasons as JSON))
 #: or ("capture", (request_id, kind, user_hash, at, nonce, ciphertext))
 AuditOp = tuple[str, Any]
@@ -42,6 +42,7 @@ _USER_COLUMNS = (
 _DECISION_COLUMNS = (
     "request_id, at, user_hash, surface, outcome, status, level, reasons, anthropic_request_id, message_id"
 )
+_READ_COLUMNS = _DECISION_COLUMNS + ", model, input_tokens, output_tokens"
 
 
 class SQLiteStore(CaptureTables):
@@ -310,8 +311,10 @@ class SQLiteStore(CaptureTables):
                     conn.execute(_insert_decisions_sql(len(chunk)), [v for row in chunk for v in row])
                 conn.executemany(
                     "UPDATE decisions SET anthropic_request_id = coalesce(?, anthropic_request_id), "
-                    "message_id = coalesce(?, message_id) WHERE request_id = ?",
-                    [(areq, mid, rid) for rid, areq, mid in links],
+                    "message_id = coalesce(?, message_id), model = coalesce(?, model), "
+                    "input_tokens = coalesce(?, input_tokens), output_tokens = coalesce(?, output_tokens) "
+                    "WHERE request_id = ?",
+                    [(areq, mid, model, tin, tout, rid) for rid, areq, mid, model, tin, tout in links],
                 )
                 conn.executemany(
                     "INSERT INTO captures (request_id, kind, user_hash, at, nonce, ciphertext) "
@@ -352,14 +355,12 @@ class SQLiteStore(CaptureTables):
         if not clauses:
             raise ValueError("give at least one of request_id, user_id, anthropic_request_id, message_id")
         sql = (
-            f"SELECT {_DECISION_COLUMNS} FROM decisions "  # noqa: S608 - fixed clauses, values bound
+            f"SELECT {_READ_COLUMNS} FROM decisions "  # noqa: S608 - fixed clauses, values bound
             f"WHERE {' AND '.join(clauses)} ORDER BY at DESC, request_id DESC LIMIT ?"
         )
         with self._lock:
             rows = self._guard(lambda: self._conn.execute(sql, (*args, limit)).fetchall())
-        return [
-            AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(json.loads(r[7])), r[8], r[9]) for r in rows
-        ]
+        return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(json.loads(r[7])), *r[8:]) for r in rows]
 
     # -- change feed -----------------------------------------------------------------
 

@@ -62,6 +62,12 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX captures_by_time ON captures (at);
     CREATE INDEX captures_by_user ON captures (user_hash, at);
     """,
+    # 4: the model and token usage of the Claude call linked to a record
+    """
+    ALTER TABLE decisions ADD COLUMN model TEXT;
+    ALTER TABLE decisions ADD COLUMN input_tokens INTEGER;
+    ALTER TABLE decisions ADD COLUMN output_tokens INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -198,3 +198,36 @@ def test_the_record_names_the_model_and_the_usage(make_guard: MakeGuard, message
         (record,) = guard.audit.find(message_id=m.id)
         assert (record.model, record.input_tokens, record.output_tokens) == (
             m.model, m.usage.input_tokens, m.usage.output_tokens)  # fmt: skip
+
+
+def test_refusals_in_streams_and_refused_decisions_handed_over(
+    make_guard: MakeGuard, messages_double: MessagesDouble
+) -> None:
+    guard = make_guard({"moderation": {"refusals": "review"}})
+    client = guard.instrument(messages_double.client())
+    messages_double.messages.refusal(category="cyber")
+    with (
+        guard.as_user("eve"),
+        client.messages.stream(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "bad"}]) as stream,
+    ):
+        final = stream.get_final_message()
+    assert final.stop_reason == "refusal"
+    (item,) = guard.store.review_items()
+    assert item.categories == ("cyber",)
+    guard.suspend("mallory", reason="fraud")
+    refused = guard.check("mallory")
+    with guard.as_user("mallory", refused), pytest.raises(Refused):
+        ask(client)
+    assert len(messages_double.requests_to("/v1/messages")) == 1
+
+
+def test_an_unread_stream_still_names_its_request(make_guard: MakeGuard, messages_double: MessagesDouble) -> None:
+    guard = make_guard()
+    client = guard.instrument(messages_double.client())
+    messages_double.messages.text("never read")
+    with guard.as_user("ned"):
+        stream = client.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}],
+                                        stream=True)  # fmt: skip
+        stream.close()
+    (sent,) = messages_double.requests_to("/v1/messages")
+    assert guard.audit.find(anthropic_request_id=sent.request_id)

@@ -126,3 +126,41 @@ def test_without_instrumentation_the_callback_still_guards_and_links(
     assert record.surface == "langchain"
     left = guard.counters.tokens_left(guard.hash_user("u-42"))
     assert left is not None and left.remaining < 1000  # usage counted from the run's result
+
+
+def test_a_finished_run_leaves_no_user_behind(make_guard: MakeGuard, messages_double: MessagesDouble) -> None:
+    from aupguard.context import current_guarded
+
+    guard = make_guard()
+    guard.suspend("mallory", reason="fraud")
+    model = model_for(guard, messages_double)
+    aclient = guard.instrument(messages_double.async_client())
+
+    async def run() -> None:
+        for handler in (AsyncSafeguardsCallbackHandler(guard), SafeguardsCallbackHandler(guard)):
+            messages_double.messages.text("ok")
+            await model.ainvoke("hi", config=config(handler, "u-ok"))
+            messages_double.messages.text("streamed")
+            [c async for c in model.astream("hi", config=config(handler, "u-ok"))]
+            assert current_guarded() is None  # the run's user does not outlive it in this task
+            with guard.as_user("mallory"), pytest.raises(Refused):
+                await aclient.messages.create(model="claude-sonnet-5-5", max_tokens=5,
+                                              messages=[{"role": "user", "content": "x"}])  # fmt: skip
+
+    asyncio.run(run())
+    assert all(
+        r.body["metadata"]["user_id"] == guard.hash_user("u-ok") for r in messages_double.requests_to("/v1/messages")
+    )
+
+
+def test_usage_is_counted_once_with_an_instrumented_model(
+    make_guard: MakeGuard, messages_double: MessagesDouble
+) -> None:
+    guard = make_guard({"limits": {"tokens": "100000/day"}})
+    model = model_for(guard, messages_double)
+    assert guard.instrument(model._client) is model._client  # instrumenting twice changes nothing
+    messages_double.messages.text("some answer")
+    answer = model.invoke("hi", config=config(SafeguardsCallbackHandler(guard)))
+    usage = answer.response_metadata["usage"]
+    left = guard.counters.tokens_left(guard.hash_user("u-42"))
+    assert left is not None and left.remaining == 100000 - usage["input_tokens"] - usage["output_tokens"]

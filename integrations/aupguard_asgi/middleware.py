@@ -187,13 +187,15 @@ class _GuardedCall:
             return await self._refuse(decision)
         self.extra_headers = _header_list(decision)
         self.warning = decision.warning
-        token = set_guarded(Guarded(user, decision))
+        guarded = Guarded(user, decision)
+        token = set_guarded(guarded)
         try:
             if decision.moderation_pending:
                 await self._run_parallel(decision, receive)
             else:
                 await self.mw.app(scope, receive, self._send)
         finally:
+            guarded.ended = True  # tasks the app started keep a copy of the context
             reset_guarded(token)
 
     async def _run_parallel(self, decision: Decision, receive: Receive) -> None:

@@ -295,6 +295,6 @@ def _after_request(response: Response) -> Response:
 
 
 def _teardown_request(exc: BaseException | None) -> None:
-    token = g.pop("aupguard_token", None)
+    token = g.pop("aupguard_token", None)  # g (and the fallback lookup) goes with the request
     if token is not None:
         reset_guarded(token)

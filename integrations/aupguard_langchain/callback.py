@@ -56,7 +56,7 @@ class _Runs:
     def __init__(self, guard: Safeguards, user_id: str | None) -> None:
         self.guard = guard
         self.user_id = user_id
-        self.decisions: dict[UUID, Decision] = {}
+        self.decisions: dict[UUID, Guarded] = {}
         self.tokens: dict[UUID, Token[Guarded | None]] = {}
 
     def user(self, metadata: dict[str, Any] | None) -> str | None:
@@ -68,21 +68,25 @@ class _Runs:
     def begin(self, run_id: UUID, user: str | None, decision: Decision) -> None:
         if not decision.allowed:
             raise Refused(decision)
-        self.decisions[run_id] = decision
-        self.tokens[run_id] = set_guarded(Guarded(user, decision))
+        guarded = Guarded(user, decision)
+        self.decisions[run_id] = guarded
+        self.tokens[run_id] = set_guarded(guarded)
 
     def end(self, run_id: UUID, response: LLMResult | None) -> None:
-        decision = self.decisions.pop(run_id, None)
+        guarded = self.decisions.pop(run_id, None)
         token = self.tokens.pop(run_id, None)
+        if guarded is not None:
+            guarded.ended = True  # wherever LangChain carried the context, it no longer counts
         if token is not None:
-            with contextlib.suppress(ValueError):  # ended in another context: nothing to undo there
+            with contextlib.suppress(ValueError):  # ended in another context: the flag above covers it
                 reset_guarded(token)
-        if decision is None or response is None:
+        if guarded is None or response is None:
             return
+        decision = guarded.decision
         message_id, tokens, text = _result_facts(response)
         if message_id:
             self.guard.audit.link(decision.request_id, message_id=message_id)
-        if tokens:
+        if tokens and not guarded.tokens_counted:  # an instrumented model counted them already
             self.guard.spend_tokens(decision, tokens)
         if text and self.guard.capture.enabled:
             self.guard.capture_completion(decision, text)

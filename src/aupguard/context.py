@@ -17,10 +17,12 @@ from .decision import Decision
 __all__ = ["Guarded", "current_guarded", "register_lookup", "reset_guarded", "set_guarded"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Guarded:
     user_id: str | None  # the raw id: in memory only, never stored
     decision: Decision
+    ended: bool = False  # set when the request is over, wherever its context went
+    tokens_counted: bool = False  # an instrumented client counted the usage already
 
     @property
     def request_id(self) -> str:
@@ -40,11 +42,14 @@ _lookups: list[Callable[[], Guarded | None]] = []
 def current_guarded() -> Guarded | None:
     """The guarded request this code runs for, or None outside one."""
     found = _current.get()
+    if found is not None and found.ended:  # a context copied into a task outlived its request
+        found = None
     if found is None:
         for lookup in _lookups:  # e.g. Flask's request context, re-pushed while a response streams
             found = lookup()
-            if found is not None:
+            if found is not None and not found.ended:
                 break
+            found = None
     return found
 
 

@@ -56,7 +56,10 @@ def as_user(user_id: str, decision: Decision | None = None) -> Iterator[None]:
 
 
 def instrument(guard: Safeguards, client: ClientT) -> ClientT:
-    """A copy of ``client`` with the guard's middleware outermost."""
+    """A copy of ``client`` with the guard's middleware outermost (once: instrumenting an
+    instrumented client returns it as it is)."""
+    if any(isinstance(m, GuardMiddleware) for m in client.middleware):
+        return client
     return client.with_options(middleware=[GuardMiddleware(guard), *client.middleware])
 
 
@@ -110,6 +113,8 @@ class GuardMiddleware(Middleware):
         deltas; linked, counted and captured when the stream ends. (The SDK's stream object
         is the one the app gets: ``parse()`` caches it.)"""
         request_id = headers.get("request-id")
+        if request_id:  # linked at once: even a stream that is never read names its request
+            self.guard.audit.link(decision.request_id, anthropic_request_id=request_id)
         seen = _StreamFacts()
         inner = stream._iterator  # the SDK's own event iterator (made on first use)
         guard = self.guard
@@ -124,6 +129,8 @@ class GuardMiddleware(Middleware):
                 output_tokens=seen.output_tokens,
             )
             guard.spend_tokens(decision, seen.input_tokens + seen.output_tokens)
+            if seen.stop_reason == "refusal":
+                guard.record_refusal(decision, seen)
             if guard.capture.enabled and seen.text:
                 guard.capture_completion(decision, "".join(seen.text))
 
@@ -158,7 +165,11 @@ class GuardMiddleware(Middleware):
         guarded = current_guarded()
         own = guarded is None  # no adapter: this call is the guarded call, with its own record
         decision = self.guard.check(_as_user.get(), surface="anthropic") if guarded is None else guarded.decision
-        token = set_guarded(Guarded(_as_user.get(), self._allowed(decision))) if own else None
+        self._allowed(decision)  # also a refused decision handed over by the app
+        if guarded is None:
+            guarded = Guarded(_as_user.get(), decision)
+        guarded.tokens_counted = True
+        token = set_guarded(guarded) if own else None
         try:
             response = call_next(self._prepare(request, decision))
             if request.stream and response.status_code < 400:
@@ -179,7 +190,11 @@ class GuardMiddleware(Middleware):
         guarded = current_guarded()
         own = guarded is None
         decision = await self.guard.acheck(_as_user.get(), surface="anthropic") if guarded is None else guarded.decision
-        token = set_guarded(Guarded(_as_user.get(), self._allowed(decision))) if own else None
+        self._allowed(decision)  # also a refused decision handed over by the app
+        if guarded is None:
+            guarded = Guarded(_as_user.get(), decision)
+        guarded.tokens_counted = True
+        token = set_guarded(guarded) if own else None
         try:
             response = await call_next(self._prepare(request, decision))
             if request.stream and response.status_code < 400:
@@ -206,6 +221,8 @@ class _StreamFacts:
         self.input_tokens = 0
         self.output_tokens = 0
         self.text: list[str] = []
+        self.stop_reason: str | None = None
+        self.stop_details: Any = None
 
     def see(self, event: Any) -> None:
         kind = getattr(event, "type", None)
@@ -214,8 +231,11 @@ class _StreamFacts:
             self.message_id = getattr(message, "id", None)
             self.model = getattr(message, "model", None)
             self.input_tokens = getattr(getattr(message, "usage", None), "input_tokens", 0) or 0
-        elif kind == "message_delta":  # the running total of output tokens
+        elif kind == "message_delta":  # the running total of output tokens, and how it stopped
             self.output_tokens = getattr(getattr(event, "usage", None), "output_tokens", 0) or 0
+            delta = getattr(event, "delta", None)
+            self.stop_reason = getattr(delta, "stop_reason", None) or self.stop_reason
+            self.stop_details = getattr(delta, "stop_details", None) or self.stop_details
         elif kind == "content_block_delta":
             text = getattr(getattr(event, "delta", None), "text", None)
             if isinstance(text, str):

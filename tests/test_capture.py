@@ -129,3 +129,18 @@ def test_cli_export_purge_forget(
     assert "3 captured texts of that user erased" in capsys.readouterr().out
     assert main([*common, "capture", "export"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_forget_after_a_hash_key_rotation_erases_everything(make_guard: MakeGuard, master: str, key_entry: str) -> None:
+    old = make_guard(CAPTURE)
+    old.check("alice", prompt="before the rotation")
+    old.close()
+    ring = Keyring.parse(f"{generate_key_entry('t2')}\n{key_entry}:2999-12-31", source="test")
+    rotated = make_guard(CAPTURE, ring=ring)
+    rotated.check("alice", prompt="after the rotation")
+    assert sorted(i.text for i in rotated.capture.export(user_id="alice")) == [
+        "after the rotation",
+        "before the rotation",
+    ]
+    assert rotated.capture.forget("alice") == 2
+    assert list(rotated.capture.export()) == []

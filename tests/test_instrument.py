@@ -231,3 +231,19 @@ def test_an_unread_stream_still_names_its_request(make_guard: MakeGuard, message
         stream.close()
     (sent,) = messages_double.requests_to("/v1/messages")
     assert guard.audit.find(anthropic_request_id=sent.request_id)
+
+
+def test_message_batches_carry_hashes_only(make_guard: MakeGuard, messages_double: MessagesDouble) -> None:
+    import anthropic
+
+    guard = make_guard()
+    client = guard.instrument(messages_double.client())
+    requests = [{"custom_id": f"r{n}", "params": {"model": MODEL, "max_tokens": 5, "metadata": {"user_id": user},
+                                                  "messages": [{"role": "user", "content": "x"}]}}
+                for n, user in enumerate(["alice@example.com", "bob@example.com"])]  # fmt: skip
+    with pytest.raises(anthropic.APIStatusError):  # the double has no batches endpoint; what it received counts
+        client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+    (sent,) = [r for r in messages_double.requests if r.path.endswith("/batches")]
+    assert [r["params"]["metadata"]["user_id"] for r in sent.body["requests"]] == [
+        guard.hash_user("alice@example.com"), guard.hash_user("bob@example.com")]  # fmt: skip
+    assert b"example.com" not in sent.raw

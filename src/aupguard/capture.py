@@ -5,7 +5,8 @@ stored only wrapped by the master key (``[capture] key_env``, a key ring like th
 ``kid:BASE64KEY``, current first). Text is encrypted with the user's data key before it is
 queued for the store; the additional data binds each ciphertext to its request id and kind,
 so a ciphertext cannot be moved to another record. Deleting a user's data key
-(:meth:`Capture.forget`) makes their text unrecoverable, even from backups.
+(:meth:`Capture.forget`) deletes their key and text (with SQLite's secure delete and a
+checkpoint of the write-ahead log); other processes stop using the key within 30 s.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["Capture", "CapturedText"]
 
 KINDS = ("prompt", "completion")
+KEY_CACHE_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ class Capture:
         self._audit = audit
         self._hasher = hasher
         self._clock = clock
-        self._keys: dict[str, bytes] = {}  # user hash -> data key, in memory only
+        self._keys: dict[str, tuple[float, bytes]] = {}  # user hash -> (loaded at, data key), memory only
         self._lock = threading.Lock()
         self._ring: Keyring | None = None
         if self.enabled:
@@ -77,9 +79,10 @@ class Capture:
         return user_hash in self._keys
 
     def _data_key(self, user_hash: str, *, create: bool) -> bytes | None:
-        key = self._keys.get(user_hash)
-        if key is not None:
-            return key
+        cached = self._keys.get(user_hash)
+        # re-read after a while, so a `forget` made by another process takes effect here too
+        if cached is not None and self._clock() - cached[0] < KEY_CACHE_SECONDS:
+            return cached[1]
         assert self._ring is not None
         stored = self._store.capture_key(user_hash)
         if stored is None:
@@ -96,7 +99,7 @@ class Capture:
             raise ConfigurationError(f"the capture master key {kid!r} is not in {self.policy.key_env}")
         key = AESGCM(master_key.secret[:32]).decrypt(nonce, wrapped, user_hash.encode())
         with self._lock:
-            self._keys[user_hash] = key
+            self._keys[user_hash] = (self._clock(), key)
         return key
 
     # -- writing -------------------------------------------------------------------------
@@ -117,18 +120,23 @@ class Capture:
 
     # -- reading and erasing ---------------------------------------------------------------
 
+    def _hashes(self, user_id: str | None) -> list[str | None]:
+        """The user's hash under the current key and under previous keys still recognised."""
+        if user_id is None:
+            return [None]
+        return [self._hasher.hash(user_id), *self._hasher.previous_hashes(user_id)]
+
     def count(self, *, since: float = 0.0, user_id: str | None = None) -> int:
-        user_hash = None if user_id is None else self._hasher.hash(user_id)
         self._audit.flush()
-        return self._store.count_captures(since=since, user_hash=user_hash)
+        return sum(self._store.count_captures(since=since, user_hash=h) for h in self._hashes(user_id))
 
     def export(self, *, since: float = 0.0, user_id: str | None = None) -> Iterator[CapturedText]:
         """Decrypted captures, oldest first. Rows of users whose key was deleted are skipped."""
         if not self.enabled:
             raise ConfigurationError("capture is not enabled ([capture] enabled = true)")
-        user_hash = None if user_id is None else self._hasher.hash(user_id)
         self._audit.flush()
-        for request_id, kind, owner, at, nonce, ciphertext in self._store.captures(since=since, user_hash=user_hash):
+        rows = (row for h in self._hashes(user_id) for row in self._store.captures(since=since, user_hash=h))
+        for request_id, kind, owner, at, nonce, ciphertext in rows:
             key = self._data_key(owner, create=False)
             if key is None:
                 continue
@@ -140,11 +148,14 @@ class Capture:
 
     def forget(self, user_id: str) -> int:
         """Erase a user's captured text: their data key and rows go. Returns rows deleted."""
-        user_hash = self._hasher.hash(user_id)
         self._audit.flush()
-        with self._lock:
-            self._keys.pop(user_hash, None)
-        return self._store.forget_capture_user(user_hash)
+        gone = 0
+        for user_hash in self._hashes(user_id):  # under previous hash keys too
+            assert user_hash is not None
+            with self._lock:
+                self._keys.pop(user_hash, None)
+            gone += self._store.forget_capture_user(user_hash)
+        return gone
 
     def purge(self) -> int:
         """Delete captures older than ``[capture] retention``. Returns rows deleted."""

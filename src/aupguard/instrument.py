@@ -63,6 +63,10 @@ def instrument(guard: Safeguards, client: ClientT) -> ClientT:
     return client.with_options(middleware=[GuardMiddleware(guard), *client.middleware])
 
 
+def _is_batch(request: APIRequest) -> bool:
+    return request.method.lower() == "post" and request.url.rstrip("/").endswith("/messages/batches")
+
+
 def _is_messages(request: APIRequest) -> bool:
     return request.method.lower() == "post" and request.url.rstrip("/").endswith("/v1/messages")
 
@@ -80,6 +84,24 @@ class GuardMiddleware(Middleware):
         body = dict(request.json) if isinstance(request.json, dict) else {}
         body["metadata"] = {**dict(body.get("metadata") or {}), "user_id": decision.user_hash}
         return request.copy(body=body)
+
+    def _hash_batch(self, request: APIRequest) -> APIRequest:
+        """A message batch carries many requests, each with the app's own ``metadata.user_id``:
+        each is replaced by its hash, so no raw id leaves in a batch either (a batch is not a
+        guarded call of one user: its requests are not checked here)."""
+        body = dict(request.json) if isinstance(request.json, dict) else None
+        if body is None or not isinstance(body.get("requests"), list):
+            return request
+        requests = []
+        for item in body["requests"]:
+            params = item.get("params") if isinstance(item, dict) else None
+            metadata = params.get("metadata") if isinstance(params, dict) else None
+            raw = metadata.get("user_id") if isinstance(metadata, dict) else None
+            if isinstance(raw, str) and raw:
+                hashed = self.guard.hash_user(raw)
+                item = {**item, "params": {**params, "metadata": {**metadata, "user_id": hashed}}}  # type: ignore[dict-item]
+            requests.append(item)
+        return request.copy(body={**body, "requests": requests})
 
     @staticmethod
     def _allowed(decision: Decision) -> Decision:
@@ -160,6 +182,8 @@ class GuardMiddleware(Middleware):
     # -- the hooks -----------------------------------------------------------------------
 
     def handle(self, request: APIRequest, call_next: CallNext) -> APIResponse[Any]:
+        if _is_batch(request):
+            return call_next(self._hash_batch(request))
         if not _is_messages(request):
             return call_next(request)
         guarded = current_guarded()
@@ -185,6 +209,8 @@ class GuardMiddleware(Middleware):
                 reset_guarded(token)
 
     async def handle_async(self, request: APIRequest, call_next: AsyncCallNext) -> AsyncAPIResponse[Any]:
+        if _is_batch(request):
+            return await call_next(self._hash_batch(request))
         if not _is_messages(request):
             return await call_next(request)
         guarded = current_guarded()

@@ -80,6 +80,7 @@ class SQLiteStore(CaptureTables):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA secure_delete=ON")  # erased keys and text are overwritten, not just unlinked
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite store {self.path or ':memory:'}: {exc}") from None
         return conn

@@ -61,6 +61,8 @@ class CaptureTables:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
+                # and out of the write-ahead log too (checkpointed into the overwritten pages)
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 return int(gone)
 
         return self._guard(run)  # type: ignore[no-any-return]

@@ -247,3 +247,24 @@ def test_message_batches_carry_hashes_only(make_guard: MakeGuard, messages_doubl
     assert [r["params"]["metadata"]["user_id"] for r in sent.body["requests"]] == [
         guard.hash_user("alice@example.com"), guard.hash_user("bob@example.com")]  # fmt: skip
     assert b"example.com" not in sent.raw
+
+
+def test_every_claude_call_of_a_request_is_findable(
+    make_guard: MakeGuard, messages_double: MessagesDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aupguard import generate_key_entry
+
+    monkeypatch.setenv("TEST_CAPTURE_KEY", generate_key_entry("c1"))
+    guard = make_guard({"capture": {"enabled": True, "key_env": "TEST_CAPTURE_KEY"}})
+    client = guard.instrument(messages_double.client())
+    decision = guard.check("ava", prompt="plan a trip")
+    with guard.as_user("ava", decision):  # an agent: several Claude calls for one request
+        for text in ("step one", "step two"):
+            messages_double.messages.text(text)
+            ask(client)
+    first, second = messages_double.requests_to("/v1/messages")
+    for sent in (first, second):
+        (record,) = guard.audit.find(anthropic_request_id=sent.request_id)
+        assert record.request_id == decision.request_id
+    completions = sorted(i.text for i in guard.capture.export() if i.kind == "completion")
+    assert completions == ["step one", "step two"]

@@ -317,10 +317,18 @@ class SQLiteStore(CaptureTables):
                     "WHERE request_id = ?",
                     [(areq, mid, model, tin, tout, rid) for rid, areq, mid, model, tin, tout in links],
                 )
+                conn.executemany(  # one row per Claude call: keyed by its request-id, else its message id
+                    "INSERT INTO claude_calls (request_id, call_key, anthropic_request_id, message_id, model, "
+                    "input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, call_key) "
+                    "DO UPDATE SET message_id = coalesce(excluded.message_id, message_id), "
+                    "model = coalesce(excluded.model, model), input_tokens = coalesce(excluded.input_tokens, "
+                    "input_tokens), output_tokens = coalesce(excluded.output_tokens, output_tokens)",
+                    [(rid, areq or mid, areq, mid, model, tin, tout) for rid, areq, mid, model, tin, tout in links
+                     if areq or mid],
+                )  # fmt: skip
                 conn.executemany(
-                    "INSERT INTO captures (request_id, kind, user_hash, at, nonce, ciphertext) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, kind) "
-                    "DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext",
+                    "INSERT OR IGNORE INTO captures (request_id, kind, user_hash, at, nonce, ciphertext) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     captured,
                 )
                 conn.executemany(
@@ -347,12 +355,10 @@ class SQLiteStore(CaptureTables):
         if user_hashes:
             clauses.append(f"user_hash IN ({', '.join('?' for _ in user_hashes)})")
             args.extend(user_hashes)
-        if anthropic_request_id is not None:
-            clauses.append("anthropic_request_id = ?")
-            args.append(anthropic_request_id)
-        if message_id is not None:
-            clauses.append("message_id = ?")
-            args.append(message_id)
+        for column, value in (("anthropic_request_id", anthropic_request_id), ("message_id", message_id)):
+            if value is not None:  # any Claude call of the request, not only the latest
+                clauses.append(f"request_id IN (SELECT request_id FROM claude_calls WHERE {column} = ?)")  # noqa: S608
+                args.append(value)
         if not clauses:
             raise ValueError("give at least one of request_id, user_id, anthropic_request_id, message_id")
         sql = (

@@ -57,16 +57,23 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE captures (
         request_id TEXT NOT NULL, kind TEXT NOT NULL, user_hash TEXT NOT NULL, at REAL NOT NULL,
-        nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, PRIMARY KEY (request_id, kind)
+        nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, PRIMARY KEY (request_id, kind, nonce)
     );
     CREATE INDEX captures_by_time ON captures (at);
     CREATE INDEX captures_by_user ON captures (user_hash, at);
     """,
-    # 4: the model and token usage of the Claude call linked to a record
+    # 4: the model and token usage of the (latest) Claude call linked to a record, and every
+    # Claude call of a guarded request in its own table (an agent makes several)
     """
     ALTER TABLE decisions ADD COLUMN model TEXT;
     ALTER TABLE decisions ADD COLUMN input_tokens INTEGER;
     ALTER TABLE decisions ADD COLUMN output_tokens INTEGER;
+    CREATE TABLE claude_calls (
+        request_id TEXT NOT NULL, call_key TEXT NOT NULL, anthropic_request_id TEXT, message_id TEXT,
+        model TEXT, input_tokens INTEGER, output_tokens INTEGER, PRIMARY KEY (request_id, call_key)
+    );
+    CREATE INDEX claude_calls_by_anthropic_id ON claude_calls (anthropic_request_id);
+    CREATE INDEX claude_calls_by_message_id ON claude_calls (message_id);
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -12,14 +12,13 @@ import asyncio
 import collections
 import json
 import logging
-import sqlite3
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
-from .stores import AuditEvent, AuditRecord, SQLiteStore
-from .stores.sqlite import AuditOp
+from .stores import AuditEvent, AuditRecord, SQLStore
+from .stores.sql import AuditOp
 
 if TYPE_CHECKING:
     from .identity import UserHasher
@@ -36,7 +35,7 @@ _BATCH = 512
 
 
 class AuditLog:
-    def __init__(self, store: SQLiteStore, hasher: UserHasher, *, max_queue: int, interval: float = 0.05) -> None:
+    def __init__(self, store: SQLStore, hasher: UserHasher, *, max_queue: int, interval: float = 0.05) -> None:
         self._store = store
         self._hasher = hasher
         self._max = max_queue
@@ -246,8 +245,7 @@ class AuditLog:
 
 def _transient(exc: BaseException) -> bool:
     """A store error worth retrying (locked, disk, connection), not a refused row."""
-    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
-    return isinstance(cause, sqlite3.OperationalError | OSError)
+    return exc.transient if isinstance(exc, StoreError) else isinstance(exc, OSError)
 
 
 def _check_text(name: str, value: object, *, required: bool = False) -> None:

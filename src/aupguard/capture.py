@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .audit import AuditLog
     from .decision import Decision
     from .identity import UserHasher
-    from .stores import SQLiteStore
+    from .stores import SQLStore
 
 __all__ = ["Capture", "CapturedText"]
 
@@ -49,7 +49,7 @@ class Capture:
     def __init__(
         self,
         policy: CapturePolicy,
-        store: SQLiteStore,
+        store: SQLStore,
         audit: AuditLog,
         hasher: UserHasher,
         clock: Callable[[], float],

@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import contextlib
 import json
+import logging
 import os
 import time
 import weakref
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 from .audit import AuditLog, AuditRow
 from .capture import Capture
 from .decision import ERROR_STATUS, Decision, whole_seconds
-from .errors import InvalidUserId
+from .errors import CountersUnavailable, InvalidUserId, StoreError
 from .gates import Refusal, account_gate, standing_gate, throttle_gate, warning_for
 from .identity import Keyring, UserHasher
 from .ids import new_id
@@ -40,7 +41,8 @@ from .prompt_policy import PromptPolicy, PromptRequest
 from .screening import Screening
 from .state_cache import StateCache
 from .stores import store_from_uri
-from .throttle import counters_from_uri
+from .throttle import Hit, counters_from_uri
+from .throttle_redis import RedisCounters
 from .user_actions import StrikeResult
 
 if TYPE_CHECKING:
@@ -49,6 +51,11 @@ if TYPE_CHECKING:
 __all__ = ["Safeguards", "StrikeResult"]
 
 ANONYMOUS = "anonymous"
+T = TypeVar("T")
+#: What the throttle needs once the user's standing allows the call:
+#: (request id, user hash, status, level).
+Ready = tuple[str, str, "UserStatus | None", "Level | None"]
+log = logging.getLogger("aupguard.engine")
 ClientT = TypeVar("ClientT", "anthropic.Anthropic", "anthropic.AsyncAnthropic")
 
 
@@ -72,8 +79,16 @@ class Safeguards(Screening):
         self.hasher = UserHasher(keyring or Keyring.from_policy(self.policy.identity))
         self.prompts = PromptPolicy(self.policy.prompts)
         self.moderation = build_chain(self.policy.moderation, moderators, self.hasher.keyring.current.secret)
-        self.store = store_from_uri(store or self.policy.storage.store)
-        self.counters = counters_from_uri(counters or self.policy.storage.counters, self.policy.limits)
+        self.store = store_from_uri(
+            store or self.policy.storage.store,
+            migrate=self.policy.storage.migrate == "on-start",
+            pool_size=self.policy.storage.pool_size,
+            timeout=self.policy.storage.store_timeout,
+        )
+        self.counters = counters_from_uri(
+            counters or self.policy.storage.counters, self.policy.limits, self.policy.storage
+        )
+        self.unavailable = 0  # calls answered 503 because a store could not be reached
         self.audit = AuditLog(self.store, self.hasher, max_queue=self.policy.storage.audit_queue)
         self.capture = Capture(self.policy.capture, self.store, self.audit, self.hasher, self._clock)
         self._keep = strikes_to_keep(self.policy.ladder)
@@ -135,9 +150,16 @@ class Safeguards(Screening):
             self.audit.record(self._record(early, surface, now))
             return early
         state = self._cache.get(early) if early != ANONYMOUS else None
-        if state is None and early != ANONYMOUS:
-            state = self._fresh_state(user_id, early)  # type: ignore[arg-type]
-        decision = self._decide(early, state, now)
+        try:
+            if state is None and early != ANONYMOUS:
+                state = self._fresh_state(user_id, early)  # type: ignore[arg-type]
+            ready = self._standing(early, state, now)
+            if not isinstance(ready, Decision):
+                budget = self.counters.tokens_left(early) if self._token_budget else None
+                ready = self._throttled(ready, budget, lambda level: self.counters.hit(early, level))
+        except (StoreError, CountersUnavailable) as exc:
+            ready = self._unavailable(early, exc)
+        decision = ready
         if prompt is not None and decision.allowed:
             decision = self._resolve(decision, prompt, defer_moderation)
             if self._needs_moderation(decision):
@@ -162,9 +184,19 @@ class Safeguards(Screening):
             await self.audit.arecord(self._record(early, surface, now))
             return early
         state = self._cache.get(early) if early != ANONYMOUS else None
-        if state is None and early != ANONYMOUS:
-            state = await asyncio.to_thread(self._fresh_state, user_id, early)  # type: ignore[arg-type]
-        decision = self._decide(early, state, now)
+        try:
+            if state is None and early != ANONYMOUS:
+                state = await asyncio.to_thread(self._fresh_state, user_id, early)  # type: ignore[arg-type]
+            ready = self._standing(early, state, now)
+            if not isinstance(ready, Decision):
+                budget = None
+                if self._token_budget:
+                    budget = await self._off_loop(self.counters.tokens_left, early)
+                hit = await self.counters.ahit(early, ready[3])
+                ready = self._throttled(ready, budget, lambda level: hit)
+        except (StoreError, CountersUnavailable) as exc:
+            ready = self._unavailable(early, exc)
+        decision = ready
         if prompt is not None and decision.allowed:
             decision = self._resolve(decision, prompt, defer_moderation)
             if self._needs_moderation(decision):
@@ -231,20 +263,29 @@ class Safeguards(Screening):
         except InvalidUserId as exc:
             return self._refuse(new_id(), Refusal("invalid_request_error", f"Invalid user id: {exc}"), None, None)
 
-    def _decide(self, user_hash: str, state: UserState | None, now: float) -> Decision:
+    def _standing(self, user_hash: str, state: UserState | None, now: float) -> Decision | Ready:
+        """A refusal by the user's standing, or what the throttle needs next."""
         request_id = new_id()
         status = None if state is None else self._status_at(state, now)
         if status is not None:
             refusal = standing_gate(status, self.policy, now)
             if refusal is not None:
                 return self._refuse(request_id, refusal, user_hash, status.level)
-        level = None if status is None else status.level
-        budget = self.counters.tokens_left(user_hash) if self._token_budget else None
+        return request_id, user_hash, status, None if status is None else status.level
+
+    def _throttled(
+        self,
+        ready: Ready,
+        budget: Hit | None,
+        hit_for: Callable[[Level | None], Hit],
+    ) -> Decision:
+        """The decision once the counters answered: the token budget, then the rate limit."""
+        request_id, user_hash, status, level = ready
         if budget is not None and not budget.allowed:
             wait = whole_seconds(budget.reset_after)
             message = f"The token budget of {budget.limit} tokens is spent. Retry after {wait} s."
             return self._refuse(request_id, Refusal("rate_limited", message, wait), user_hash, level)
-        hit = self.counters.hit(user_hash, level)
+        hit = hit_for(level)
         reset_after = int(hit.reset_after + 0.999)
         refusal = throttle_gate(hit, level)
         if refusal is not None:
@@ -275,6 +316,20 @@ class Safeguards(Screening):
             None,
             warning_for(status, self.policy),
         )
+
+    def _unavailable(self, user_hash: str, exc: Exception) -> Decision:
+        """The store (loading a user not cached yet) or, with ``fail = "closed"``, the counter
+        store cannot be reached: 503, recorded like any other refusal."""
+        self.unavailable += 1
+        log.warning("answering 503: %s", exc.__class__.__name__)
+        message = "Safeguards are temporarily unavailable. Retry shortly."
+        return self._refuse(new_id(), Refusal("safeguards_unavailable", message, 1), user_hash, None)
+
+    async def _off_loop(self, fn: Callable[[str], T], arg: str) -> T:
+        """Counter calls that may wait on the network run in a thread; memory ones inline."""
+        if isinstance(self.counters, RedisCounters):
+            return await asyncio.to_thread(fn, arg)
+        return fn(arg)
 
     def _status_at(self, state: UserState, now: float) -> UserStatus:
         """``derive_status``, memoised per cached state until time alone could change it."""
@@ -334,6 +389,7 @@ class Safeguards(Screening):
         if self._closed:
             return
         self.store.after_fork()
+        self.counters.after_fork()
         self.audit.after_fork()
         self._cache.after_fork()
 

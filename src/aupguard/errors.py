@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AupguardError",
     "ConfigurationError",
+    "CountersUnavailable",
     "InvalidUserId",
     "PolicyError",
     "StoreError",
@@ -38,7 +39,16 @@ class InvalidUserId(AupguardError, ValueError):
 
 
 class StoreError(AupguardError):
-    """The durable store failed or holds data this version cannot read."""
+    """The durable store failed or holds data this version cannot read. ``transient`` is
+    True when retrying later may succeed (the server is down, the database locked)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class CountersUnavailable(AupguardError):
+    """The counter store (Redis) cannot be reached and ``[storage] fail = "closed"``."""
 
 
 class UnknownStrike(AupguardError, LookupError):

@@ -72,6 +72,13 @@ class StoragePolicy:
     counters: str = "memory://"
     sync_interval: float = 0.25
     audit_queue: int = 10_000
+    fail: str = "open"  # when the counter store is down: serve from memory (open) or answer 503 (closed)
+    timeout: float = 0.25  # per counter-store (Redis) operation
+    store_timeout: float = 5.0  # waiting for a connection to a server store (PostgreSQL)
+    pool_size: int = 4  # connections per process to a server store
+    migrate: str = "on-start"  # or "manual": a schema behind is an error until `aupguard migrate`
+    spill: str = ".aupguard/spill"  # audit records wait here while the store is down
+    spill_max: int = 256 * 1024 * 1024  # bytes of spill per process before the loud alarm
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,10 +214,20 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
     "storage": (
         StoragePolicy,
         {
-            "store": (_uri, "a store URI: sqlite:///path or memory://"),
-            "counters": (_uri, "a counter URI: memory://"),
+            "store": (_uri, "a store URI: sqlite:///path, memory:// or postgresql://user@host/db"),
+            "counters": (
+                _uri,
+                "a counter URI: memory://, redis://host:port/db, rediss://, redis+sentinel://, redis+cluster://",
+            ),
             "sync_interval": (parse_duration, DURATION_HELP),
             "audit_queue": (_positive_int, "an integer from 1 to 1000000 (records held before writers wait)"),
+            "fail": (choice(("open", "closed")), "open | closed"),
+            "timeout": (parse_duration, DURATION_HELP),
+            "store_timeout": (parse_duration, DURATION_HELP),
+            "pool_size": (count(256), "an integer from 1 to 256"),
+            "migrate": (choice(("on-start", "manual")), "on-start | manual"),
+            "spill": (text, "a directory for audit records written while the store is down"),
+            "spill_max": (count(2**40), "a number of bytes from 1 to 2**40"),
         },
     ),
     "prompts": (PromptsPolicy, PROMPTS_FIELDS),

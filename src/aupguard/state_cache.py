@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from .ladder import UserState
-from .stores import SQLiteStore
+from .stores import SQLStore
 
 __all__ = ["StateCache"]
 
@@ -25,7 +25,7 @@ log = logging.getLogger("aupguard.state")
 class StateCache:
     def __init__(
         self,
-        store: SQLiteStore,
+        store: SQLStore,
         load: Callable[[str], UserState],
         *,
         sync_interval: float,

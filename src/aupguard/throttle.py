@@ -21,7 +21,7 @@ from limits.strategies import (
 
 from .errors import ConfigurationError
 from .ladder import Level
-from .policy import LimitsPolicy
+from .policy import LimitsPolicy, StoragePolicy
 
 __all__ = ["Counters", "Hit", "counters_from_uri"]
 
@@ -93,12 +93,26 @@ class Counters:
         stats = self._limiter.get_window_stats(item, key)
         return Hit(allowed, item.amount, max(0, stats.remaining), max(0.0, stats.reset_time - time.time()))
 
+    async def ahit(self, key: str, level: Level | None) -> Hit:
+        """``hit`` for async code (memory counters never wait on I/O)."""
+        return self.hit(key, level)
+
+    def after_fork(self) -> None:
+        """In a forked child (memory counters start over with the child's own state)."""
+
     def reset(self) -> None:
         self.storage.reset()
 
 
-def counters_from_uri(uri: str, policy: LimitsPolicy) -> Counters:
+def counters_from_uri(uri: str, policy: LimitsPolicy, storage: StoragePolicy | None = None) -> Counters:
     scheme = uri.partition("://")[0]
     if scheme == "memory":
         return Counters(MemoryStorage(), policy)
-    raise ConfigurationError(f"unsupported counters URI scheme {scheme!r} (storage.counters); supported: memory://")
+    from .throttle_redis import RedisCounters, is_redis_uri
+
+    if is_redis_uri(uri):
+        return RedisCounters(uri, policy, storage or StoragePolicy())
+    raise ConfigurationError(
+        f"unsupported counters URI scheme {scheme!r} (storage.counters); supported: memory://, redis://, "
+        "rediss://, redis+unix://, redis+sentinel://, redis+cluster://"
+    )

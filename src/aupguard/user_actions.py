@@ -14,7 +14,7 @@ from .errors import UnknownStrike
 from .ids import new_id
 from .ladder import UserState, UserStatus, derive_status, lift_after_void, suspension_after_strike
 from .policy import LadderPolicy, Policy
-from .stores import AuditEvent, SQLiteStore, StrikeRecord
+from .stores import AuditEvent, SQLStore, StrikeRecord
 from .stores.records import Describe
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class UserActions:
 
     policy: Policy
     hasher: UserHasher
-    store: SQLiteStore
+    store: SQLStore
     _clock: Callable[[], float]
     _cache: StateCache
     _keep: int

@@ -1,4 +1,5 @@
-"""Worker processes for the multi-process tests: ``python -m tests._workers strike DB USER N``.
+"""Worker processes for the multi-process tests: ``python -m tests._workers strike DB USER N GO``
+(DB: a SQLite path or a store URI).
 
 The hash key comes from ``AUPGUARD_HASH_KEY``, as in a real deployment.
 """
@@ -14,7 +15,7 @@ from aupguard import Policy, Safeguards
 
 def strike(db: str, user: str, count: int, go_file: str) -> None:
     policy = Policy.from_mapping({"ladder": {"window": "30d", "warn": 1, "throttle": 3, "suspend": 5}}, env={})
-    with Safeguards(policy, store=f"sqlite:///{db}") as guard:
+    with Safeguards(policy, store=db if "://" in db else f"sqlite:///{db}") as guard:
         deadline = time.monotonic() + 30
         while not Path(go_file).exists() and time.monotonic() < deadline:  # start together
             time.sleep(0.005)

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
+from .spill import SpillFile
 from .stores import AuditEvent, AuditRecord, SQLStore
 from .stores.sql import AuditOp
 
@@ -35,8 +36,19 @@ _BATCH = 512
 
 
 class AuditLog:
-    def __init__(self, store: SQLStore, hasher: UserHasher, *, max_queue: int, interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        store: SQLStore,
+        hasher: UserHasher,
+        *,
+        max_queue: int,
+        interval: float = 0.05,
+        spill: SpillFile | None = None,
+    ) -> None:
         self._store = store
+        self._spill = spill
+        self._spill_backoff = interval
+        self.spilling = False  # the store is down and records go to the spill file
         self._hasher = hasher
         self._max = max_queue
         self._interval = interval
@@ -59,6 +71,8 @@ class AuditLog:
         self._queue.clear()
         self._cond = threading.Condition()
         self._written = 0
+        if self._spill is not None:
+            self._spill.after_fork()
         if not self._closed:
             self._thread = self._start()
 
@@ -134,6 +148,7 @@ class AuditLog:
 
     def _run(self) -> None:
         backoff = self._interval
+        retry_spill_at = 0.0
         while True:
             with self._cond:
                 if not self._queue and not self._closed:
@@ -141,17 +156,25 @@ class AuditLog:
                 if not self._queue and self._closed:
                     self._cond.notify_all()
                     return
+            if self._spill is not None and time.monotonic() >= retry_spill_at and self._spill.pending:
+                retry_spill_at = self._replay_spill(retry_spill_at)
             batch = [self._queue[i] for i in range(min(_BATCH, len(self._queue)))]
             if not batch:
                 continue
             try:
+                if self._spill is not None and self._spill.pending:  # keep the order: after what waits
+                    raise StoreError("earlier records wait in the spill file", transient=True)
                 self._store.write_audit(batch)
             except Exception as exc:
                 if not _transient(exc):  # a row the store refuses: write the rest, set it aside
                     self._write_one_by_one(batch)
-                else:  # the store is down or locked: keep the batch, retry later
+                elif self._spill is not None and self._spill.append(batch):
+                    if not self.spilling:
+                        log.error("audit store unavailable (%s); records go to the spill file", _why(exc))
+                    self.spilling = True
+                else:  # the store is down or locked and there is no room to spill: retry later
                     self.failures += 1
-                    log.error("audit write failed (%s); %d records kept for retry", exc, len(self._queue))
+                    log.error("audit write failed (%s); %d records kept for retry", _why(exc), len(self._queue))
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     if self._closed and self.failures > 3:
@@ -167,6 +190,22 @@ class AuditLog:
                     self._queue.popleft()
                 self._written += len(batch)  # only this thread writes it
                 self._cond.notify_all()
+
+    def _replay_spill(self, retry_at: float) -> float:
+        """Write spilled records back; on failure, when to try again (backoff up to 5 s)."""
+        assert self._spill is not None
+        try:
+            self._spill.replay(self._store.write_audit)
+        except Exception as exc:
+            if not self._closed:
+                log.debug("spill replay deferred: %s", _why(exc))
+            self._spill_backoff = min(self._spill_backoff * 2, 5.0)
+            return time.monotonic() + self._spill_backoff
+        if self.spilling:
+            log.warning("audit store reachable again; spilled records written")
+        self.spilling = False
+        self._spill_backoff = self._interval
+        return 0.0
 
     def _write_one_by_one(self, batch: list[AuditOp]) -> None:
         for op in batch:
@@ -204,6 +243,8 @@ class AuditLog:
             self._closed = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        if self._spill is not None:
+            self._spill.close()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -241,6 +282,10 @@ class AuditLog:
 
     def __getstate__(self) -> Any:
         raise TypeError("AuditLog cannot be pickled")
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, StoreError) else exc.__class__.__name__
 
 
 def _transient(exc: BaseException) -> bool:

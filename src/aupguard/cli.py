@@ -152,6 +152,18 @@ def _progress(count: int, total: int, *, finished: bool = False) -> None:
     print(f"\r[{'#' * filled}{'.' * (width - filled)}] {count}/{total} exported", end=end, file=sys.stderr, flush=True)
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .stores import store_from_uri
+
+    policy = load_policy(args.policy)
+    store = store_from_uri(args.store or policy.storage.store, migrate=True, timeout=policy.storage.store_timeout)
+    try:
+        print(f"{store.uri}: schema version {store.schema_version()}, up to date")
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import assess, check_environment
 
@@ -303,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="which safeguards practices this policy turns on; check key and store",
     )
     doctor.set_defaults(func=cmd_doctor)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring the store's schema up to date (with [storage] migrate = \"manual\")",
+        description="bring the store's schema up to date (with [storage] migrate = \"manual\")",
+    )
+    migrate.set_defaults(func=cmd_migrate)
 
     demo = sub.add_parser(
         "demo",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -39,8 +40,9 @@ from .moderation.setup import build_chain
 from .policy import Policy
 from .prompt_policy import PromptPolicy, PromptRequest
 from .screening import Screening
+from .spill import SpillFile
 from .state_cache import StateCache
-from .stores import store_from_uri
+from .stores import SQLStore, store_from_uri
 from .throttle import Hit, counters_from_uri
 from .throttle_redis import RedisCounters
 from .user_actions import StrikeResult
@@ -89,7 +91,9 @@ class Safeguards(Screening):
             counters or self.policy.storage.counters, self.policy.limits, self.policy.storage
         )
         self.unavailable = 0  # calls answered 503 because a store could not be reached
-        self.audit = AuditLog(self.store, self.hasher, max_queue=self.policy.storage.audit_queue)
+        self.audit = AuditLog(
+            self.store, self.hasher, max_queue=self.policy.storage.audit_queue, spill=spill_for(self.store, self.policy)
+        )
         self.capture = Capture(self.policy.capture, self.store, self.audit, self.hasher, self._clock)
         self._keep = strikes_to_keep(self.policy.ladder)
         self._cache = StateCache(self.store, self._load_state, sync_interval=self.policy.storage.sync_interval)
@@ -401,6 +405,15 @@ class Safeguards(Screening):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def spill_for(store: SQLStore, policy: Policy) -> SpillFile | None:
+    """The spill file of a store that can be down (not ``memory://``): one folder per store,
+    so records are only ever replayed into the store they were meant for."""
+    if not store.shared:
+        return None
+    folder = hashlib.sha256(store.uri.encode()).hexdigest()[:16]
+    return SpillFile(os.path.join(os.path.abspath(policy.storage.spill), folder), policy.storage.spill_max)
 
 
 def _closer(ref: weakref.ref[Safeguards]) -> Callable[[], None]:

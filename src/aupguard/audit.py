@@ -155,6 +155,8 @@ class AuditLog:
                     self._cond.wait(self._interval)
                 if not self._queue and self._closed:
                     self._cond.notify_all()
+                    if self._spill is not None and self._spill.pending:  # a last try; else it waits on disk
+                        self._replay_spill(0.0)
                     return
             if self._spill is not None and time.monotonic() >= retry_spill_at and self._spill.pending:
                 retry_spill_at = self._replay_spill(retry_spill_at)

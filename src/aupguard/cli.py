@@ -318,8 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser(
         "migrate",
-        help="bring the store's schema up to date (with [storage] migrate = \"manual\")",
-        description="bring the store's schema up to date (with [storage] migrate = \"manual\")",
+        help='bring the store\'s schema up to date (with [storage] migrate = "manual")',
+        description='bring the store\'s schema up to date (with [storage] migrate = "manual")',
     )
     migrate.set_defaults(func=cmd_migrate)
 

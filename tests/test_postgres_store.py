@@ -30,7 +30,7 @@ def test_user_actions_and_their_events_round_trip(pg_url: str, make_guard: MakeG
     assert guard.status("u-1").level is Level.WARNED and guard.status("u-1").strikes == 2
     guard.void_strike(first.id, reason="false positive", actor="rev")
     assert guard.status("u-1").strikes == 1
-    voided = [s for s in guard.strikes("u-1") if s.id == first.id][0]
+    voided = next(s for s in guard.strikes("u-1") if s.id == first.id)
     assert voided.voided_at is not None and voided.void_reason == "false positive"
     guard.suspend("u-1", reason="abuse", actor="ops")
     assert guard.check("u-1").error == "user_suspended"

@@ -7,6 +7,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("aupguard_asgi needs Starlette: pip install 'aupguard[asgi]'") from exc
 
+from .metrics import metrics_app
 from .middleware import SafeguardsMiddleware
 
-__all__ = ["SafeguardsMiddleware"]
+__all__ = ["SafeguardsMiddleware", "metrics_app"]

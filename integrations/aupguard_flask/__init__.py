@@ -8,5 +8,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("aupguard_flask needs Flask: pip install 'aupguard[flask]'") from exc
 
 from .extension import FlaskSafeguards, SafeguardsRefusal
+from .metrics import metrics_view
 
-__all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
+__all__ = ["FlaskSafeguards", "SafeguardsRefusal", "metrics_view"]

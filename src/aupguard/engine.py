@@ -35,6 +35,7 @@ from .ladder import (
     status_expires,
     strikes_to_keep,
 )
+from .metrics import Metrics
 from .moderation.base import Moderator
 from .moderation.setup import build_chain
 from .policy import Policy
@@ -100,6 +101,9 @@ class Safeguards(Screening):
         self._statuses: dict[str, tuple[UserState, float, float, UserStatus]] = {}
         self._surfaces: set[str] = set()
         self._token_budget = self.policy.limits.tokens is not None
+        self.metrics = Metrics()
+        self.moderation.observe = self.metrics.moderation
+        _register_figures(self)
         self._closed = False
         self._atexit = _closer(weakref.ref(self))
         atexit.register(self._atexit)
@@ -359,15 +363,16 @@ class Safeguards(Screening):
             retry_after=refusal.retry_after,
         )
 
-    @staticmethod
-    def _record(decision: Decision, surface: str, now: float) -> AuditRow:
+    def _record(self, decision: Decision, surface: str, now: float) -> AuditRow:
         level = decision.level
+        outcome = "allowed" if decision.allowed else decision.error or "refused"
+        self.metrics.decisions[outcome] += 1
         return (
             decision.request_id,
             now,
             decision.user_hash,
             surface,
-            "allowed" if decision.allowed else decision.error or "refused",
+            outcome,
             decision.status,
             None if level is None else level.value,
             _reasons_json(decision),
@@ -405,6 +410,61 @@ class Safeguards(Screening):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _register_figures(guard: Safeguards) -> None:
+    """The figures read when metrics are scraped."""
+    audit, counters, add = guard.audit, guard.counters, guard.metrics.read_at_scrape
+    spill = audit._spill
+    add(
+        "aupguard_audit_queue_depth",
+        "Audit operations waiting to be written.",
+        "gauge",
+        lambda: [("", audit.pending())],
+    )
+    add(
+        "aupguard_store_errors_total",
+        "Failed writes and reads of the durable store, by who saw them.",
+        "counter",
+        lambda: [
+            ('source="audit"', audit.failures),
+            ('source="state_sync"', guard._cache.failures),
+            ('source="flags"', guard.flag_failures),
+        ],
+    )
+    add(
+        "aupguard_unavailable_total",
+        "Guarded calls answered 503 safeguards_unavailable.",
+        "counter",
+        lambda: [("", guard.unavailable)],
+    )
+    add(
+        "aupguard_audit_spilled_total",
+        "Audit operations written to the spill file (store down).",
+        "counter",
+        lambda: [("", 0 if spill is None else spill.spilled)],
+    )
+    add(
+        "aupguard_audit_spill_bytes",
+        "Bytes waiting in this process's spill file.",
+        "gauge",
+        lambda: [("", 0 if spill is None else spill.bytes)],
+    )
+    add(
+        "aupguard_audit_spill_full",
+        "1 while the spill file is at its bound (writers wait).",
+        "gauge",
+        lambda: [("", int(spill is not None and spill.full))],
+    )
+    if isinstance(counters, RedisCounters):
+        add(
+            "aupguard_counter_store_errors_total",
+            "Failed Redis operations.",
+            "counter",
+            lambda: [("", counters.errors)],
+        )
+        add("aupguard_counter_store_up", "1 when Redis answers, 0 while serving from the fallback.", "gauge",
+            lambda: [("", int(counters.available))])  # fmt: skip
 
 
 def spill_for(store: SQLStore, policy: Policy) -> SpillFile | None:

@@ -41,6 +41,7 @@ class StateCache:
         self._seq = 0
         self._recent: dict[str, int] = {}  # user hash → latest change seq the watcher saw
         self._interval = sync_interval
+        self.failures = 0  # polls of the change feed that failed
         if store.shared:
             self._seq = store.change_seq()
             self._thread = self._start()
@@ -80,6 +81,7 @@ class StateCache:
 
     def _watch(self, interval: float) -> None:
         last_prune = time.monotonic()
+        failing = False
         while not self._stop.wait(interval):
             try:
                 seq, changed = self._store.changes_since(self._seq)
@@ -95,7 +97,14 @@ class StateCache:
                     self._store.prune_changes(time.time() - 3600)
                     last_prune = time.monotonic()
             except Exception as exc:  # keep watching; the next poll retries
-                log.warning("state sync failed: %s", exc.__class__.__name__)
+                self.failures += 1
+                if not failing:  # once per outage, not once per poll
+                    log.warning("state sync failed: %s; retrying every %ss", exc.__class__.__name__, interval)
+                failing = True
+            else:
+                if failing:
+                    log.warning("state sync works again")
+                failing = False
 
     def close(self) -> None:
         self._stop.set()

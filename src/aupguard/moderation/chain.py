@@ -78,6 +78,8 @@ class ModerationChain:
         self._cache: OrderedDict[bytes, tuple[float, ModerationResult]] = OrderedDict()
         self._lock = threading.Lock()
         self._all_local = all(getattr(m, "local", False) for m in self.moderators)
+        #: called with (moderator name, seconds, failed) after each moderator ran (metrics)
+        self.observe: Callable[[str, float, bool], None] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.moderators)
@@ -101,17 +103,24 @@ class ModerationChain:
         verdicts: list[Verdict] = []
         errors: list[str] = []
         for moderator in self.moderators:
+            started = time.perf_counter()
             try:
                 verdict = moderator.moderate(text)
             except Exception as exc:
+                self._observed(moderator, started, True)
                 errors.append(_failure(moderator, exc))
                 if self.policy.fail == "closed":
                     return ModerationResult(None, (), tuple(verdicts), True, tuple(errors))
                 continue
+            self._observed(moderator, started, False)
             verdicts.append(verdict)
             if self.action_of(verdict) == "block":
                 break
         return self._finish(key, verdicts, errors)
+
+    def _observed(self, moderator: Moderator, started: float, failed: bool) -> None:
+        if self.observe is not None:
+            self.observe(moderator.name, time.perf_counter() - started, failed)
 
     async def arun(self, text: str) -> ModerationResult:
         key = self._digest(text)
@@ -125,16 +134,19 @@ class ModerationChain:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.timeout * (self.policy.retries + 1) + 0.5
         for moderator in self.moderators:
+            started = time.perf_counter()
             try:
                 if getattr(moderator, "local", False):  # no I/O: no task, timer or loop turn
                     verdict = moderator.moderate(text)
                 else:
                     verdict = await asyncio.wait_for(moderator.amoderate(text), max(0.0, deadline - loop.time()))
             except Exception as exc:
+                self._observed(moderator, started, True)
                 errors.append(_failure(moderator, exc))
                 if self.policy.fail == "closed":
                     return ModerationResult(None, (), tuple(verdicts), True, tuple(errors))
                 continue
+            self._observed(moderator, started, False)
             verdicts.append(verdict)
             if self.action_of(verdict) == "block":
                 break

@@ -72,7 +72,9 @@ def make_guard(tmp_path: Path, keyring: Keyring) -> Iterator[MakeGuard]:
             kwargs["clock"] = clock
         if moderators is not None:
             kwargs["moderators"] = moderators
-        guard = Safeguards(Policy.from_mapping(policy or {}, env={}), **kwargs)
+        tables = dict(policy or {})  # spilled audit records stay in the test's own folder
+        tables["storage"] = {"spill": str(tmp_path / "spill"), **tables.get("storage", {})}
+        guard = Safeguards(Policy.from_mapping(tables, env={}), **kwargs)
         made.append(guard)
         return guard
 

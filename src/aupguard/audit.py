@@ -49,6 +49,7 @@ class AuditLog:
         self._spill = spill
         self._spill_backoff = interval
         self.spilling = False  # the store is down and records go to the spill file
+        self._replay_asked = False
         self._hasher = hasher
         self._max = max_queue
         self._interval = interval
@@ -158,8 +159,12 @@ class AuditLog:
                     if self._spill is not None and self._spill.pending:  # a last try; else it waits on disk
                         self._replay_spill(0.0)
                     return
-            if self._spill is not None and time.monotonic() >= retry_spill_at and self._spill.pending:
-                retry_spill_at = self._replay_spill(retry_spill_at)
+            if self._spill is not None and self._spill.pending:
+                if self._replay_asked or time.monotonic() >= retry_spill_at:
+                    retry_spill_at = self._replay_spill(retry_spill_at)
+                    with self._cond:
+                        self._replay_asked = False
+                        self._cond.notify_all()
             batch = [self._queue[i] for i in range(min(_BATCH, len(self._queue)))]
             if not batch:
                 continue
@@ -197,7 +202,7 @@ class AuditLog:
         """Write spilled records back; on failure, when to try again (backoff up to 5 s)."""
         assert self._spill is not None
         try:
-            self._spill.replay(self._store.write_audit)
+            self._spill.replay(self._write_replayed)
         except Exception as exc:
             if not self._closed:
                 log.debug("spill replay deferred: %s", _why(exc))
@@ -208,6 +213,14 @@ class AuditLog:
         self.spilling = False
         self._spill_backoff = self._interval
         return 0.0
+
+    def _write_replayed(self, batch: list[AuditOp]) -> None:
+        try:
+            self._store.write_audit(batch)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            self._write_one_by_one(batch)  # a row the store refuses must not hold up the rest
 
     def _write_one_by_one(self, batch: list[AuditOp]) -> None:
         for op in batch:
@@ -222,9 +235,11 @@ class AuditLog:
     def pending(self) -> int:
         return len(self._queue)
 
-    def flush(self, timeout: float = 30.0) -> bool:
+    def flush(self, timeout: float = 30.0, *, spilled: bool = True) -> bool:
         """Wait until everything queued before this call is written (not for an empty queue:
-        under steady load that might never come). False if ``timeout`` ran out."""
+        under steady load that might never come), spilled records included: they are replayed
+        as soon as the store takes them (``spilled=False``: they may stay on disk). False if
+        ``timeout`` ran out first."""
         deadline = time.monotonic() + timeout
         queued = len(self._queue)  # read before the written count: may overshoot, never undershoot
         target = self._written + queued
@@ -235,12 +250,21 @@ class AuditLog:
                 if left <= 0:
                     return False
                 self._cond.wait(min(left, self._interval))
-        return self._written >= target
+            while spilled and self._spill is not None and self._spill.pending and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._replay_asked = True  # ask the writer to try the store now
+                self._cond.notify_all()
+                self._cond.wait(min(left, self._interval))
+        return self._written >= target and not (spilled and self._spill is not None and self._spill.pending)
 
     def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued (or spill it, the store being down: the next process replays
+        it), then stop the writer."""
         if self._closed:
             return
-        self.flush(timeout)
+        self.flush(timeout, spilled=False)
         with self._cond:
             self._closed = True
             self._cond.notify_all()

@@ -73,7 +73,7 @@ class StoragePolicy:
     sync_interval: float = 0.25
     audit_queue: int = 10_000
     fail: str = "open"  # when the counter store is down: serve from memory (open) or answer 503 (closed)
-    timeout: float = 0.25  # per counter-store (Redis) operation
+    timeout: float = 1.0  # per counter-store (Redis) operation
     store_timeout: float = 5.0  # waiting for a connection to a server store (PostgreSQL)
     pool_size: int = 4  # connections per process to a server store
     migrate: str = "on-start"  # or "manual": a schema behind is an error until `aupguard migrate`

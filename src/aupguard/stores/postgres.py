@@ -39,10 +39,14 @@ class PostgresStore(SQLStore):
         self._timeout = timeout
         self._sql: dict[str, str] = {}
         self._pool = self._open()
-        if migrate:
-            self._guard(lambda: self._with_conn(postgres_schema.migrate))
-        elif self._guard(lambda: self._with_conn(postgres_schema.pending)):
-            raise StoreError("the PostgreSQL store needs migrating: run `aupguard migrate`")
+        try:
+            if migrate:
+                self._guard(lambda: self._with_conn(postgres_schema.migrate))
+            elif self._guard(lambda: self._with_conn(postgres_schema.pending)):
+                raise StoreError("the PostgreSQL store needs migrating: run `aupguard migrate`")
+        except BaseException:
+            self._pool.close()
+            raise
 
     def _open(self) -> Any:
         return self._pool_type(

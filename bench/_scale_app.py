@@ -30,7 +30,9 @@ def build() -> Starlette:
         from slowapi.errors import RateLimitExceeded
 
         limiter = Limiter(
-            key_func=lambda request: request.headers.get("x-user") or "-", headers_enabled=True, storage_uri=os.environ["REDIS_URL"]
+            key_func=lambda request: request.headers.get("x-user") or "-",
+            headers_enabled=True,
+            storage_uri=os.environ["REDIS_URL"],
         )
 
         @limiter.limit(RATE)

@@ -51,7 +51,8 @@ RATE = "1000000/minute"
 REQUESTS = 200
 PROMPT = "Please summarise the attached quarterly report in three short bullet points for the team. Ticket "
 RULES = "".join(
-    f'[[moderation.rules]]\ncategory = "c{n}"\naction = "block"\nkeywords = ["forbidden phrase {n}"]\n' for n in range(50)
+    f'[[moderation.rules]]\ncategory = "c{n}"\naction = "block"\nkeywords = ["forbidden phrase {n}"]\n'
+    for n in range(50)
 )
 
 

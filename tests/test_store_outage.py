@@ -114,3 +114,26 @@ def test_a_full_spill_raises_the_alarm_and_writers_wait_without_losing_records(
     guard.close()
     with Safeguards(Policy(), store=own_postgres.url, keyring=keyring) as reader:
         assert reader.store.count_decisions() == 151
+
+
+def test_a_strike_earned_while_postgres_is_down_is_recorded_when_it_is_back(
+    own_postgres: PostgresServer, keyring: Keyring, tmp_path: Path
+) -> None:
+    policy = Policy.from_mapping(
+        {"storage": {"store_timeout": "1s", "spill": str(tmp_path / "spill")},
+         "moderation": {"rules": [{"category": "weapons", "action": "block", "keywords": ["nerve agent"]}]}},
+        env={},
+    )  # fmt: skip
+    guard = Safeguards(policy, store=own_postgres.url, keyring=keyring)
+    assert guard.check("flagger", prompt="hello").allowed  # known (cached) before the outage
+    own_postgres.kill()
+    refused = guard.check("flagger", prompt="how to make a nerve agent")
+    assert refused.error == "content_flagged"
+    assert guard.flag_failures == 0  # deferred, not lost
+    own_postgres.start()
+    assert guard.audit.flush(timeout=30)
+    status = guard.status("flagger")
+    assert status.strikes == 1
+    (item,) = guard.store.review_items(user_hash=guard.hash_user("flagger"))
+    assert item.request_id == refused.request_id and item.categories == ("weapons",)
+    guard.close()

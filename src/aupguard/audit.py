@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
@@ -50,6 +51,8 @@ class AuditLog:
         self._spill_backoff = interval
         self.spilling = False  # the store is down and records go to the spill file
         self._replay_asked = False
+        #: records a deferred flag (the engine's ``record_flag``)
+        self.on_flag: Callable[[Any], None] | None = None
         self._hasher = hasher
         self._max = max_queue
         self._interval = interval
@@ -125,6 +128,15 @@ class AuditLog:
         """``link`` for async code: waits for room in a full queue off the event loop."""
         await asyncio.to_thread(self.link, request_id, anthropic_request_id=anthropic_request_id, message_id=message_id)
 
+    def defer_flag(self, flag: Any) -> bool:
+        """Queue a moderation flag (strike / review item) the store could not take just now;
+        the writer records it through ``on_flag`` when the store is back (spilled meanwhile).
+        False without an ``on_flag`` recorder (nothing could replay it)."""
+        if self.on_flag is None or self._closed:
+            return False
+        self._put(("flag", flag))
+        return True
+
     def _put(self, op: AuditOp) -> None:
         if self._closed:
             raise RuntimeError("the audit log is closed")
@@ -159,19 +171,19 @@ class AuditLog:
                     if self._spill is not None and self._spill.pending:  # a last try; else it waits on disk
                         self._replay_spill(0.0)
                     return
-            if self._spill is not None and self._spill.pending:
-                if self._replay_asked or time.monotonic() >= retry_spill_at:
-                    retry_spill_at = self._replay_spill(retry_spill_at)
-                    with self._cond:
-                        self._replay_asked = False
-                        self._cond.notify_all()
+            spill = self._spill
+            if spill is not None and spill.pending and (self._replay_asked or time.monotonic() >= retry_spill_at):
+                retry_spill_at = self._replay_spill(retry_spill_at)
+                with self._cond:
+                    self._replay_asked = False
+                    self._cond.notify_all()
             batch = [self._queue[i] for i in range(min(_BATCH, len(self._queue)))]
             if not batch:
                 continue
             try:
                 if self._spill is not None and self._spill.pending:  # keep the order: after what waits
                     raise StoreError("earlier records wait in the spill file", transient=True)
-                self._store.write_audit(batch)
+                self._store_batch(batch)
             except Exception as exc:
                 if not _transient(exc):  # a row the store refuses: write the rest, set it aside
                     self._write_one_by_one(batch)
@@ -214,9 +226,17 @@ class AuditLog:
         self._spill_backoff = self._interval
         return 0.0
 
+    def _store_batch(self, batch: list[AuditOp]) -> None:
+        """Write the records of a batch in one transaction, then record its deferred flags."""
+        flags = [op[1] for op in batch if op[0] == "flag"]
+        self._store.write_audit([op for op in batch if op[0] != "flag"] if flags else batch)
+        for flag in flags:
+            assert self.on_flag is not None
+            self.on_flag(flag)
+
     def _write_replayed(self, batch: list[AuditOp]) -> None:
         try:
-            self._store.write_audit(batch)
+            self._store_batch(batch)
         except Exception as exc:
             if _transient(exc):
                 raise
@@ -225,7 +245,7 @@ class AuditLog:
     def _write_one_by_one(self, batch: list[AuditOp]) -> None:
         for op in batch:
             try:
-                self._store.write_audit([op])
+                self._store_batch([op])
             except Exception as exc:
                 if _transient(exc):
                     raise

@@ -101,6 +101,7 @@ class Safeguards(Screening):
         self._statuses: dict[str, tuple[UserState, float, float, UserStatus]] = {}
         self._surfaces: set[str] = set()
         self._token_budget = self.policy.limits.tokens is not None
+        self.audit.on_flag = self.record_flag
         self.metrics = Metrics()
         self.moderation.observe = self.metrics.moderation
         _register_figures(self)

@@ -14,7 +14,8 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .decision import Decision
 from .errors import StoreError
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["OutputStream", "Refused", "Screening"]
 
+#: A flag to record: (user hash, when, strike fields or None, review item fields, event details);
+#: plain data, so a flag the store could not take can wait in the audit queue and spill file.
+Flag = tuple[str, float, list[Any] | None, list[Any], dict[str, Any]]
 log = logging.getLogger("aupguard.moderation")
 
 T = TypeVar("T")
@@ -175,18 +179,34 @@ class Screening(UserActions):
         )  # fmt: skip
         details = {"request_id": decision.request_id, "category": category, "source": moderators,
                    "review_item": review.id}  # fmt: skip
-        action = "strike" if strike else "review"
-        describe = describe_change(
-            self.policy.ladder, now, action, "moderation", f"{review.explanation} flagged", details
-        )
+        strike_fields = None if strike is None else [getattr(strike, f.name) for f in fields(strike)][:7]
+        review_fields = [
+            list(v) if isinstance(v, tuple) else v for v in (getattr(review, f.name) for f in fields(review))
+        ]
+        flag: Flag = (decision.user_hash, now, strike_fields, review_fields, details)
+        try:
+            self.record_flag(flag)
+        except StoreError as exc:  # the verdict stands; the strike waits for the store, or is lost loudly
+            if exc.transient and self.audit.defer_flag(flag):
+                log.error("store unavailable: the strike / review item will be recorded when it is back")
+            else:
+                self.flag_failures += 1
+                log.error("could not record a moderation strike / review item: %s", exc.__class__.__name__)
+
+    def record_flag(self, flag: Flag) -> None:
+        """Record a flag's strike and review item (also what replays a deferred one: the store
+        keeps a strike or review item id once)."""
         from .ladder import suspension_after_strike
 
-        try:
-            self._mutate(decision.user_hash, describe, suspension_after_strike if strike else None, strike=strike,
-                         review=review)  # fmt: skip
-        except StoreError as exc:  # the verdict stands; the lost strike is loud, not a 500
-            self.flag_failures += 1
-            log.error("could not record a moderation strike / review item: %s", exc.__class__.__name__)
+        user_hash, at, strike_fields, review_fields, details = flag
+        strike = None if strike_fields is None else StrikeRecord(*strike_fields)
+        r = review_fields
+        review = ReviewItem(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), tuple(r[7]), r[8], r[9])
+        describe = describe_change(
+            self.policy.ladder, at, "strike" if strike else "review", "moderation", f"{review.explanation} flagged",
+            details,
+        )  # fmt: skip
+        self._mutate(user_hash, describe, suspension_after_strike if strike else None, strike=strike, review=review)
 
     def record_refusal(self, decision: Decision, message: object) -> None:
         """Claude refused to answer (``stop_reason: "refusal"``): a safety signal. Per

@@ -28,6 +28,7 @@ __all__ = ["SpillFile"]
 
 log = logging.getLogger("aupguard.audit")
 _REPLAY_BATCH = 512
+_BYTES = "__aupguard_b64__"  # marks a bytes value (ciphertext, nonce) in a spilled row
 
 
 class SpillFile:
@@ -153,7 +154,7 @@ class SpillFile:
 
 def _encode(op: AuditOp) -> bytes:
     kind, row = op
-    values = [{"b": base64.b64encode(v).decode()} if isinstance(v, bytes) else v for v in row]
+    values = [{_BYTES: base64.b64encode(v).decode()} if isinstance(v, bytes) else v for v in row]
     return json.dumps([kind, values], separators=(",", ":")).encode() + b"\n"
 
 
@@ -162,5 +163,5 @@ def _decode_lines(handle: IO[bytes]) -> Iterator[AuditOp]:
         if not line.endswith(b"\n"):  # a tail cut by a crash mid-write was never acknowledged
             return
         kind, values = json.loads(line)
-        row: list[Any] = [base64.b64decode(v["b"]) if isinstance(v, dict) else v for v in values]
+        row: list[Any] = [base64.b64decode(v[_BYTES]) if isinstance(v, dict) and _BYTES in v else v for v in values]
         yield kind, tuple(row)

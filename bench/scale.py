@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
+import json
 import os
 import signal
 import socket
@@ -184,7 +184,6 @@ def round_trips(tmp: Path) -> dict[str, float]:
 
 
 def _round_trips(tmp: Path) -> dict[str, float]:
-    from flask import Flask, request
     from flask_limiter import Limiter as FlaskLimiter
     from slowapi import Limiter, _rate_limit_exceeded_handler
     from slowapi.errors import RateLimitExceeded
@@ -196,6 +195,7 @@ def _round_trips(tmp: Path) -> dict[str, float]:
     from aupguard import Keyring, Policy, Safeguards
     from aupguard_asgi import SafeguardsMiddleware
     from aupguard_flask import FlaskSafeguards
+    from flask import Flask, request
 
     port = _free_port()
     server = subprocess.Popen(
@@ -281,7 +281,7 @@ async def _connection(port: int, stop_at: float, offset: int, counts: list[int])
         writer.close()
 
 
-def _load(port: int, seconds: float, first: int, connections: int, out: Any) -> None:
+def _load(port: int, seconds: float, first: int, connections: int) -> tuple[int, int]:
     counts = [0, 0]
 
     async def run() -> None:
@@ -289,24 +289,25 @@ def _load(port: int, seconds: float, first: int, connections: int, out: Any) -> 
         await asyncio.gather(*(_connection(port, stop_at, first + c * 100_000, counts) for c in range(connections)))
 
     asyncio.run(run())
-    out.put(counts)
+    return counts[0], counts[1]
 
 
 def _drive(port: int, seconds: float) -> tuple[int, int]:
-    queue: Any = multiprocessing.get_context("spawn").Queue()
+    """Two load processes (this file run with ``--load``), 16 connections each."""
     procs = [
-        multiprocessing.get_context("spawn").Process(target=_load, args=(port, seconds, p * 10_000_000, 16, queue))
+        subprocess.Popen(
+            [sys.executable, __file__, "--load", str(port), str(seconds), str(p * 10_000_000), "16"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for p in range(2)
     ]
-    for p in procs:
-        p.start()
     totals = [0, 0]
-    for _ in procs:
-        ok, other = queue.get(timeout=seconds + 60)
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 60)
+        ok, other = json.loads(out)
         totals[0] += ok
         totals[1] += other
-    for p in procs:
-        p.join(30)
     return totals[0], totals[1]
 
 
@@ -376,4 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--load"]:
+        port, seconds, first, connections = sys.argv[2:6]
+        print(json.dumps(_load(int(port), float(seconds), int(first), int(connections))))
+        sys.exit(0)
     sys.exit(main())

@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from .moderation.base import Moderator
 from .moderation.setup import build_chain
 from .policy import Policy
 from .prompt_policy import PromptPolicy, PromptRequest
+from .review.sampling import queue_sample, should_sample
 from .screening import Screening
 from .state_cache import StateCache
 from .stores import store_from_uri
@@ -144,6 +146,8 @@ class Safeguards(Screening):
                 decision = self.screen(decision)
             if self.capture.enabled and decision.prompt is not None:
                 self.capture.record(decision, "prompt", decision.prompt.text)
+            if should_sample(decision, self.policy.review.sample_rate, random.random()):
+                queue_sample(self.store, decision, now)
         self.audit.record(self._record(decision, surface, now))
         return decision
 
@@ -171,6 +175,8 @@ class Safeguards(Screening):
                 decision = await self.ascreen(decision)
             if self.capture.enabled and decision.prompt is not None:
                 await self.acapture(decision, "prompt", decision.prompt.text)
+            if should_sample(decision, self.policy.review.sample_rate, random.random()):
+                await asyncio.to_thread(queue_sample, self.store, decision, now)
         await self.audit.arecord(self._record(decision, surface, now))
         return decision
 

@@ -20,6 +20,7 @@ from ..errors import StoreError
 from ..ladder import UserState
 from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
 from .sqlite_capture import CaptureTables
+from .sqlite_review import ReviewTables
 from .sqlite_schema import migrate
 
 __all__ = ["AuditOp", "SQLiteStore"]
@@ -45,7 +46,7 @@ _DECISION_COLUMNS = (
 _READ_COLUMNS = _DECISION_COLUMNS + ", model, input_tokens, output_tokens"
 
 
-class SQLiteStore(CaptureTables):
+class SQLiteStore(CaptureTables, ReviewTables):
     def __init__(self, path: str | None) -> None:
         self.path = path
         #: True when other processes may change the data (a file), so changes must be polled.

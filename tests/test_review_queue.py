@@ -157,3 +157,18 @@ def test_passwords_are_scrypt_hashed_with_a_salt_per_account(make_guard: MakeGua
     with pytest.raises(Exception, match="exists already"):
         accounts.add("dana", PASSWORD)
     assert hash_password("same")[0] != hash_password("same")[0]
+
+
+def test_async_checks_sample_too(make_guard: MakeGuard, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    guard = review_guard(make_guard, monkeypatch, policy={"review": {"sample_rate": 1.0, "secure_cookie": False}})
+
+    async def calls() -> None:
+        await guard.acheck("hal", prompt="what is the capital of France?")
+        await guard.acheck("hal")  # no prompt: nothing to review
+
+    asyncio.run(calls())
+    (entry,) = ReviewQueue(guard).page().entries
+    assert entry.item.action == "sample" and entry.item.user_hash == guard.hash_user("hal")
+    assert [t.text for t in ReviewQueue(guard).detail(entry.item.id).texts] == ["what is the capital of France?"]

@@ -123,3 +123,28 @@ def test_the_console_secret_is_made_once(tmp_path: Path) -> None:
     assert second.console_secret("k", "bbb") == "aaa"
     first.close()
     second.close()
+
+
+def test_a_version_4_store_is_migrated_with_its_review_items(tmp_path: Path) -> None:
+    import sqlite3
+
+    from aupguard.stores.sqlite_schema import _MIGRATIONS
+
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE aupguard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for script in _MIGRATIONS[:4]:
+        conn.executescript(script)
+    conn.execute("INSERT INTO aupguard_meta VALUES ('schema_version', '4')")
+    conn.execute(
+        "INSERT INTO review_items (id, at, user_hash, action, categories, moderators, explanation) "
+        "VALUES ('old', 1.0, 't1_u', 'block', '[]', '[]', 'prompt')"
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(str(path))
+    assert store.schema_version() == 5
+    entry = store.queue_entry("old")
+    assert entry is not None and entry.item.status == "open" and entry.claimed_by is None
+    assert store.claim_review_item("old", "ana", now=T0, expires=T0 + 600)
+    store.close()

@@ -183,14 +183,17 @@ def test_report_exports_and_one_click_suspend(guard: Safeguards) -> None:
 def test_queue_pages_by_keyset(guard: Safeguards) -> None:
     for n in range(55):
         flag(guard, f"user-{n}")
-    client = TestClient(review_console(guard))
+    app = review_console(guard)
+    client = TestClient(app)
     log_in(client)
+    rendered = app.state.console.renders
     first = client.get("/")
     assert "55 open" in first.text and first.text.count("/items/") == 50
     older = re.search(r'href="(/\?status=open&amp;after=[^"]+)"', first.text)
     assert older is not None
     second = client.get(older.group(1).replace("&amp;", "&"))
     assert second.text.count("/items/") == 5
+    assert app.state.console.renders == rendered + 2  # one template render per page
     assert not set(re.findall(r"/items/([0-9a-f-]+)", first.text)) & set(
         re.findall(r"/items/([0-9a-f-]+)", second.text)
     )

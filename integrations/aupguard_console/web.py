@@ -77,7 +77,7 @@ class Console:
         )
         self.templates.filters["when"] = _when
         self.templates.filters["percent"] = lambda v: f"{100 * v:.1f}%"
-        self.renders = 0  # pages rendered (ops can read it; tests count it)
+        self.renders = 0  # pages rendered by this console (app.state.console.renders)
 
     def render(
         self, request: Request, template: str, session: ConsoleSession | None, code: int = 200, **context: Any

@@ -37,21 +37,29 @@ DEMO_POLICY = {
 }  # fmt: skip
 
 
-def demo_guard(directory: Path) -> Safeguards:
-    """An engine on embedded defaults in ``directory``, with a demo key kept there."""
+def _demo_key(directory: Path, name: str, kid: str) -> str:
+    key_file = directory / name
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(generate_key_entry(kid) + "\n")
+    return key_file.read_text()
+
+
+def demo_guard(directory: Path, *, console: bool = False) -> Safeguards:
+    """An engine on embedded defaults in ``directory``, with a demo key kept there. With
+    ``console``: prompts are captured (demo capture key kept there too) for the review
+    console, whose cookie may travel over plain HTTP on localhost."""
     directory.mkdir(parents=True, exist_ok=True)
     text = os.environ.get("AUPGUARD_HASH_KEY", "")
     if not text.strip():
-        key_file = directory / "hash-key"
-        if not key_file.exists():
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(generate_key_entry("demo") + "\n")
-        text = key_file.read_text()
+        text = _demo_key(directory, "hash-key", "demo")
     ring = Keyring.parse(text, source="demo key")
-    return Safeguards(
-        Policy.from_mapping(DEMO_POLICY, env={}), store=f"sqlite:///{directory / 'chat.db'}", keyring=ring
-    )
+    policy = dict(DEMO_POLICY)
+    if console:
+        os.environ.setdefault("AUPGUARD_CAPTURE_KEY", _demo_key(directory, "capture-key", "cdemo").strip())
+        policy |= {"capture": {"enabled": True}, "review": {"secure_cookie": False}}
+    return Safeguards(Policy.from_mapping(policy, env={}), store=f"sqlite:///{directory / 'chat.db'}", keyring=ring)
 
 
 def offline(prompt: str) -> dict[str, Any]:

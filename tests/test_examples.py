@@ -86,3 +86,38 @@ def test_langchain_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mess
     (sent,) = messages_double.requests_to("/v1/messages")
     assert sent.body["metadata"]["user_id"] == guard.hash_user("alice")
     guard.close()
+
+
+def test_fastapi_demo_serves_the_console_with_a_one_time_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from aupguard.demo import demo_reviewer
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("AUPGUARD_CAPTURE_KEY", raising=False)
+    module = load("fastapi_app")
+    guard = module.demo_guard(tmp_path, console=True)
+    module.seed(guard)
+    name, password = demo_reviewer(guard)
+    _, second = demo_reviewer(guard)
+    assert second != password  # a new password each run: the printed one is the only copy
+    entries = guard.store.queue_page()
+    assert len(entries) == 3 and {e.item.user_hash for e in entries} == {
+        guard.hash_user("trent"),
+        guard.hash_user("peggy"),
+    }
+    with TestClient(module.build_app(guard)) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/aupguard/login").text)
+        assert token is not None
+        form = {"csrf": token.group(1), "name": name}
+        assert client.post("/aupguard/login", data={**form, "password": password}).status_code == 401
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/aupguard/login").text)
+        assert token is not None
+        assert (
+            client.post("/aupguard/login", data={"csrf": token.group(1), "name": name, "password": second}).status_code
+            == 200
+        )
+        peggy = next(e for e in entries if e.item.user_hash == guard.hash_user("peggy"))
+        page = client.get(f"/aupguard/items/{peggy.item.id}").text
+        assert "&lt;script&gt;alert(" in page and "<script>" not in page  # the captured prompt, escaped
+    guard.close()

@@ -97,7 +97,7 @@ def test_schema_is_versioned(make_guard: MakeGuard, tmp_path: Path, keyring: Key
     make_guard().close()
     db = tmp_path / "aupguard.db"
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM aupguard_meta WHERE key = 'schema_version'").fetchone() == ("4",)
+        assert conn.execute("SELECT value FROM aupguard_meta WHERE key = 'schema_version'").fetchone() == ("5",)
         conn.execute("UPDATE aupguard_meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="schema version 99 is newer"):
         Safeguards(Policy(), store=f"sqlite:///{db}", keyring=keyring)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
 from .spill import SpillFile
-from .stores import AuditEvent, AuditRecord, SQLStore
+from .stores import AuditEvent, AuditRecord, ReviewItem, SQLStore
 from .stores.sql import AuditOp
 
 if TYPE_CHECKING:
@@ -127,6 +127,17 @@ class AuditLog:
     ) -> None:
         """``link`` for async code: waits for room in a full queue off the event loop."""
         await asyncio.to_thread(self.link, request_id, anthropic_request_id=anthropic_request_id, message_id=message_id)
+
+    def review(self, item: ReviewItem) -> None:
+        """Queue a review item that carries no strike (a sampled call); written with the
+        records, so the hot path does no SQL for it. Waits only while the queue is full."""
+        categories, moderators = json.dumps(list(item.categories)), json.dumps(list(item.moderators))
+        row = (item.id, item.at, item.user_hash, item.request_id, item.strike_id, item.action, categories, moderators,
+               item.explanation, item.status)  # fmt: skip
+        if len(self._queue) < self._max:
+            self._append(("review", row))
+        else:
+            self._put(("review", row))
 
     def defer_flag(self, flag: Any) -> bool:
         """Queue a moderation flag (strike / review item) the store could not take just now;

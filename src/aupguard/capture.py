@@ -146,6 +146,20 @@ class Capture:
                 continue
             yield CapturedText(request_id, kind, owner, at, plain.decode("utf-8", "surrogatepass"))
 
+    def read(self, request_id: str) -> list[CapturedText]:
+        """The decrypted texts captured for one guarded request (for the review console)."""
+        self._audit.flush()
+        out = []
+        for _, kind, owner, at, nonce, ciphertext in self._store.captures_for_request(request_id):
+            key = self._data_key(owner, create=False) if self.enabled else None
+            try:
+                plain = None if key is None else AESGCM(key).decrypt(nonce, ciphertext, _aad(request_id, kind))
+            except InvalidTag:
+                plain = None
+            if plain is not None:
+                out.append(CapturedText(request_id, kind, owner, at, plain.decode("utf-8", "surrogatepass")))
+        return out
+
     def forget(self, user_id: str) -> int:
         """Erase a user's captured text: their data key and rows go. Returns rows deleted."""
         self._audit.flush()

@@ -20,6 +20,7 @@ from .errors import AupguardError
 from .identity import generate_key_entry
 from .ladder import UserStatus
 from .policy import Policy
+from .review.cli_commands import add_review_commands
 
 __all__ = ["main"]
 
@@ -330,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--dir", default=".aupguard/demo", help="where the demo keeps its files")
     demo.set_defaults(func=cmd_demo)
+    add_review_commands(sub, who, _guard)
     return parser
 
 

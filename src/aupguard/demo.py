@@ -16,7 +16,7 @@ from .engine import Safeguards
 from .identity import Keyring, generate_key_entry
 from .policy import Policy
 
-__all__ = ["run_demo"]
+__all__ = ["demo_reviewer", "run_demo"]
 
 POLICY = {
     "terms": {"version": "2026-01", "url": "https://example.com/usage-policy"},
@@ -49,6 +49,18 @@ class _Out:
             extra = f"  Retry-After {d.retry_after}s" if d.retry_after else ""
             extra += "\n" + " " * 14 + d.message
         print(f"   {who:<9} → {verdict}{extra}")
+
+
+def demo_reviewer(guard: Safeguards, name: str = "demo-reviewer") -> tuple[str, str]:
+    """A review-console account with a fresh random password (its earlier sessions end), for
+    ``make demo`` to print once. Only the scrypt hash is stored."""
+    import secrets
+
+    from .review import ReviewerAccounts
+
+    password = secrets.token_urlsafe(12)
+    ReviewerAccounts(guard.store, guard._clock).add(name, password, replace=True)
+    return name, password
 
 
 def _keyring(directory: Path, out: _Out) -> Keyring:

@@ -37,6 +37,9 @@ class Finding:
 def assess(policy: Policy) -> list[Practice]:
     ladder = policy.ladder
     mod = policy.moderation
+    flags_reach_review = (
+        bool(mod.rules or mod.claude or mod.openai) and mod.mode != "off"
+    ) or policy.review.sample_rate > 0
     remote = [name for name, table in (("Claude", mod.claude), ("an OpenAI-compatible endpoint", mod.openai)) if table]
     suspend_for = "until reinstated" if ladder.suspend_for is None else f"for {format_duration(ladder.suspend_for)}"
     return [
@@ -108,9 +111,12 @@ def assess(policy: Policy) -> list[Practice]:
         Practice(
             "Comprehensive",
             "Human review of flagged prompts; restrict high violation rates",
-            NOT_YET,
-            "flagged prompts open review items (block / review actions); the console is not in this version: "
-            "suspend by hand with `aupguard user suspend`",
+            ON if flags_reach_review else OFF,
+            "flags (and a sample_rate share of allowed calls) queue for review: `aupguard console`, "
+            "`aupguard review`, `aupguard report violations`"
+            if flags_reach_review
+            else "add moderators ([[moderation.rules]], [moderation.claude] or [moderation.openai]) so flags reach "
+            "the review queue, or set [review] sample_rate",
         ),
     ]
 

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from .moderation.base import Moderator
 from .moderation.setup import build_chain
 from .policy import Policy
 from .prompt_policy import PromptPolicy, PromptRequest
+from .review.sampling import sample_item, should_sample
 from .screening import Screening
 from .spill import SpillFile
 from .state_cache import StateCache
@@ -175,6 +177,8 @@ class Safeguards(Screening):
                 decision = self.screen(decision)
             if self.capture.enabled and decision.prompt is not None:
                 self.capture.record(decision, "prompt", decision.prompt.text)
+            if should_sample(decision, self.policy.review.sample_rate, random.random()):
+                self.audit.review(sample_item(decision, now))
         self.audit.record(self._record(decision, surface, now))
         return decision
 
@@ -212,6 +216,8 @@ class Safeguards(Screening):
                 decision = await self.ascreen(decision)
             if self.capture.enabled and decision.prompt is not None:
                 await self.acapture(decision, "prompt", decision.prompt.text)
+            if should_sample(decision, self.policy.review.sample_rate, random.random()):
+                self.audit.review(sample_item(decision, now))
         await self.audit.arecord(self._record(decision, surface, now))
         return decision
 

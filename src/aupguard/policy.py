@@ -19,6 +19,7 @@ import limits
 from .durations import DURATION_HELP, parse_duration
 from .errors import PolicyError
 from .policy_moderation import MODERATION_FIELDS, PROMPTS_FIELDS, ModerationPolicy, PromptsPolicy
+from .policy_review import REVIEW_FIELDS, ReviewPolicy
 from .policy_values import any_text, boolean, choice, count, optional_text, text
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "LadderPolicy",
     "LimitsPolicy",
     "Policy",
+    "ReviewPolicy",
     "StoragePolicy",
     "TermsPolicy",
 ]
@@ -101,6 +103,7 @@ class Policy:
     prompts: PromptsPolicy = field(default_factory=PromptsPolicy)
     moderation: ModerationPolicy = field(default_factory=ModerationPolicy)
     capture: CapturePolicy = field(default_factory=CapturePolicy)
+    review: ReviewPolicy = field(default_factory=ReviewPolicy)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
@@ -241,6 +244,7 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
             "completions": (boolean, "true or false"),
         },
     ),
+    "review": (ReviewPolicy, REVIEW_FIELDS),
 }
 
 

@@ -113,6 +113,13 @@ class UserActions:
         count = self.store.count_strikes(user_hash, since=now - self.policy.ladder.window)
         return derive_status(state, self.policy.ladder, now, count)
 
+    def status_by_hash(self, user_hash: str) -> UserStatus:
+        """``status`` for a user known only by hash (the review console and report)."""
+        state = self._cache.fetch(user_hash, lambda: self._load_state(user_hash))
+        now = self._clock()
+        count = self.store.count_strikes(user_hash, since=now - self.policy.ladder.window)
+        return derive_status(state, self.policy.ladder, now, count)
+
     def strikes(self, user_id: str, *, limit: int = 100) -> list[StrikeRecord]:
         """The user's strike ledger, newest first, voided strikes included."""
         return self.store.strikes(self.hasher.hash(user_id), limit=limit)
@@ -200,13 +207,24 @@ class UserActions:
         """Suspend now, until ``until`` (an aware datetime or epoch seconds, in the future and
         before year 9999) or until reinstated. The ladder never lifts or shortens it."""
         end = _suspension_end(until, self._clock())
+        return self.suspend_by_hash(self._known_hash(user_id), reason=reason, until=end, actor=actor)
+
+    def suspend_by_hash(
+        self, user_hash: str, *, reason: str, until: dt.datetime | float | None = None, actor: str = "system"
+    ) -> UserStatus:
+        """``suspend`` for a user known only by hash (the review console and report)."""
+        end = _suspension_end(until, self._clock())
         fields = {"suspended": 1, "suspended_until": end, "suspend_reason": reason, "suspend_auto": 0}
         describe = describe_change(self.policy.ladder, self._clock(), "suspend", actor, reason, {"until": end})
-        return self._mutate(self._known_hash(user_id), describe, user_fields=fields)
+        return self._mutate(user_hash, describe, user_fields=fields)
 
     def reinstate(self, user_id: str, *, reason: str = "reinstated", actor: str = "system") -> UserStatus:
         """Lift any suspension and start the ladder afresh: earlier strikes stay in the
         ledger but no longer count."""
+        return self.reinstate_by_hash(self._known_hash(user_id), reason=reason, actor=actor)
+
+    def reinstate_by_hash(self, user_hash: str, *, reason: str = "reinstated", actor: str = "system") -> UserStatus:
+        """``reinstate`` for a user known only by hash (the review console and report)."""
         fields = {
             "suspended": 0,
             "suspended_until": None,
@@ -215,7 +233,7 @@ class UserActions:
             "reset_at": self._clock(),
         }
         describe = describe_change(self.policy.ladder, self._clock(), "reinstate", actor, reason, {})
-        return self._mutate(self._known_hash(user_id), describe, user_fields=fields)
+        return self._mutate(user_hash, describe, user_fields=fields)
 
     def accept_terms(self, user_id: str, version: str, *, actor: str = "user") -> UserStatus:
         """Record that the user accepted the usage policy ``version``."""

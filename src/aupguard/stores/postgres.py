@@ -25,6 +25,7 @@ _PLACEHOLDER = re.compile(r"\?")
 class PostgresStore(SQLStore):
     shared = True
     _greatest = "GREATEST"
+    _explain_prefix = "EXPLAIN"
 
     def __init__(self, uri: str, *, pool_size: int = 4, timeout: float = 5.0, migrate: bool = True) -> None:
         try:

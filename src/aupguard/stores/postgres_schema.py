@@ -75,6 +75,30 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX claude_calls_by_anthropic_id ON claude_calls (anthropic_request_id);
     CREATE INDEX claude_calls_by_message_id ON claude_calls (message_id);
     """,
+    """
+    ALTER TABLE review_items ADD COLUMN claimed_by TEXT;
+    ALTER TABLE review_items ADD COLUMN claim_expires DOUBLE PRECISION;
+    ALTER TABLE review_items ADD COLUMN resolved_by TEXT;
+    ALTER TABLE review_items ADD COLUMN resolved_at DOUBLE PRECISION;
+    CREATE INDEX review_items_queue ON review_items (status, at, id);
+    CREATE INDEX decisions_by_time ON decisions (at, user_hash);
+    CREATE TABLE reviewers (
+        name TEXT PRIMARY KEY, salt BYTEA NOT NULL, password_hash BYTEA NOT NULL, params TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE review_sessions (
+        id TEXT PRIMARY KEY, reviewer TEXT, csrf TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX review_sessions_by_expiry ON review_sessions (expires_at);
+    CREATE TABLE review_notes (
+        id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, user_hash TEXT NOT NULL, item_id TEXT, author TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX review_notes_by_user ON review_notes (user_hash, at);
+    CREATE INDEX review_notes_by_item ON review_notes (item_id, at);
+    CREATE TABLE review_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "the PostgreSQL schema must follow every SQLite migration"
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from ..ladder import UserState
 from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
 from .sql_capture import CaptureTables
+from .sql_review import ReviewTables
 
 __all__ = ["AuditOp", "SQLStore"]
 
@@ -28,6 +29,8 @@ Conn = Any
 #: or ("link", (request_id, anthropic_request_id, message_id, model, input_tokens, output_tokens))
 #: or ("amend", (request_id, outcome, status, reasons as JSON))
 #: or ("capture", (request_id, kind, user_hash, at, nonce, ciphertext))
+#: or ("review", review_items row: id, at, user_hash, request_id, strike_id, action, categories JSON,
+#:     moderators JSON, explanation, status)
 AuditOp = tuple[str, Any]
 _ROWS_PER_INSERT = 3000  # 10 columns each: under SQLite's 32,766 and PostgreSQL's 65,535 parameters
 _USER_COLUMNS = (
@@ -46,7 +49,7 @@ _READ_COLUMNS = _DECISION_COLUMNS + ", model, input_tokens, output_tokens"
 _STRIKE_COLUMNS = "id, user_hash, at, reason, category, source, actor, voided_at, void_reason"
 
 
-class SQLStore(CaptureTables):
+class SQLStore(CaptureTables, ReviewTables):
     """The durable records of one deployment: users, strikes, events, decisions, the review
     queue, captured text and the change feed other processes poll."""
 
@@ -268,6 +271,7 @@ class SQLStore(CaptureTables):
         links = [op[1] for op in ops if op[0] == "link"]
         amends = [op[1] for op in ops if op[0] == "amend"]
         captured = [op[1] for op in ops if op[0] == "capture"]
+        reviews = [op[1] for op in ops if op[0] == "review"]
 
         def run(conn: Conn) -> None:
             for start in range(0, len(rows), _ROWS_PER_INSERT):
@@ -297,6 +301,12 @@ class SQLStore(CaptureTables):
                 "INSERT INTO captures (request_id, kind, user_hash, at, nonce, ciphertext) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 captured,
+            )
+            self._executemany(
+                conn,
+                "INSERT INTO review_items (id, at, user_hash, request_id, strike_id, action, categories, moderators, "
+                "explanation, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                reviews,
             )
             self._executemany(
                 conn,

@@ -188,3 +188,24 @@ def test_doctor_does_not_create_the_store(cli: list[str], capsys: pytest.Capture
     assert not (tmp_path / "aupguard.db").exists()
     code, out, _ = run(capsys, *cli[:2], "--store", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'a.db'}", "doctor")
     assert code == 1 and "is not a writable folder" in out
+
+
+def test_doctor_checks_postgres_and_redis_without_showing_passwords(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key_entry: str, monkeypatch: pytest.MonkeyPatch,
+    pg_url: str, redis_url: str,
+) -> None:  # fmt: skip
+    from .fakes.servers import free_port
+
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
+    good = tmp_path / "good.toml"
+    good.write_text(f'[storage]\nstore = "{pg_url}"\ncounters = "{redis_url}"\n')
+    assert run(capsys, "--policy", str(good), "migrate")[0] == 0
+    code, out, _ = run(capsys, "--policy", str(good), "doctor")
+    assert code == 0, out
+    assert "schema version" in out and f"ok  counters: {redis_url}" in out
+    bad = tmp_path / "bad.toml"
+    dead = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    bad.write_text(f'[storage]\nstore = "{pg_url}"\ncounters = "{dead}"\ntimeout = "200ms"\n')
+    code, out, err = run(capsys, "--policy", str(bad), "doctor")
+    assert code == 1 and "does not answer" in out
+    assert "hunter2" not in out + err

@@ -156,3 +156,35 @@ def test_an_unreachable_server_is_a_store_error_without_the_password(keyring: Ke
     with pytest.raises(StoreError) as caught:
         Safeguards(policy, store=url, keyring=keyring)
     assert "hunter2" not in str(caught.value)
+
+
+def test_the_review_queue_works_on_postgres(
+    pg_url: str, make_guard: MakeGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aupguard.review import ReviewConflict, ReviewerAccounts, ReviewQueue, violation_report
+
+    from .review_helpers import PASSWORD, flag, review_guard
+
+    guard = review_guard(make_guard, monkeypatch, store=pg_url)
+    other = review_guard(make_guard, monkeypatch, store=pg_url)  # a second worker
+    accounts = ReviewerAccounts(guard.store, guard._clock)
+    accounts.add("dana", PASSWORD)
+    assert accounts.verify("dana", PASSWORD) and not accounts.verify("dana", "wrong")
+    first, second = flag(guard, "pat"), flag(guard, "pat", "more nerve agent synthesis")
+    assert guard.status("pat").level is Level.THROTTLED
+    queue = ReviewQueue(guard)
+    queue.claim(first, "dana")
+    with pytest.raises(ReviewConflict):
+        ReviewQueue(other).claim(first, "eve")  # one holder, across engines
+    queue.dismiss(first, "dana", "false positive")
+    assert guard.status("pat").level is Level.WARNED  # the voided strike no longer counts
+    queue.claim(second, "dana")
+    queue.confirm(second, "dana")
+    detail = queue.detail(second)
+    assert [t.text for t in detail.texts] == ["more nerve agent synthesis"]
+    (row,) = violation_report(guard)
+    assert row.user_hash == guard.hash_user("pat") and row.flagged == 1
+    page = queue.page(status="confirmed")
+    assert [e.item.id for e in page.entries] == [second]
+    plan = " ".join(guard.store.explain("SELECT count(*) FROM review_items WHERE status = 'open'", ()))
+    assert "review_items" in plan

@@ -11,7 +11,7 @@ from .durations import format_duration
 from .errors import AupguardError
 from .identity import Keyring
 from .policy import Policy
-from .stores import store_from_uri
+from .stores import redact_uri, store_from_uri
 from .throttle import counters_from_uri
 
 __all__ = ["Finding", "Practice", "assess", "check_environment"]
@@ -160,7 +160,7 @@ def check_environment(policy: Policy, *, store: str | None = None) -> list[Findi
         findings.append(Finding(ok, "store", detail))
         return [*findings, _counters(policy)]
     try:
-        opened = store_from_uri(uri)
+        opened = store_from_uri(uri, migrate=False, timeout=policy.storage.store_timeout)  # report, not change
         try:
             findings.append(Finding(True, "store", f"{opened.uri} (schema version {opened.schema_version()})"))
         finally:
@@ -171,8 +171,15 @@ def check_environment(policy: Policy, *, store: str | None = None) -> list[Findi
 
 
 def _counters(policy: Policy) -> Finding:
+    shown = redact_uri(policy.storage.counters)
     try:
-        counters_from_uri(policy.storage.counters, policy.limits)
+        counters = counters_from_uri(policy.storage.counters, policy.limits, policy.storage)
     except AupguardError as exc:
         return Finding(False, "counters", str(exc))
-    return Finding(True, "counters", policy.storage.counters)
+    try:
+        answers = counters.storage.check()
+    except Exception:  # limits' check() says False for most failures; anything else is the same verdict
+        answers = False
+    if not answers:
+        return Finding(False, "counters", f"{shown} does not answer (fail = {policy.storage.fail!r} applies)")
+    return Finding(True, "counters", shown)

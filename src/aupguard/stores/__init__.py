@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "SQLStore",
     "SQLiteStore",
     "StrikeRecord",
+    "redact_uri",
     "register_store",
     "store_from_uri",
 ]
@@ -51,6 +53,11 @@ register_store("sqlite", _sqlite)
 register_store("memory", lambda uri, options: SQLiteStore(None))
 register_store("postgresql", _postgres)
 register_store("postgres", _postgres)
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without its password, for messages, logs and ``doctor``."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", uri)
 
 
 def store_from_uri(uri: str, *, migrate: bool = True, pool_size: int = 4, timeout: float = 5.0) -> SQLStore:

@@ -62,7 +62,9 @@ class PostgresStore(SQLStore):
 
     @property
     def uri(self) -> str:
-        return _redacted(self._uri)
+        from . import redact_uri
+
+        return redact_uri(self._uri)
 
     def after_fork(self) -> None:
         """In a forked child: the pool's threads did not survive and its connections are the
@@ -121,8 +123,3 @@ def _pool_timeout() -> type[Exception]:
     import psycopg_pool
 
     return psycopg_pool.PoolTimeout
-
-
-def _redacted(uri: str) -> str:
-    """The URI without its password, for messages and ``doctor``."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", uri)

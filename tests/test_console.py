@@ -106,6 +106,23 @@ def test_wrong_password_and_missing_login_csrf(guard: Safeguards) -> None:
     assert no_csrf.status_code == 403
 
 
+def test_password_guessing_is_throttled_before_the_password_is_checked(guard: Safeguards) -> None:
+    client = TestClient(review_console(guard))
+    token = csrf_of(client.get("/login").text)
+    tries = [client.post("/login", data={"csrf": token, "name": "dana", "password": f"guess {n}"}).status_code
+             for n in range(5)]  # fmt: skip
+    assert tries == [401] * 5
+    blocked = client.post("/login", data={"csrf": token, "name": "dana", "password": PASSWORD}, follow_redirects=False)
+    assert blocked.status_code == 429 and blocked.headers["retry-after"] == "60"  # even the right password waits
+    other = client.post("/login", data={"csrf": token, "name": "eli", "password": PASSWORD}, follow_redirects=False)
+    assert other.status_code == 303  # another reviewer from the same address is not locked out
+
+
+def test_login_forms_per_address_are_bounded(guard: Safeguards) -> None:
+    statuses = [TestClient(review_console(guard)).get("/login").status_code for _ in range(31)]
+    assert statuses == [200] * 30 + [429]  # each cookieless form makes a session row: not without bound
+
+
 def test_a_post_without_the_csrf_token_is_refused(guard: Safeguards) -> None:
     item = flag(guard, "alice")
     client = TestClient(review_console(guard))

@@ -3,6 +3,7 @@ uvicorn, mounted at /aupguard next to a chat endpoint guarded by SafeguardsMiddl
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -28,7 +29,10 @@ from .conftest import MakeGuard
 from .review_helpers import PASSWORD, add_reviewer, review_guard
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "img"
+# saved by every run, outside the tree's tracked files; AUPGUARD_SCREENSHOTS=docs/img refreshes the docs' copies
+SCREENSHOTS = Path(
+    os.environ.get("AUPGUARD_SCREENSHOTS", Path(__file__).resolve().parent.parent / ".aupguard" / "screenshots")
+)
 XSS_PROMPT = 'nerve agent synthesis <script>window.__xss = 1</script><img src=x onerror="window.__xss = 2; alert(2)">'
 XSS_EXPLANATION = '<img src=x onerror="window.__xss = 3; alert(3)">'
 

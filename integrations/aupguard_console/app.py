@@ -19,6 +19,7 @@ from aupguard.stores.review_records import ConsoleSession
 
 from .items import ItemViews
 from .sessions import SessionManager
+from .throttle import LoginThrottle
 from .users import UserViews
 from .web import HERE, Console, Handler, SecurityHeaders, login_required, url
 
@@ -29,11 +30,23 @@ PUBLIC_PATHS = ("/login", "/console.css")
 MAX_LOGIN_FORM = 4096
 
 
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
 def review_console(guard: Safeguards) -> Starlette:
     """The console for ``guard``'s store. Reviewers log in with accounts made by
     ``aupguard reviewer add``; ``[review]`` in the policy sets claims, sessions and cookies."""
     console = Console(ReviewQueue(guard), SessionManager(guard))
     accounts = ReviewerAccounts(guard.store, guard._clock)
+    throttle = LoginThrottle(guard)
+
+    def too_many(request: Request) -> Response:
+        message = "Too many login attempts. Wait a minute, then reload the login page."
+        response = console.render(request, "error.html", None, 429, message=message)
+        response.headers["retry-after"] = "60"
+        return response
+
     items, users = ItemViews(console), UserViews(console)
 
     async def login_form(request: Request) -> Response:
@@ -41,6 +54,8 @@ def review_console(guard: Safeguards) -> Starlette:
         if session is not None and session.reviewer is not None:
             return RedirectResponse(url(request, "/"), status_code=303)
         if session is None:  # a pre-login session carries the login form's CSRF token
+            if not await throttle.form_allowed(_address(request)):  # bounds the rows anonymous clients make
+                return too_many(request)
             session = await console.sessions.start(None)
         response = console.render(request, "login.html", session, error=None)
         console.sessions.set_cookie(request, response, session)
@@ -53,6 +68,8 @@ def review_console(guard: Safeguards) -> Starlette:
             message = "The login form expired or its CSRF token is wrong; reload the login page."
             return console.render(request, "error.html", None, 403, message=message)
         name, password = form.get("name"), form.get("password")
+        if not await throttle.attempt_allowed(_address(request), str(name)):  # before scrypt runs
+            return too_many(request)
         ok = isinstance(name, str) and isinstance(password, str)
         ok = ok and await asyncio.to_thread(accounts.verify, str(name), str(password))
         if not ok:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import limits
+
 from .durations import DURATION_HELP, parse_duration
 from .policy_values import boolean, text
 
@@ -23,6 +25,7 @@ class ReviewPolicy:
     session_for: float = 8 * 3600.0  # a console login lasts this long
     secure_cookie: bool = True  # the session cookie is sent over HTTPS only
     secret_env: str = "AUPGUARD_CONSOLE_SECRET"  # noqa: S105 - a variable name; signs session cookies; generated and stored if unset
+    login_attempts: str = "5/minute"  # password tries per reviewer name (and 6x that per client address)
 
 
 def _rate(value: object) -> float:
@@ -31,10 +34,20 @@ def _rate(value: object) -> float:
     raise ValueError
 
 
+def _attempts(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError
+    items = limits.parse_many(value)  # raises ValueError on a malformed rate
+    if len(items) != 1 or items[0].amount < 1:
+        raise ValueError
+    return value
+
+
 REVIEW_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "sample_rate": (_rate, "a number from 0.0 to 1.0 (share of allowed calls sampled for review)"),
     "claim_for": (parse_duration, DURATION_HELP),
     "session_for": (parse_duration, DURATION_HELP),
     "secure_cookie": (boolean, "true or false"),
     "secret_env": (text, "the name of an environment variable holding the console's signing secret"),
+    "login_attempts": (_attempts, "a rate such as '5/minute' (one rate, amount >= 1)"),
 }

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from aupguard import Level
+from aupguard_asgi import SafeguardsMiddleware
 
 from .conftest import MakeGuard
 from .fakes.servers import RedisServer
@@ -25,22 +34,65 @@ def test_engines_share_one_limit(make_guard: MakeGuard, redis_url: str) -> None:
     assert refused.status == 429 and refused.remaining == 0 and refused.retry_after is not None
 
 
+def _client_commands(url: str, work: Callable[[], None]) -> list[str]:
+    """The commands clients sent while ``work`` ran (MONITOR marks those a Lua script runs
+    inside Redis as ``lua``: they are not round trips)."""
+    sent: list[str] = []
+    ready, stop = threading.Event(), threading.Event()
+    marker = redis.Redis.from_url(url)
+    marker.ping()  # connected (and its set-up done) before the watch starts
+
+    def watch() -> None:
+        with redis.Redis.from_url(url).monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                name = command["command"].split()[0].lower()
+                if stop.is_set() and name == "ping":  # the marker sent after the work: all read
+                    return
+                if command.get("client_type") != "lua":
+                    sent.append(name)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    ready.wait(5)
+    work()
+    stop.set()
+    marker.ping()  # one more line, so the watcher has read everything before it
+    thread.join(5)
+    return [c for c in sent if c != "ping"]
+
+
 def test_a_guarded_call_costs_one_redis_round_trip(make_guard: MakeGuard, redis_url: str) -> None:
     guard = make_guard({"storage": {"counters": redis_url}, "limits": {"default": "1000/minute"}})
     guard.check("rt")  # loads the user and the script
-    client = redis.Redis.from_url(redis_url)
 
-    def calls() -> dict[str, int]:
-        return {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
+    def work() -> None:
+        for _ in range(100):
+            assert guard.check("rt").allowed
 
-    before = calls()
-    for _ in range(100):
-        assert guard.check("rt").allowed
-    delta = {k: v - before.get(k, 0) for k, v in calls().items() if v != before.get(k, 0)}
-    # commandstats also counts the commands a script runs inside Redis; round trips are the rest
-    inside_the_script = {"lindex", "lpush", "ltrim", "expire", "llen"}
-    round_trips = {k: v for k, v in delta.items() if k not in inside_the_script | {"info"}}
-    assert round_trips == {"evalsha": 100}
+    assert _client_commands(redis_url, work) == ["evalsha"] * 100
+
+    async def awork() -> None:
+        for _ in range(50):
+            assert (await guard.acheck("rt")).allowed
+
+    with asyncio.Runner() as runner:  # one event loop, as a server has
+        runner.run(guard.acheck("rt"))  # that loop's client connects and loads the script
+        assert _client_commands(redis_url, lambda: runner.run(awork())) == ["evalsha"] * 50
+
+
+def test_a_change_made_by_another_engine_refuses_the_very_next_call(make_guard: MakeGuard, redis_url: str) -> None:
+    policy = {"storage": {"counters": redis_url, "sync_interval": "1h"}}  # no help from the change feed
+    serving, operator = make_guard(policy), make_guard(policy)
+    assert serving.check("next").allowed and asyncio.run(serving.acheck("next")).allowed
+    operator.suspend("next", reason="abuse")
+    assert serving.check("next").error == "user_suspended"
+    assert asyncio.run(serving.acheck("next")).error == "user_suspended"
+    operator.reinstate("next")
+    assert serving.check("next").allowed  # the suspended user's version read sees it at once
+    operator.strike("next", reason="one")
+    decision = serving.check("next")
+    assert decision.allowed and decision.warning is not None  # warned now: the strike is seen
 
 
 def test_async_and_sync_calls_count_against_the_same_window(make_guard: MakeGuard, redis_url: str) -> None:
@@ -96,6 +148,15 @@ def test_fail_open_serves_from_memory_and_returns_to_redis(
     assert guard.counters.outages == 1  # type: ignore[attr-defined]
 
 
+def _app(guard: Any) -> Starlette:
+    async def chat(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/chat", chat, methods=["POST"])])
+    app.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user")
+    return app
+
+
 def test_fail_closed_answers_503_until_redis_is_back(make_guard: MakeGuard, own_redis: RedisServer) -> None:
     guard = make_guard({"storage": {"counters": own_redis.url, "fail": "closed"}})
     assert guard.check("u").allowed
@@ -104,6 +165,10 @@ def test_fail_closed_answers_503_until_redis_is_back(make_guard: MakeGuard, own_
     assert (refused.status, refused.error, refused.retry_after) == (503, "safeguards_unavailable", 1)
     assert asyncio.run(guard.acheck("u")).status == 503
     assert guard.audit.find(request_id=refused.request_id)[0].outcome == "safeguards_unavailable"
+    with TestClient(_app(guard)) as client:  # what an HTTP client of the ASGI middleware gets
+        response = client.post("/chat", headers={"x-user": "u"}, json={"prompt": "hi"})
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["error"]["type"] == "safeguards_unavailable"
     own_redis.start()
     deadline = time.monotonic() + 5
     while not guard.check("u").allowed:

@@ -86,7 +86,7 @@ def test_a_limit_of_n_lets_exactly_n_through_across_workers(workers: tuple[str, 
     assert len({pid for s, pid in results if s == 200}) > 1  # served by several workers
 
 
-def test_a_cli_suspension_refuses_in_every_worker_within_a_second(
+def test_a_cli_suspension_refuses_in_every_worker_at_once(
     workers: tuple[str, Path], key_entry: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, policy = workers
@@ -99,7 +99,8 @@ def test_a_cli_suspension_refuses_in_every_worker_within_a_second(
         assert time.monotonic() < deadline, f"only workers {seen} answered"
     monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
     assert cli(["--policy", str(policy), "user", "suspend", "target", "--reason", "abuse"]) == 0
-    time.sleep(1.0)
+    # no wait at all: the suspension bumped the user's state version in Redis, so every
+    # worker's very next call for them reloads it (the change feed would take <= 250 ms)
     with ThreadPoolExecutor(8) as pool:
         after = list(pool.map(lambda _: _post(url, "target"), range(40)))
     assert {status for status, _ in after} == {403}

@@ -49,6 +49,7 @@ from .stores import SQLStore, store_from_uri
 from .throttle import Hit, counters_from_uri
 from .throttle_redis import RedisCounters
 from .user_actions import StrikeResult
+from .versioned import VersionedDecisions
 
 if TYPE_CHECKING:
     import anthropic
@@ -64,7 +65,7 @@ log = logging.getLogger("aupguard.engine")
 ClientT = TypeVar("ClientT", "anthropic.Anthropic", "anthropic.AsyncAnthropic")
 
 
-class Safeguards(Screening):
+class Safeguards(Screening, VersionedDecisions):
     """The policy engine. ``store`` and ``counters`` override ``[storage]`` in the policy;
     ``keyring`` overrides the key ring named by ``[identity]``; ``moderators`` replaces the
     moderators ``[moderation]`` describes (in the order given); ``clock`` is for simulations."""
@@ -94,6 +95,8 @@ class Safeguards(Screening):
             counters or self.policy.storage.counters, self.policy.limits, self.policy.storage
         )
         self.unavailable = 0  # calls answered 503 because a store could not be reached
+        self._versioned = self.counters.versioned  # Redis: standing checked against its state version
+        self._versions: dict[str, str] = {}
         self.audit = AuditLog(
             self.store, self.hasher, max_queue=self.policy.storage.audit_queue, spill=spill_for(self.store, self.policy)
         )
@@ -162,12 +165,17 @@ class Safeguards(Screening):
             return early
         state = self._cache.get(early) if early != ANONYMOUS else None
         try:
-            if state is None and early != ANONYMOUS:
-                state = self._fresh_state(user_id, early)  # type: ignore[arg-type]
-            ready = self._standing(early, state, now)
-            if not isinstance(ready, Decision):
-                budget = self.counters.tokens_left(early) if self._token_budget else None
-                ready = self._throttled(ready, budget, lambda level: self.counters.hit(early, level))
+            if self._versioned and early != ANONYMOUS:
+                ready = self._decide_versioned(user_id, early, state, now)  # type: ignore[arg-type]
+            else:
+                if state is None and early != ANONYMOUS:
+                    state = self._fresh_state(user_id, early)  # type: ignore[arg-type]
+                standing = self._standing(early, state, now)
+                if isinstance(standing, Decision):
+                    ready = standing
+                else:
+                    budget = self.counters.tokens_left(early) if self._token_budget else None
+                    ready = self._throttled(standing, budget, lambda level: self.counters.hit(early, level))
         except (StoreError, CountersUnavailable) as exc:
             ready = self._unavailable(early, exc)
         decision = ready
@@ -198,15 +206,20 @@ class Safeguards(Screening):
             return early
         state = self._cache.get(early) if early != ANONYMOUS else None
         try:
-            if state is None and early != ANONYMOUS:
-                state = await asyncio.to_thread(self._fresh_state, user_id, early)  # type: ignore[arg-type]
-            ready = self._standing(early, state, now)
-            if not isinstance(ready, Decision):
-                budget = None
-                if self._token_budget:
-                    budget = await self._off_loop(self.counters.tokens_left, early)
-                hit = await self.counters.ahit(early, ready[3])
-                ready = self._throttled(ready, budget, lambda level: hit)
+            if self._versioned and early != ANONYMOUS:
+                ready = await self._adecide_versioned(user_id, early, state, now)  # type: ignore[arg-type]
+            else:
+                if state is None and early != ANONYMOUS:
+                    state = await asyncio.to_thread(self._fresh_state, user_id, early)  # type: ignore[arg-type]
+                standing = self._standing(early, state, now)
+                if isinstance(standing, Decision):
+                    ready = standing
+                else:
+                    budget = None
+                    if self._token_budget:
+                        budget = await self._off_loop(self.counters.tokens_left, early)
+                    hit = await self.counters.ahit(early, standing[3])
+                    ready = self._throttled(standing, budget, lambda level: hit)
         except (StoreError, CountersUnavailable) as exc:
             ready = self._unavailable(early, exc)
         decision = ready

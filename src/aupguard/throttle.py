@@ -97,6 +97,12 @@ class Counters:
         """``hit`` for async code (memory counters never wait on I/O)."""
         return self.hit(key, level)
 
+    #: whether ``hit_checked`` also checks the user's state version (Redis counters do)
+    versioned = False
+
+    def bump(self, key: str) -> None:
+        """Mark a user's state changed for other processes (nothing to do in memory)."""
+
     def after_fork(self) -> None:
         """In a forked child (memory counters start over with the child's own state)."""
 

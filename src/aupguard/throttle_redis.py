@@ -29,14 +29,20 @@ from .ladder import Level
 from .policy import LimitsPolicy, StoragePolicy
 from .throttle import Counters, Hit
 
-__all__ = ["RedisCounters"]
+__all__ = ["ANY_VERSION", "RedisCounters"]
 
 log = logging.getLogger("aupguard.counters")
 T = TypeVar("T")
 
-#: KEYS[1] the window (a list of timestamps, newest first, as ``limits`` keeps it);
-#: ARGV now, limit, expiry. Returns {allowed, entries in the window, oldest entry}.
+#: KEYS[1] the window (a list of timestamps, newest first, as ``limits`` keeps it), KEYS[2] the
+#: user's state version; ARGV now, limit, expiry, the version the caller's cached state has
+#: ("*": any). A stale version returns {-1, 0, 0, version} and counts nothing; otherwise
+#: {allowed, entries in the window, oldest entry, version}.
 HIT_MOVING_WINDOW = """
+local version = redis.call('get', KEYS[2]) or '0'
+if ARGV[4] ~= '*' and ARGV[4] ~= version then
+    return {-1, 0, '0', version}
+end
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local expiry = tonumber(ARGV[3])
@@ -61,10 +67,13 @@ while low <= high do
     end
 end
 if found < 0 then
-    return {allowed, 0, ARGV[1]}
+    return {allowed, 0, ARGV[1], version}
 end
-return {allowed, found + 1, redis.call('lindex', KEYS[1], found)}
+return {allowed, found + 1, redis.call('lindex', KEYS[1], found), version}
 """
+#: Versions live a day past the last change; a missing one reads as "0" (a reload at worst).
+_VERSION_TTL = 86_400
+ANY_VERSION = "*"
 _SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.5, 30.0
 
@@ -90,11 +99,12 @@ class RedisCounters(Counters):
         self._script = self._client.register_script(HIT_MOVING_WINDOW)
         self._prefix = f"{storage.key_prefix}:"
         self._fallback = Counters(MemoryStorage(), limits_policy)
+        self.versioned = self._direct  # the other strategies go through limits' own calls
         self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
         self._down_until = 0.0
         self._backoff = _FIRST_BACKOFF
         self._lock = threading.Lock()
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = weakref.WeakKeyDictionary()
         self.outages = 0  # times Redis was found down
         self.errors = 0  # operations that failed
 
@@ -105,33 +115,71 @@ class RedisCounters(Counters):
     # -- the hot path --------------------------------------------------------------------
 
     def hit(self, key: str, level: Level | None) -> Hit:
+        checked = self.hit_checked(key, level, ANY_VERSION)
+        assert isinstance(checked, Hit)
+        return checked
+
+    def hit_checked(self, key: str, level: Level | None, version: str) -> Hit | str:
+        """One round trip: the user's state version and, if it is ``version`` (or
+        ``version`` is ``ANY_VERSION``), the rate-limit hit. A different version comes back
+        as a string and nothing is counted: the caller's state is stale. Redis down: the
+        memory fallback (``open``) or :class:`CountersUnavailable` (``closed``)."""
         if not self._direct:
             hit: Hit = self._guarded(lambda: super(RedisCounters, self).hit(key, level), key, level)
             return hit
-        item, limit_key = self._item_key(key, level)
+        item, keys = self._item_keys(key, level)
         if not self.available:
             return self._unavailable(key, level)
         try:
-            reply = self._script(keys=[limit_key], args=[time.time(), item.amount, item.get_expiry()])
+            reply = self._script(keys=keys, args=[time.time(), item.amount, item.get_expiry(), version])
         except self._errors as exc:
             return self._failed(exc, key, level)
         self._recovered()
         return self._hit_from(reply, item.amount, item.get_expiry())
 
     async def ahit(self, key: str, level: Level | None) -> Hit:
-        """``hit`` without blocking the event loop."""
+        checked = await self.ahit_checked(key, level, ANY_VERSION)
+        assert isinstance(checked, Hit)
+        return checked
+
+    async def ahit_checked(self, key: str, level: Level | None, version: str) -> Hit | str:
+        """``hit_checked`` without blocking the event loop."""
         if not self._direct or self._uri.startswith(("redis+sentinel", "redis+cluster")):
-            return await asyncio.to_thread(self.hit, key, level)
-        item, limit_key = self._item_key(key, level)
+            return await asyncio.to_thread(self.hit_checked, key, level, version)
+        item, keys = self._item_keys(key, level)
         if not self.available:
             return self._unavailable(key, level)
         script = self._async_script()
         try:
-            reply = await script(keys=[limit_key], args=[time.time(), item.amount, item.get_expiry()])
+            reply = await script(keys=keys, args=[time.time(), item.amount, item.get_expiry(), version])
         except self._errors as exc:
             return self._failed(exc, key, level)
         self._recovered()
         return self._hit_from(reply, item.amount, item.get_expiry())
+
+    # -- the user's state version -----------------------------------------------------------
+
+    def version(self, key: str) -> str:
+        """The user's state version now (``ANY_VERSION`` when Redis is down: trust the cache)."""
+        if not self.available:
+            return ANY_VERSION
+        try:
+            value = self._client.get(self._version_key(key))
+        except self._errors as exc:
+            self._note_failure(exc)
+            return ANY_VERSION
+        return "0" if value is None else value.decode()
+
+    def bump(self, key: str) -> None:
+        """Mark the user's state changed (after the store committed the change): every
+        worker's next guarded call for them reloads it."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.incr(self._version_key(key))
+            pipe.expire(self._version_key(key), _VERSION_TTL)
+            pipe.execute()
+        except self._errors as exc:  # the change feed still carries it, within sync_interval
+            self._note_failure(exc)
 
     def tokens_left(self, key: str) -> Hit | None:
         left: Hit | None = self._guarded(lambda: super(RedisCounters, self).tokens_left(key), key, None, tokens=True)
@@ -142,26 +190,34 @@ class RedisCounters(Counters):
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _item_key(self, key: str, level: Level | None) -> tuple[Any, str]:
+    def _item_keys(self, key: str, level: Level | None) -> tuple[Any, list[str]]:
         throttled = level is Level.THROTTLED
         item = self._tiers[throttled]
         limit_key = self._keys.get((throttled, key))
         if limit_key is None:
             if len(self._keys) >= 65_536:
                 self._keys.clear()
-            limit_key = self._keys[(throttled, key)] = self._prefix + item.key_for(key)
-        return item, limit_key
+            # {user hash}: a Redis Cluster hash tag, so the window and the version share a slot
+            limit_key = self._keys[(throttled, key)] = self._prefix + item.key_for("{" + key + "}")
+        return item, [limit_key, self._version_key(key)]
 
     @staticmethod
-    def _hit_from(reply: Any, amount: int, expiry: int) -> Hit:
-        allowed, count, oldest = reply
+    def _version_key(key: str) -> str:
+        return f"aupguard:{{{key}}}:version"
+
+    @staticmethod
+    def _hit_from(reply: Any, amount: int, expiry: int) -> Hit | str:
+        allowed, count, oldest, version = reply
+        if allowed == -1:
+            return version.decode() if isinstance(version, bytes) else str(version)
         reset_after = max(0.0, float(oldest) + expiry - time.time())
         return Hit(bool(allowed), amount, max(0, amount - int(count)), reset_after)
 
-    def _async_script(self) -> Any:
+    def _async_client(self) -> tuple[Any, Any]:
+        """This event loop's ``redis.asyncio`` client and its registered script."""
         loop = asyncio.get_running_loop()
-        script = self._async.get(loop)
-        if script is None:
+        pair = self._async.get(loop)
+        if pair is None:
             import redis.asyncio
 
             client = redis.asyncio.from_url(
@@ -169,8 +225,24 @@ class RedisCounters(Counters):
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
             )
-            script = self._async[loop] = client.register_script(HIT_MOVING_WINDOW)
-        return script
+            pair = self._async[loop] = (client, client.register_script(HIT_MOVING_WINDOW))
+        return pair
+
+    def _async_script(self) -> Any:
+        return self._async_client()[1]
+
+    async def aversion(self, key: str) -> str:
+        """``version`` without blocking the event loop."""
+        if self._uri.startswith(("redis+sentinel", "redis+cluster")):
+            return await asyncio.to_thread(self.version, key)
+        if not self.available:
+            return ANY_VERSION
+        try:
+            value = await self._async_client()[0].get(self._version_key(key))
+        except self._errors as exc:
+            self._note_failure(exc)
+            return ANY_VERSION
+        return "0" if value is None else value.decode()
 
     def _guarded(self, call: Any, key: str, level: Level | None, *, tokens: bool = False, spend: int = 0) -> Any:
         """A ``limits`` call on Redis, or its memory fallback when Redis is down."""

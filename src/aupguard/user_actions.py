@@ -20,6 +20,7 @@ from .stores.records import Describe
 if TYPE_CHECKING:
     from .identity import UserHasher
     from .state_cache import StateCache
+    from .throttle import Counters
 
 __all__ = ["StrikeResult", "UserActions", "describe_change"]
 
@@ -83,6 +84,15 @@ class UserActions:
     _clock: Callable[[], float]
     _cache: StateCache
     _keep: int
+    counters: Counters
+    _versions: dict[str, str]
+
+    def _changed(self, user_hash: str) -> None:
+        """After a change is committed: tell the other processes (Redis counters bump the
+        user's state version), and let this one reload at its next call rather than trust a
+        version another process may have bumped meanwhile."""
+        self.counters.bump(user_hash)
+        self._versions.pop(user_hash, None)
 
     def _load_state(self, user_hash: str) -> UserState:
         return self.store.load_user(user_hash, window_start=self._clock() - self.policy.ladder.window, keep=self._keep)
@@ -102,6 +112,7 @@ class UserActions:
                         new_id(), self._clock(), user_hash, "rekey", "system", "hash key rotated", {"from_key": kid}
                     )
                     self.store.rekey_user(old, user_hash, event=event)
+                    self._changed(user_hash)
                     return self._load_state(user_hash)
         return state
 
@@ -151,6 +162,7 @@ class UserActions:
             **change,
         )
         self._cache.put(after)
+        self._changed(user_hash)
         count = self.store.count_strikes(user_hash, since=now - self.policy.ladder.window)
         return derive_status(after, self.policy.ladder, now, count)
 

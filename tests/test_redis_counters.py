@@ -174,3 +174,49 @@ def test_fail_closed_answers_503_until_redis_is_back(make_guard: MakeGuard, own_
     while not guard.check("u").allowed:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("fail", ["open", "closed"])
+def test_redis_killed_mid_load_obeys_the_fail_mode_and_loses_no_record(
+    make_guard: MakeGuard, own_redis: RedisServer, fail: str
+) -> None:
+    guard = make_guard({"storage": {"counters": own_redis.url, "fail": fail, "timeout": "500ms"},
+                        "limits": {"default": "100000/minute"}})  # fmt: skip
+    made: list[tuple[str, int]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def load(user: str) -> None:
+        try:
+            while not stop.is_set() and len(made) < 50_000:
+                decision = (
+                    guard.check(user) if user.endswith("sync") else asyncio.run(guard.acheck(user))
+                )  # fmt: skip
+                made.append((decision.request_id, decision.status))
+        except BaseException as exc:  # surfaced below: a guarded call must never raise
+            errors.append(exc)
+
+    loaders = [threading.Thread(target=load, args=(u,)) for u in ("a-sync", "b-sync", "c-async")]
+    for t in loaders:
+        t.start()
+    time.sleep(0.3)
+    own_redis.kill()
+    time.sleep(0.5)
+    during = len(made)
+    own_redis.start()
+    time.sleep(1.5)  # past the first re-check
+    stop.set()
+    for t in loaders:
+        t.join(30)
+    assert errors == []
+    statuses = {status for _, status in made}
+    assert statuses <= ({200} if fail == "open" else {200, 503})
+    if fail == "closed":
+        assert 503 in statuses  # the outage was seen and answered as the policy says
+    assert len(made) > during  # served on after the restart
+    assert made[-1][1] == 200
+    guard.close()
+    from aupguard import Policy, Safeguards
+
+    with Safeguards(Policy(), store=guard.store.uri, keyring=guard.hasher.keyring) as reader:
+        assert reader.store.count_decisions() == len(made)  # one record per call, outage or not

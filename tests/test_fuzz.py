@@ -1,0 +1,286 @@
+"""Fuzzing (hypothesis): request bodies, headers, JSON shapes, encodings and Unicode through the
+ASGI middleware and the Flask extension, policy tables and files, and CLI arguments. Only
+documented answers come back (statuses and Anthropic's error shape), nothing raises, nothing
+hangs, and memory stays bounded.
+
+``make test`` runs ``AUPGUARD_FUZZ_EXAMPLES`` (default 200) cases per target; ``make fuzz``
+runs 25,000 per target (100,000 in all) and prints the count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import resource
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from aupguard import Policy, PolicyError, Safeguards
+from aupguard.cli import main as cli_main
+from aupguard_asgi import SafeguardsMiddleware
+from aupguard_flask import FlaskSafeguards
+from flask import Flask, request
+
+from .conftest import MakeGuard
+
+EXAMPLES = int(os.environ.get("AUPGUARD_FUZZ_EXAMPLES", "200"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
+CAP = 2_000  # max_body_bytes in the fuzzed apps: bodies around it are generated too
+RULES = [{"category": "weapons", "action": "block", "keywords": ["nerve agent synthesis"]}]
+POLICY = {"moderation": {"rules": RULES}, "limits": {"default": "100000/minute"},
+          "prompts": {"max_length": 1_500}}  # fmt: skip
+#: what the guard may answer itself, each in Anthropic's error shape
+GUARD_STATUSES = {400, 401, 403, 413, 429}
+#: what the apps and their routers answer (the guard passes the request on)
+APP_STATUSES = {200, 404, 405}
+
+# -- inputs ----------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+words = st.sampled_from(["hello", "nerve agent synthesis", "ｎｅｒｖｅ agent", "n\u200berve", "", "\x00", "🙂" * 3])
+content = (
+    st.text(max_size=60)
+    | words
+    | st.lists(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["text", "image", "tool_result", 7]), "text": st.text(max_size=30)}
+        ),
+        max_size=3,
+    )
+)
+message = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "", 3]), "content": content})
+messages_body = st.fixed_dictionaries(
+    {"messages": st.lists(message, max_size=3)},
+    optional={"model": st.text(max_size=10), "metadata": json_values},
+)
+prompt_body = st.fixed_dictionaries({"prompt": content | json_values})
+documents = messages_body | prompt_body | json_values
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["json", "json", "json", "binary", "encoded", "big", "bom"]))
+    if kind == "binary":
+        return draw(st.binary(max_size=300))
+    if kind == "big":
+        return b'{"prompt": "' + b"a" * draw(st.integers(CAP - 40, CAP + 40)) + b'"}'
+    text = json.dumps(draw(documents), ensure_ascii=draw(st.booleans()))
+    if kind == "encoded":
+        return text.encode(draw(st.sampled_from(["utf-16", "utf-32", "latin-1", "cp1252"])), errors="replace")
+    if kind == "bom":
+        return b"\xef\xbb\xbf" + text.encode()
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"), max_size=30)
+users = st.none() | st.sampled_from(["alice", "bob", "", " ", "a" * 300]) | header_text
+content_types = st.sampled_from([None, "application/json", "text/plain", "application/json; charset=utf-16", "x/y;;"])
+methods = st.sampled_from(["POST", "POST", "POST", "GET", "PUT", "OPTIONS", "DELETE"])
+paths = st.sampled_from(["/v1/chat", "/v1/chat", "/v1/other", "/health", "/v1/%00", "/v1/ünï"])
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> dict[str, Any]:
+    body = draw(bodies())
+    headers: list[tuple[str, str]] = [(k, v) for k, v in draw(st.lists(st.tuples(
+        st.sampled_from(["x-extra", "accept", "content-length", "x-user", "transfer-encoding"]), header_text),
+        max_size=2))]  # fmt: skip
+    user = draw(users)
+    if user is not None:
+        headers.append(("x-user", user))
+    content_type = draw(content_types)
+    if content_type is not None:
+        headers.append(("content-type", content_type))
+    cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=2)))
+    return {"method": draw(methods), "path": draw(paths), "body": body, "headers": headers, "cuts": cuts}
+
+
+def _check_answer(status: int, content_type: str, body: bytes) -> None:
+    assert status in GUARD_STATUSES | APP_STATUSES, status
+    if status in GUARD_STATUSES:
+        document = json.loads(body)
+        assert document["type"] == "error" and isinstance(document["error"]["message"], str)
+        assert document["error"]["type"] in {"invalid_request_error", "authentication_required", "user_suspended",
+                                             "terms_not_accepted", "prompt_not_allowed", "content_flagged",
+                                             "request_too_large", "rate_limited"}  # fmt: skip
+
+
+class _Memory:
+    """Peak RSS before and after: growth stays bounded over many cases."""
+
+    def __init__(self) -> None:
+        self.start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+    def grown_mib(self) -> float:
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.start) / 1024
+
+
+@pytest.fixture
+def fuzz_guard(make_guard: MakeGuard) -> Safeguards:
+    return make_guard(POLICY)
+
+
+# -- ASGI --------------------------------------------------------------------------------------
+
+
+def _asgi_app(guard: Safeguards) -> Starlette:
+    async def chat(request: Request) -> JSONResponse:
+        return JSONResponse({"chars": len(await request.body())})
+
+    async def health(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/v1/chat", chat, methods=["POST"]), Route("/health", health)])
+    app.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user", routes=["/v1/*"],
+                       max_body_bytes=CAP)  # fmt: skip
+    return app
+
+
+async def _asgi_call(app: Starlette, case: dict[str, Any]) -> tuple[int, str, bytes]:
+    body, cuts = case["body"], [0, *case["cuts"], len(case["body"])]
+    chunks = [body[a:b] for a, b in itertools.pairwise(cuts)]
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    answer: dict[str, Any] = {"status": 0, "type": "", "body": b""}
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+            found = dict(message.get("headers", []))
+            answer["type"] = found.get(b"content-type", b"").decode("latin-1")
+        elif message["type"] == "http.response.body":
+            answer["body"] += message.get("body", b"")
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": case["method"],
+        "scheme": "http", "path": case["path"], "raw_path": case["path"].encode("utf-8"), "root_path": "",
+        "query_string": b"", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000),
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in case["headers"]],
+    }  # fmt: skip
+    await asyncio.wait_for(app(scope, receive, send), timeout=10)  # no hang
+    return answer["status"], answer["type"], answer["body"]
+
+
+def test_asgi_middleware_answers_only_documented_statuses(fuzz_guard: Safeguards) -> None:
+    app, memory, runner = _asgi_app(fuzz_guard), _Memory(), asyncio.Runner()
+    seen: set[int] = set()
+
+    @FUZZ
+    @given(case=requests())
+    def run(case: dict[str, Any]) -> None:
+        status, content_type, body = runner.run(_asgi_call(app, case))
+        _check_answer(status, content_type, body)
+        seen.add(status)
+
+    with runner:
+        run()
+    assert memory.grown_mib() < 200
+    assert {200, 400} <= seen  # the inputs reach both sides of the guard
+
+
+# -- Flask -------------------------------------------------------------------------------------
+
+
+def _flask_app(guard: Safeguards) -> Flask:
+    app = Flask("fuzz")
+    FlaskSafeguards(app, safeguards=guard, user_header="X-User", routes=["/v1/*"], max_body_bytes=CAP)
+
+    @app.post("/v1/chat")
+    def chat() -> dict[str, int]:
+        return {"chars": len(request.get_data())}
+
+    @app.get("/health")
+    def health() -> str:
+        return "ok"
+
+    return app
+
+
+def test_flask_extension_answers_only_documented_statuses(fuzz_guard: Safeguards) -> None:
+    client, memory = _flask_app(fuzz_guard).test_client(), _Memory()
+    seen: set[int] = set()
+
+    @FUZZ
+    @given(case=requests())
+    def run(case: dict[str, Any]) -> None:
+        headers = [(k, v) for k, v in case["headers"] if k not in ("content-length", "transfer-encoding")]
+        response = client.open(case["path"], method=case["method"], data=case["body"], headers=headers)
+        _check_answer(response.status_code, response.content_type or "", response.get_data())
+        seen.add(response.status_code)
+
+    run()
+    assert memory.grown_mib() < 200
+    assert {200, 400} <= seen
+
+
+# -- policy and CLI ----------------------------------------------------------------------------
+
+tables = st.sampled_from(["identity", "terms", "ladder", "limits", "storage", "prompts", "moderation", "capture",
+                          "review", "nonsense"])  # fmt: skip
+policy_keys = st.sampled_from(["warn", "throttle", "suspend", "window", "default", "strategy", "store", "counters",
+                               "fail", "timeout", "mode", "rules", "version", "url", "enabled", "sample_rate",
+                               "allowlist", "templates", "max_length", "x"])  # fmt: skip
+
+
+def test_policy_tables_and_files_fail_only_with_policy_errors(tmp_path: Path) -> None:
+    @FUZZ
+    @given(data=st.dictionaries(tables, st.dictionaries(policy_keys, json_values, max_size=4) | json_values,
+                                max_size=4),
+           text=st.text(max_size=200))  # fmt: skip
+    def run(data: dict[str, Any], text: str) -> None:
+        with contextlib.suppress(PolicyError):  # anything else fails the test
+            Policy.from_mapping(data, env={})
+        path = tmp_path / "p.toml"
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        with contextlib.suppress(PolicyError):
+            Policy.from_toml(path, env={})
+
+    run()
+
+
+commands = st.sampled_from(
+    ["user", "audit", "key", "capture", "doctor", "review", "report", "reviewer", "migrate", "status", "strike",
+     "suspend", "reinstate", "find", "list", "show", "generate", "export", "--json", "--reason", "--for", "--until",
+     "--limit", "--user", "-1", "7d", "x"]
+)  # fmt: skip
+
+
+def test_cli_arguments_never_end_in_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], key_entry: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing the CLI writes lands in the tree
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
+
+    @FUZZ
+    @given(argv=st.lists(commands | st.text(max_size=12), max_size=5))
+    def run(argv: list[str]) -> None:
+        try:
+            code = cli_main(["--store", "memory://", *argv])
+        except SystemExit as exc:  # argparse's usage errors and --help
+            code = int(exc.code or 0)
+        assert code in (0, 1, 2), f"{argv!r} ended with {code}"  # 70 would be an unexpected exception
+        capsys.readouterr()
+
+    run()

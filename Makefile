@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench services browser clean
+.PHONY: demo test lint typecheck bench fuzz soak services browser clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) scripts/check_python.py

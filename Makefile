@@ -38,6 +38,10 @@ test: $(STAMP) services browser lint typecheck
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+# a minute of load per tier (SQLite; PostgreSQL + Redis), then exact counts of records and strikes
+soak: $(STAMP) services
+	$(PY) bench/soak.py
+
 # 25,000 cases per target (ASGI, Flask, policy, CLI): 100,000 in all, about a quarter hour
 fuzz: $(STAMP)
 	AUPGUARD_FUZZ_EXAMPLES=25000 $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py

@@ -20,10 +20,14 @@ __all__ = ["main"]
 BENCH_DIR = Path(__file__).resolve().parent
 
 
+#: benchmarks with a make target of their own, not run by ``make bench`` unless named
+SEPARATE = ("soak",)
+
+
 def discover(names: Sequence[str] = ()) -> list[Path]:
     found = sorted(p for p in BENCH_DIR.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_"))
     if not names:
-        return found
+        return [p for p in found if p.stem not in SEPARATE]
     by_name = {p.stem: p for p in found}
     unknown = [n for n in names if n not in by_name]
     if unknown:

@@ -24,82 +24,23 @@ on 127.0.0.1:5432 and ``redis-server`` on the PATH; ``make test`` installs both)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import redis
+
+from _load import PROMPT, drive
+from _servers import RATE, Database, hash_key, own_redis, policy_file, serve_app
 
 __all__ = ["main"]
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-RATE = "1000000/minute"
 REQUESTS = 200
-PROMPT = "Please summarise the attached quarterly report in three short bullet points for the team. Ticket "
-RULES = "".join(
-    f'[[moderation.rules]]\ncategory = "c{n}"\naction = "block"\nkeywords = ["forbidden phrase {n}"]\n'
-    for n in range(50)
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
-
-
-class Database:
-    def __init__(self) -> None:
-        self.name = f"aupguard_bench_{uuid.uuid4().hex[:8]}"
-        self.url = f"postgresql://postgres@127.0.0.1:5432/{self.name}"
-
-    def __enter__(self) -> Database:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{self.name}"')
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-    def decisions(self) -> int:
-        with psycopg.connect(self.url) as conn:
-            row = conn.execute("SELECT count(*) FROM decisions").fetchone()
-        return int(row[0]) if row else 0
-
-
-def _policy(tmp: Path, store: str, redis_url: str) -> Path:
-    path = tmp / "aupguard.toml"
-    path.write_text(
-        f'[storage]\nstore = "{store}"\ncounters = "{redis_url}"\nspill = "{tmp / "spill"}"\n'
-        f'timeout = "2s"\n[limits]\ndefault = "{RATE}"\n{RULES}'
-    )
-    return path
 
 
 # -- round trips ---------------------------------------------------------------------------
@@ -197,16 +138,8 @@ def _round_trips(tmp: Path) -> dict[str, float]:
     from aupguard_flask import FlaskSafeguards
     from flask import Flask, request
 
-    port = _free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
     results: dict[str, float] = {}
-    stack = contextlib.ExitStack()
-    try:
-        _wait_port(port)
+    with own_redis() as url, contextlib.ExitStack() as stack:
         monitor = Monitor(url)
 
         slow = Limiter(key_func=lambda request: request.headers.get("x-user"), headers_enabled=True, storage_uri=url)
@@ -229,8 +162,8 @@ def _round_trips(tmp: Path) -> dict[str, float]:
         results["Flask-Limiter"] = monitor.count(_flask_requests(flask_app)) / REQUESTS
 
         with Database() as db:
-            keyring = Keyring.parse(_hash_key(), source="bench")
-            guard = Safeguards(Policy.from_toml(_policy(tmp, db.url, url), env={}), keyring=keyring)
+            keyring = Keyring.parse(hash_key(), source="bench")
+            guard = Safeguards(Policy.from_toml(policy_file(tmp, db.url, url), env={}), keyring=keyring)
             try:
                 guarded = Starlette(routes=[Route("/v1/chat", _chat, methods=["POST"])])
                 guarded.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user", routes=["/v1/*"])
@@ -242,10 +175,6 @@ def _round_trips(tmp: Path) -> dict[str, float]:
                 results["aupguard (Flask)"] = monitor.count(_flask_requests(guarded_flask)) / REQUESTS
             finally:
                 guard.close()
-    finally:
-        stack.close()
-        server.kill()
-        server.wait(10)
     return results
 
 
@@ -258,105 +187,23 @@ async def _chat(request: Any) -> Any:
 # -- throughput ----------------------------------------------------------------------------
 
 
-async def _connection(port: int, stop_at: float, offset: int, counts: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    n = offset
-    try:
-        while time.monotonic() < stop_at:
-            body = f'{{"prompt": "{PROMPT}{n}"}}'.encode()
-            head = (
-                f"POST /v1/chat HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-                f"x-user: user-{n % 1000}\r\ncontent-length: {len(body)}\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            status_line = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            counts[0 if status_line.split(b" ")[1] == b"200" else 1] += 1
-            n += 1
-    finally:
-        writer.close()
-
-
-def _load(port: int, seconds: float, first: int, connections: int) -> tuple[int, int]:
-    counts = [0, 0]
-
-    async def run() -> None:
-        stop_at = time.monotonic() + seconds
-        await asyncio.gather(*(_connection(port, stop_at, first + c * 100_000, counts) for c in range(connections)))
-
-    asyncio.run(run())
-    return counts[0], counts[1]
-
-
-def _drive(port: int, seconds: float) -> tuple[int, int]:
-    """Two load processes (this file run with ``--load``), 16 connections each."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--load", str(port), str(seconds), str(p * 10_000_000), "16"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for p in range(2)
-    ]
-    totals = [0, 0]
-    for proc in procs:
-        out, _ = proc.communicate(timeout=seconds + 60)
-        ok, other = json.loads(out)
-        totals[0] += ok
-        totals[1] += other
-    return totals[0], totals[1]
-
-
 def throughput(tmp: Path, seconds: float = 6.0) -> tuple[dict[str, float], int, int]:
-    redis_port = _free_port()
-    redis_server = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
     rates: dict[str, float] = {}
     answered = recorded = 0
-    try:
-        _wait_port(redis_port)
-        with Database() as db:
-            policy = _policy(tmp, db.url, redis_url)
-            for kind in ("bare", "slowapi", "aupguard"):
-                port = _free_port()
-                env = {k: v for k, v in os.environ.items() if not k.startswith("AUPGUARD_")}
-                env |= {"BENCH_APP": kind, "REDIS_URL": redis_url, "AUPGUARD_POLICY": str(policy),
-                        "AUPGUARD_HASH_KEY": _hash_key(), "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"}  # fmt: skip
-                server = subprocess.Popen(
-                    [sys.executable, "-m", "uvicorn", "_scale_app:app", "--workers", "4", "--host", "127.0.0.1",
-                     "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                    cwd=ROOT / "bench", env=env, start_new_session=True,
-                )  # fmt: skip
-                try:
-                    _wait_port(port)
-                    warm_ok, warm_other = _drive(port, 1.0)  # warm-up: every worker up, users loaded
-                    ok, other = _drive(port, seconds)
-                    rates[kind] = ok / seconds
-                    if other:
-                        print(f"  {kind}: {other} answers were not 200")
-                    if kind == "aupguard":
-                        answered = warm_ok + warm_other + ok + other
-                finally:
-                    os.killpg(server.pid, signal.SIGTERM)  # workers flush their audit queues on the way out
-                    server.wait(60)
-            recorded = db.decisions()
-    finally:
-        redis_server.kill()
-        redis_server.wait(10)
+    with own_redis() as redis_url, Database() as db:
+        policy = policy_file(tmp, db.url, redis_url)
+        for kind in ("bare", "slowapi", "aupguard"):
+            with serve_app(kind, policy, redis_url, workers=4) as port:
+                warm = drive(port, 1.0)  # warm-up: every worker up, users loaded
+                load = drive(port, seconds)
+                ok, other = load.statuses[200], load.answered - load.statuses[200]
+                rates[kind] = ok / seconds
+                if other:
+                    print(f"  {kind}: {other} answers were not 200")
+                if kind == "aupguard":
+                    answered = warm.answered + load.answered
+        recorded = db.count("decisions")
     return rates, answered, recorded
-
-
-def _hash_key() -> str:
-    from aupguard import generate_key_entry
-
-    return generate_key_entry("bench")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -377,8 +224,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--load"]:
-        port, seconds, first, connections = sys.argv[2:6]
-        print(json.dumps(_load(int(port), float(seconds), int(first), int(connections))))
-        sys.exit(0)
     sys.exit(main())

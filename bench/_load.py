@@ -1,0 +1,122 @@
+"""A small HTTP/1.1 load generator for ``bench/scale.py`` and ``bench/soak.py``: processes of
+asyncio keep-alive connections posting ``POST /v1/chat`` with ~200-character prompts as
+1,000 users in rotation; every ``flag_every``-th request of a connection sends a prompt the
+rules flag, as one of 20 "bad" users. Each process reports how many answers had each status
+and each request's latency (µs, a sample of at most 20,000 per process).
+
+Run as a script by ``drive()``: ``python bench/_load.py PORT SECONDS FIRST CONNECTIONS FLAG_EVERY``.
+Not a benchmark itself (bench/run.py skips modules whose name starts with ``_``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+__all__ = ["FLAGGED", "Load", "drive"]
+
+PROMPT = "Please summarise the attached quarterly report in three short bullet points for the team. Ticket "
+FLAGGED = "forbidden phrase 7"  # bench policies block it ([[moderation.rules]] keyword)
+_SAMPLE = 20_000
+
+
+@dataclass
+class Load:
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)  # error kinds of the answers that were not 200
+    latencies_us: list[float] = field(default_factory=list)
+    flagged_sent: int = 0
+
+    @property
+    def answered(self) -> int:
+        return sum(self.statuses.values())
+
+    def add(self, other: Load) -> None:
+        self.statuses.update(other.statuses)
+        self.errors.update(other.errors)
+        self.latencies_us.extend(other.latencies_us)
+        self.flagged_sent += other.flagged_sent
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies_us)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+async def _connection(port: int, stop_at: float, offset: int, flag_every: int, load: Load) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    n = offset
+    try:
+        while time.monotonic() < stop_at:
+            flagged = flag_every > 0 and n % flag_every == 0
+            user = f"bad-{n % 20}" if flagged else f"user-{n % 1000}"
+            body = json.dumps({"prompt": f"{PROMPT}{n} {FLAGGED}" if flagged else f"{PROMPT}{n}"}).encode()
+            head = (
+                f"POST /v1/chat HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+                f"x-user: {user}\r\ncontent-length: {len(body)}\r\n\r\n"
+            )
+            started = time.perf_counter()
+            writer.write(head.encode() + body)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            answer = await reader.readexactly(length)
+            elapsed = (time.perf_counter() - started) * 1e6
+            status = int(status_line.split(b" ")[1])
+            load.statuses[status] += 1
+            if status != 200:
+                load.errors[json.loads(answer).get("error", {}).get("type", "?")] += 1
+            load.flagged_sent += flagged
+            if len(load.latencies_us) < _SAMPLE:
+                load.latencies_us.append(elapsed)
+            elif random.random() < _SAMPLE / load.answered:
+                load.latencies_us[random.randrange(_SAMPLE)] = elapsed
+            n += 1
+    finally:
+        writer.close()
+
+
+def _run(port: int, seconds: float, first: int, connections: int, flag_every: int) -> Load:
+    load = Load()
+
+    async def run() -> None:
+        stop_at = time.monotonic() + seconds
+        await asyncio.gather(
+            *(_connection(port, stop_at, first + c * 100_000, flag_every, load) for c in range(connections))
+        )
+
+    asyncio.run(run())
+    return load
+
+
+def drive(port: int, seconds: float, *, processes: int = 2, connections: int = 16, flag_every: int = 0) -> Load:
+    """``processes`` load processes of ``connections`` connections each, for ``seconds``."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, str(port), str(seconds), str(p * 10_000_000), str(connections), str(flag_every)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for p in range(processes)
+    ]
+    total = Load()
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 120)
+        got = json.loads(out)
+        statuses = Counter({int(k): v for k, v in got["statuses"].items()})
+        total.add(Load(statuses, Counter(got["errors"]), got["latencies"], got["flagged"]))
+    return total
+
+
+if __name__ == "__main__":
+    port, seconds, first, connections, flag_every = sys.argv[1:6]
+    result = _run(int(port), float(seconds), int(first), int(connections), int(flag_every))
+    print(json.dumps({"statuses": result.statuses, "errors": result.errors, "latencies": result.latencies_us,
+                      "flagged": result.flagged_sent}))  # fmt: skip

@@ -198,7 +198,7 @@ class AuditLog:
             except Exception as exc:
                 if not _transient(exc):  # a row the store refuses: write the rest, set it aside
                     self._write_one_by_one(batch)
-                elif self._spill is not None and self._spill.append(batch):
+                elif self._spill is not None and self._spilled(batch):
                     if not self.spilling:
                         log.error("audit store unavailable (%s); records go to the spill file", _why(exc))
                     self.spilling = True
@@ -220,6 +220,15 @@ class AuditLog:
                     self._queue.popleft()
                 self._written += len(batch)  # only this thread writes it
                 self._cond.notify_all()
+
+    def _spilled(self, batch: list[AuditOp]) -> bool:
+        """Spill ``batch``; False when it could not be (the writer must never die of it)."""
+        assert self._spill is not None
+        try:
+            return self._spill.append(batch)
+        except Exception as exc:
+            log.critical("AUDIT SPILL FAILED: %s; records are held in memory", exc.__class__.__name__)
+            return False
 
     def _replay_spill(self, retry_at: float) -> float:
         """Write spilled records back; on failure, when to try again (backoff up to 5 s)."""

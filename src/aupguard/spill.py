@@ -62,13 +62,14 @@ class SpillFile:
             return False
         try:
             handle = self._own()
-            handle.write(data)
-            handle.flush()
+            view = memoryview(data)
+            while view:  # unbuffered: what did not reach the file is not held in a buffer either
+                written = handle.write(view)
+                view = view[written or 0 :]
             os.fsync(handle.fileno())
         except OSError as exc:
             self._alarm(f"the spill file cannot be written ({exc.__class__.__name__}: {exc.strerror})")
-            if self._file is not None:  # drop a partly written tail: replay must not see half a line
-                self._file.truncate(self.bytes)
+            self._drop_tail()
             return False
         self.bytes += len(data)
         self.spilled += len(ops)
@@ -122,11 +123,24 @@ class SpillFile:
             count += len(batch)
         return count
 
+    def _drop_tail(self) -> None:
+        """After a failed write: cut the half-written tail so replay never sees half a line; if
+        even that fails, leave the file as it is (replay stops at its last whole line) and
+        start a new one next time."""
+        if self._file is None:
+            return
+        try:
+            self._file.truncate(self.bytes)
+        except OSError:
+            self._file.close()  # its lock goes with it: replay takes it as a finished file
+            self._file, self._path, self.bytes = None, None, 0
+            self._orphans = True
+
     def _own(self) -> IO[bytes]:
         if self._file is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._path = self.directory / f"audit-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-            self._file = self._path.open("ab+")
+            self._file = self._path.open("ab+", buffering=0)
             fcntl.flock(self._file, fcntl.LOCK_EX)
             os.chmod(self._path, 0o600)  # hashes and ciphertext only, but still the operator's
         return self._file

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench fuzz soak services browser clean
+.PHONY: demo test lint typecheck bench fuzz soak audit services browser clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) scripts/check_python.py
@@ -41,6 +41,10 @@ bench: $(STAMP)
 # a minute of load per tier (SQLite; PostgreSQL + Redis), then exact counts of records and strikes
 soak: $(STAMP) services
 	$(PY) bench/soak.py
+
+# pip-audit over the installed dependencies (needs pypi.org's JSON API)
+audit: $(STAMP)
+	$(PY) scripts/dependency_audit.py
 
 # 25,000 cases per target (ASGI, Flask, policy, CLI): 100,000 in all, about a quarter hour
 fuzz: $(STAMP)

@@ -153,6 +153,19 @@ def test_a_user_header_is_ignored_unless_configured(make_guard: MakeGuard) -> No
             assert response.status_code == 401, header
 
 
+def test_flask_ignores_a_user_header_unless_configured(make_guard: MakeGuard) -> None:
+    from aupguard_flask import FlaskSafeguards
+    from flask import Flask
+
+    app = Flask("spoof")
+    FlaskSafeguards(app, safeguards=make_guard())  # no user_header; Flask-Login is not set up here
+    app.add_url_rule("/v1/chat", view_func=lambda: {"ok": True}, methods=["POST"])
+    client = app.test_client()
+    for header in ("X-User", "X-User-Id", "X-Forwarded-User", "Remote-User"):
+        response = client.post("/v1/chat", headers={header: "admin"}, json={"prompt": "hi"})
+        assert response.status_code == 401, header
+
+
 _SECRET_WORDS = ("secret", "token", "csrf", "password", "signature", "mac", "digest", "api_key", "key_hash")
 
 

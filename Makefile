@@ -48,7 +48,7 @@ audit: $(STAMP)
 
 # 25,000 cases per target (ASGI, Flask, policy, CLI): 100,000 in all, about a quarter hour
 fuzz: $(STAMP)
-	AUPGUARD_FUZZ_EXAMPLES=25000 $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+	AUPGUARD_FUZZ_EXAMPLES=25000 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .aupguard

@@ -17,7 +17,7 @@ UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 @contextlib.contextmanager
 def serving(app: Any) -> Iterator[str]:
     """Serve ``app`` (with its lifespan) until the block ends; yields its base URL."""
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY then
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench services browser clean
+.PHONY: demo test lint typecheck docs bench services browser clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) scripts/check_python.py
@@ -32,11 +32,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict src $(wildcard integrations/*/)
 
-test: $(STAMP) services browser lint typecheck
+# the documentation site (mkdocs-material), strict: a broken link or page fails the build; no network needed
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+test: $(STAMP) services browser lint typecheck docs
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .aupguard
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .aupguard site

@@ -104,6 +104,8 @@ class GatewayKeys:
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > self._clock():
             return cached[0]
+        if _KEY.fullmatch(key) is None:  # not even the shape of a key: no store read, no thread
+            return None
         return self._remember(digest, await asyncio.to_thread(self._look_up, key, digest))
 
     def _look_up(self, key: str, digest: str) -> HashedUser | None:

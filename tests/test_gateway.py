@@ -256,3 +256,23 @@ def test_capture_keeps_prompt_and_streamed_completion(
         gw.guard.audit.flush()
         captured = {c.kind: c.text for c in gw.guard.capture.export()}
         assert captured == {"prompt": "Capital of France?", "completion": "Paris, captured."}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_claudes_refusal_through_the_gateway_is_a_safety_signal(
+    make_guard: MakeGuard, messages_double: MessagesDouble, stream: bool
+) -> None:
+    for gw in start(make_guard, messages_double, {"moderation": {"refusals": "strike"}}):
+        gw.double.messages.refusal(category="cyber")
+        if stream:
+            with gw.client().messages.stream(**ASK) as events:  # type: ignore[arg-type]
+                message = events.get_final_message()
+        else:
+            message = gw.client().messages.create(**ASK)  # type: ignore[arg-type]
+        assert message.stop_reason == "refusal"
+        gw.guard.audit.flush()
+        (item,) = [e.item for e in gw.guard.store.queue_page()]
+        assert item.categories == ("cyber",) and item.moderators == ("claude-refusal",)
+        assert gw.guard.status("alice").strikes == 1
+        (record,) = gw.guard.audit.find(message_id=message.id)
+        assert "claude_refusal:cyber" in record.reasons

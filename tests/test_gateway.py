@@ -276,3 +276,13 @@ def test_claudes_refusal_through_the_gateway_is_a_safety_signal(
         assert gw.guard.status("alice").strikes == 1
         (record,) = gw.guard.audit.find(message_id=message.id)
         assert "claude_refusal:cyber" in record.reasons
+
+
+def test_upstream_cookies_are_neither_kept_nor_passed_on(gw: Gateway) -> None:
+    from tests.fakes.scripting import Reply
+
+    gw.double.messages.push(Reply(text="first", headers={"set-cookie": "__cf_bm=abc; Path=/"}))
+    first = httpx.post(f"{gw.url}/v1/messages", json=ASK, headers={"x-api-key": gw.key})
+    assert first.status_code == 200 and "set-cookie" not in first.headers
+    gw.client().messages.create(**ASK)  # type: ignore[arg-type]
+    assert ["cookie" in sent.headers for sent in gw.double.requests] == [False, False]  # one user's cookie, no other's

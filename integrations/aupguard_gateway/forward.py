@@ -38,6 +38,7 @@ Send = Callable[[Message], Awaitable[None]]
 PASSED_UP = (b"anthropic-version", b"anthropic-beta")
 #: Response headers passed back to the client.
 PASSED_DOWN = frozenset({"content-type", "request-id", "retry-after", "retry-after-ms", "x-should-retry"})
+USER_AGENT = b"aupguard-gateway"
 _MAX_EVENT = 1 << 20  # an SSE event larger than this is passed on but not read
 
 
@@ -50,6 +51,8 @@ class Upstream:
         self.url = url.rstrip("/")
         self._key = api_key.encode("latin-1")
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._extensions = {"timeout": self._timeout.as_dict()}
+        self._urls = {p: httpx.URL(self.url + p) for p in ("/v1/messages", "/v1/messages/count_tokens")}
         self._client: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:  # never show the key
@@ -68,7 +71,8 @@ class Upstream:
             self._client = None
 
     def _headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        headers = [(b"x-api-key", self._key), (b"content-type", b"application/json"), (b"accept", b"application/json")]
+        headers = [(b"x-api-key", self._key), (b"content-type", b"application/json"), (b"accept", b"application/json"),
+                   (b"user-agent", USER_AGENT)]  # fmt: skip
         version = False
         for name, value in scope["headers"]:
             if name in PASSED_UP:
@@ -105,9 +109,12 @@ class Upstream:
         metadata = data.get("metadata")
         if decision is not None or metadata is not None:  # never the caller's own id, always the hash
             data["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), "user_id": user_hash}
-        request = self.client.build_request(
-            "POST", self.url + path, content=json.dumps(data).encode(), headers=self._headers(scope)
-        )
+        # a Request made directly: the URL is parsed once, not per call, and the client adds
+        # no headers or cookies of its own (the upstream's cookies are never sent back)
+        request = httpx.Request(
+            "POST", self._urls[path], content=json.dumps(data).encode(), headers=self._headers(scope),
+            extensions=self._extensions,
+        )  # fmt: skip
         try:
             response = await self.client.send(request, stream=True)
         except httpx.TimeoutException:

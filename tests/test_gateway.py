@@ -192,6 +192,9 @@ def test_upstream_errors_pass_through_with_status_and_shape(gw: Gateway, status:
         assert error.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
     (sent,) = gw.double.requests
     assert error.request_id == sent.request_id
+    gw.guard.audit.flush()
+    (record,) = gw.guard.audit.find(anthropic_request_id=sent.request_id)
+    assert record.status == status and f"upstream_error:{status}" in record.reasons
 
 
 def test_count_tokens_is_forwarded(gw: Gateway) -> None:

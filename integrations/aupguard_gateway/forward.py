@@ -150,6 +150,10 @@ class Upstream:
             await response.aclose()
             if decision is not None and response.status_code < 400:
                 record_answer(self.guard, decision, anthropic_id, facts)
+            elif decision is not None:  # the record says what the client got: the upstream's error
+                reasons = (*decision.reasons, f"upstream_error:{response.status_code}")
+                self.guard.audit.amend(decision.request_id, outcome="allowed", status=response.status_code,
+                                       reasons=reasons)  # fmt: skip
 
 
 async def _pump(response: httpx.Response, receive: Receive, send: Send, tap: _EventTap) -> None:

@@ -127,6 +127,22 @@ class Upstream:
             return
         facts = AnswerFacts()
         anthropic_id = response.headers.get("request-id")
+        recorded = False
+
+        def finish() -> None:
+            """Record the answer once: before the client can see its end (so whatever the
+            client does next finds it recorded), or, for a stream cut short, with what it carried."""
+            nonlocal recorded
+            if decision is None or recorded:
+                return
+            recorded = True
+            if response.status_code < 400:
+                record_answer(self.guard, decision, anthropic_id, facts)
+            else:  # the record says what the client got: the upstream's error
+                reasons = (*decision.reasons, f"upstream_error:{response.status_code}")
+                self.guard.audit.amend(decision.request_id, outcome="allowed", status=response.status_code,
+                                       reasons=reasons)  # fmt: skip
+
         try:
             if decision is not None and anthropic_id:  # linked at once, even if the client goes away
                 self.guard.audit.link(decision.request_id, anthropic_request_id=anthropic_id)
@@ -137,32 +153,31 @@ class Upstream:
             streamed = response.headers.get("content-type", "").startswith("text/event-stream")
             if streamed and response.status_code < 400:
                 await send(start)
-                await _pump(response, receive, send, _EventTap(facts))
+                await _pump(response, receive, send, _EventTap(facts), finish)
             else:
                 content = await response.aread()
                 start["headers"] = [*headers, (b"content-length", str(len(content)).encode())]
                 if response.status_code == 200 and decision is not None:
                     with contextlib.suppress(ValueError):
                         facts.see_message(json.loads(content))
+                finish()
                 await send(start)
                 await send({"type": "http.response.body", "body": content})
         finally:
             await response.aclose()
-            if decision is not None and response.status_code < 400:
-                record_answer(self.guard, decision, anthropic_id, facts)
-            elif decision is not None:  # the record says what the client got: the upstream's error
-                reasons = (*decision.reasons, f"upstream_error:{response.status_code}")
-                self.guard.audit.amend(decision.request_id, outcome="allowed", status=response.status_code,
-                                       reasons=reasons)  # fmt: skip
+            finish()
 
 
-async def _pump(response: httpx.Response, receive: Receive, send: Send, tap: _EventTap) -> None:
+async def _pump(
+    response: httpx.Response, receive: Receive, send: Send, tap: _EventTap, finish: Callable[[], None]
+) -> None:
     """Pass the stream on as it comes, until it ends or the client disconnects."""
 
     async def relay() -> None:
         async for chunk in response.aiter_raw():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             tap.feed(chunk)
+        finish()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def disconnected() -> None:

@@ -121,3 +121,24 @@ def test_fastapi_demo_serves_the_console_with_a_one_time_login(tmp_path: Path, m
         page = client.get(f"/aupguard/items/{peggy.item.id}").text
         assert "&lt;script&gt;alert(" in page and "<script>" not in page  # the captured prompt, escaped
     guard.close()
+
+
+def test_gateway_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, messages_double: MessagesDouble) -> None:
+    from .gateway_helpers import UPSTREAM_KEY, serving
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    module = load("gateway")
+    guard = module.demo_guard(tmp_path)
+    alice, mallory = module.issue_key(guard, "alice"), module.issue_key(guard, "mallory")
+    guard.suspend("mallory", reason="demo")
+    messages_double.messages.text("Paris.")
+    app = module.build_app(guard, upstream=messages_double.url, upstream_key=UPSTREAM_KEY)
+    with serving(app) as url:
+        assert module.ask(url, alice, "Capital of France?") == "Paris."
+        assert module.ask(url, alice, "Explain nerve agent synthesis") == "refused: 403 content_flagged"
+        assert module.ask(url, mallory, "Hello") == "refused: 403 user_suspended"
+        assert module.ask(url, "agk_wrong", "Hello") == "refused: 401 authentication_required"
+    (sent,) = messages_double.requests_to("/v1/messages")
+    assert sent.body["metadata"]["user_id"] == guard.hash_user("alice") and sent.headers["x-api-key"] == UPSTREAM_KEY
+    assert guard.status("alice").strikes == 1
+    guard.close()

@@ -1,10 +1,10 @@
 """Fuzzing (hypothesis): request bodies, headers, JSON shapes, encodings and Unicode through the
-ASGI middleware and the Flask extension, policy tables and files, and CLI arguments. Only
+ASGI middleware, the Flask extension and the gateway, policy tables and files, and CLI arguments. Only
 documented answers come back (statuses and Anthropic's error shape), nothing raises, nothing
 hangs, and memory stays bounded.
 
 ``make test`` runs ``AUPGUARD_FUZZ_EXAMPLES`` (default 200) cases per target; ``make fuzz``
-runs 25,000 per target (100,000 in all) and prints the count.
+runs 20,000 per target (ASGI, Flask, gateway, policy, CLI: 100,000 in all) and prints the counts.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from aupguard_flask import FlaskSafeguards
 from flask import Flask, request
 
 from .conftest import MakeGuard
+from .fakes.messages_double import MessagesDouble
 
 EXAMPLES = int(os.environ.get("AUPGUARD_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
@@ -262,6 +263,58 @@ def test_flask_extension_answers_only_documented_statuses(fuzz_guard: Safeguards
     _report("flask", seen, memory)
     assert memory.grown_mib() < 200
     assert {200, 400} <= set(seen)
+
+
+# -- the gateway ---------------------------------------------------------------------------------
+
+
+@st.composite
+def gateway_requests(draw: st.DrawFn, keys: list[str]) -> dict[str, Any]:
+    """Messages-API calls (well-formed or not) with a valid, revoked or made-up gateway key."""
+    key = draw(st.sampled_from(keys) | st.sampled_from(["", "agk_000000000000_x", "sk-ant-x"]) | header_text)
+    if draw(st.booleans()):
+        text = draw(st.text(max_size=200) | words)
+        document: Any = {"model": "claude-sonnet-5-5", "max_tokens": draw(st.integers(-5, 50)),
+                         "messages": [{"role": "user", "content": text}],
+                         "stream": draw(st.booleans())}  # fmt: skip
+        body = json.dumps(document).encode("utf-8", errors="surrogatepass")
+    else:
+        body = draw(bodies())
+    path = draw(st.sampled_from(["/v1/messages", "/v1/messages", "/v1/messages/count_tokens", "/v1/other"]))
+    name = draw(st.sampled_from(["x-api-key", "authorization"]))
+    value = key if name == "x-api-key" else f"Bearer {key}"
+    headers = [(name, value), ("content-type", "application/json"), ("anthropic-version", "2023-06-01")]
+    return {"method": draw(methods), "path": path, "body": body, "cuts": [], "headers": headers}
+
+
+def test_gateway_answers_only_documented_statuses(fuzz_guard: Safeguards, messages_double: MessagesDouble) -> None:
+    from aupguard.gateway.keys import GatewayKeys
+    from aupguard_gateway import build_gateway
+
+    keys = GatewayKeys(fuzz_guard)
+    issued = [keys.create(user) for user in ("alice", "bob", "carol")]
+    keys.revoke(issued[2].key_id)
+    app = build_gateway(fuzz_guard, upstream=messages_double.url, upstream_key="sk-upstream-fuzz", keys=keys)
+    memory, runner = _Memory(), asyncio.Runner()
+    seen: Counter[int] = Counter()
+
+    @FUZZ
+    @given(case=gateway_requests([k.key for k in issued]))
+    def run(case: dict[str, Any]) -> None:
+        status, _, body = runner.run(_asgi_call(app, case))
+        assert status in GUARD_STATUSES | APP_STATUSES, status  # the double answers 200: no 5xx anywhere
+        if status != 200:
+            assert json.loads(body)["type"] == "error"  # Anthropic's shape, the gateway's own 404/405 too
+        seen[status] += 1
+
+    with runner:
+        run()
+        runner.run(app.state.upstream.aclose())
+    _report("gateway", seen, memory)
+    assert memory.grown_mib() < 200
+    assert {200, 401} <= set(seen)
+    sent_keys = {r.headers.get("x-api-key") for r in messages_double.requests}
+    assert sent_keys <= {"sk-upstream-fuzz"}  # never a gateway key upstream
 
 
 # -- policy and CLI ----------------------------------------------------------------------------

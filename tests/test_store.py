@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from aupguard import Keyring, Level, Policy, Safeguards, StoreError
+from aupguard.stores.sqlite_schema import SCHEMA_VERSION
 
 from .conftest import MakeGuard
 
@@ -97,7 +98,9 @@ def test_schema_is_versioned(make_guard: MakeGuard, tmp_path: Path, keyring: Key
     make_guard().close()
     db = tmp_path / "aupguard.db"
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM aupguard_meta WHERE key = 'schema_version'").fetchone() == ("5",)
+        assert conn.execute("SELECT value FROM aupguard_meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
         conn.execute("UPDATE aupguard_meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="schema version 99 is newer"):
         Safeguards(Policy(), store=f"sqlite:///{db}", keyring=keyring)

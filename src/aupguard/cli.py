@@ -17,6 +17,7 @@ from pathlib import Path
 from .durations import DURATION_HELP, parse_duration
 from .engine import Safeguards
 from .errors import AupguardError
+from .gateway.cli_commands import add_gateway_commands
 from .identity import generate_key_entry
 from .ladder import UserStatus
 from .policy import Policy
@@ -332,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default=".aupguard/demo", help="where the demo keeps its files")
     demo.set_defaults(func=cmd_demo)
     add_review_commands(sub, who, _guard)
+    add_gateway_commands(sub, _guard)
     return parser
 
 

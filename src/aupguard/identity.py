@@ -33,6 +33,7 @@ from .policy import IdentityPolicy
 __all__ = [
     "MAX_USER_ID_LENGTH",
     "HashKey",
+    "HashedUser",
     "Keyring",
     "UserHasher",
     "generate_key_entry",
@@ -61,6 +62,13 @@ def validate_user_id(user_id: object) -> str:
     except UnicodeEncodeError:
         raise InvalidUserId("user id is not valid Unicode (lone surrogate)") from None
     return user_id
+
+
+class HashedUser(str):
+    """A user known only by the hash aupguard gave them (a gateway key names its user this
+    way): passed where a user id goes, it is used as the hash itself, never hashed again."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -176,6 +184,8 @@ class UserHasher:
         cached = self._cache.get(user_id) if type(user_id) is str else None
         if cached is not None:
             return cached
+        if type(user_id) is HashedUser:
+            return str(user_id)
         valid = validate_user_id(user_id)
         digest = self._current.digest(valid)
         if len(self._cache) >= _CACHE_LIMIT:
@@ -185,6 +195,8 @@ class UserHasher:
 
     def previous_hashes(self, user_id: object, today: dt.date | None = None) -> tuple[str, ...]:
         """Hashes of ``user_id`` under previous keys still inside their grace period."""
+        if type(user_id) is HashedUser:  # no raw id to hash again: nothing to carry over
+            return ()
         valid = validate_user_id(user_id)
         day = today or dt.datetime.now(dt.UTC).date()
         return tuple(k.digest(valid) for k in self.keyring.recognised(day))

@@ -27,6 +27,7 @@ import anthropic
 from anthropic._middleware import AsyncCallNext, CallNext, Middleware
 from anthropic._request import APIRequest
 
+from .answers import AnswerFacts, record_answer
 from .context import Guarded, current_guarded, reset_guarded, set_guarded
 from .decision import Decision
 
@@ -137,24 +138,12 @@ class GuardMiddleware(Middleware):
         request_id = headers.get("request-id")
         if request_id:  # linked at once: even a stream that is never read names its request
             self.guard.audit.link(decision.request_id, anthropic_request_id=request_id)
-        seen = _StreamFacts()
+        seen = AnswerFacts()
         inner = stream._iterator  # the SDK's own event iterator (made on first use)
         guard = self.guard
 
         def finish() -> None:
-            guard.audit.link(
-                decision.request_id,
-                anthropic_request_id=request_id,
-                message_id=seen.message_id,
-                model=seen.model,
-                input_tokens=seen.input_tokens,
-                output_tokens=seen.output_tokens,
-            )
-            guard.spend_tokens(decision, seen.input_tokens + seen.output_tokens)
-            if seen.stop_reason == "refusal":
-                guard.record_refusal(decision, seen)
-            if guard.capture.enabled and seen.text:
-                guard.capture_completion(decision, "".join(seen.text))
+            record_answer(guard, decision, request_id, seen)
 
         if hasattr(inner, "__anext__"):
 
@@ -238,31 +227,3 @@ class GuardMiddleware(Middleware):
 
 def _text_of(message: Any) -> str:
     return "".join(getattr(block, "text", "") for block in getattr(message, "content", []) or [])
-
-
-class _StreamFacts:
-    def __init__(self) -> None:
-        self.message_id: str | None = None
-        self.model: str | None = None
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.text: list[str] = []
-        self.stop_reason: str | None = None
-        self.stop_details: Any = None
-
-    def see(self, event: Any) -> None:
-        kind = getattr(event, "type", None)
-        if kind == "message_start":
-            message = event.message
-            self.message_id = getattr(message, "id", None)
-            self.model = getattr(message, "model", None)
-            self.input_tokens = getattr(getattr(message, "usage", None), "input_tokens", 0) or 0
-        elif kind == "message_delta":  # the running total of output tokens, and how it stopped
-            self.output_tokens = getattr(getattr(event, "usage", None), "output_tokens", 0) or 0
-            delta = getattr(event, "delta", None)
-            self.stop_reason = getattr(delta, "stop_reason", None) or self.stop_reason
-            self.stop_details = getattr(delta, "stop_details", None) or self.stop_details
-        elif kind == "content_block_delta":
-            text = getattr(getattr(event, "delta", None), "text", None)
-            if isinstance(text, str):
-                self.text.append(text)

@@ -18,6 +18,7 @@ import limits
 
 from .durations import DURATION_HELP, parse_duration
 from .errors import PolicyError
+from .policy_gateway import GATEWAY_FIELDS, GatewayPolicy
 from .policy_moderation import MODERATION_FIELDS, PROMPTS_FIELDS, ModerationPolicy, PromptsPolicy
 from .policy_review import REVIEW_FIELDS, ReviewPolicy
 from .policy_values import any_text, boolean, choice, count, optional_text, text
@@ -25,6 +26,7 @@ from .policy_values import any_text, boolean, choice, count, optional_text, text
 __all__ = [
     "ENV_PREFIX",
     "CapturePolicy",
+    "GatewayPolicy",
     "IdentityPolicy",
     "LadderPolicy",
     "LimitsPolicy",
@@ -104,6 +106,7 @@ class Policy:
     moderation: ModerationPolicy = field(default_factory=ModerationPolicy)
     capture: CapturePolicy = field(default_factory=CapturePolicy)
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
+    gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
@@ -245,6 +248,7 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
         },
     ),
     "review": (ReviewPolicy, REVIEW_FIELDS),
+    "gateway": (GatewayPolicy, GATEWAY_FIELDS),
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import select
 import socket
 import threading
 from collections.abc import Mapping
@@ -29,12 +30,14 @@ import anthropic
 
 from tests.fakes.scripting import (
     ANTHROPIC_ERRORS,
+    COUNT_TOKENS_PATH,
     MESSAGES_PATH,
     MODERATIONS_PATH,
     OPENAI_ERRORS,
     RecordedRequest,
     Reply,
     Script,
+    count_reply,
     echo_reply,
     new_id,
     verdict_reply,
@@ -99,6 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # as production servers do: without it, a status line and a body written apart wait on
+        # Nagle's algorithm for the client's delayed ACK (40 ms on Linux)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -130,7 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
         request = RecordedRequest(self.command, path, headers, body, raw, new_id("req_"))
         double = self.server.double
         double.record(request)
-        script = {MESSAGES_PATH: double.messages, MODERATIONS_PATH: double.moderations}.get(path)
+        scripts = {MESSAGES_PATH: double.messages, COUNT_TOKENS_PATH: double.count_tokens}
+        script = {**scripts, MODERATIONS_PATH: double.moderations}.get(path)
         if script is None or self.command != "POST":
             reply = Reply(404, error_type="not_found_error", error_message=f"{self.command} {path} not found")
         else:
@@ -191,13 +198,34 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        for index, (event, data) in enumerate(_sse_events(request, reply)):
+        events = _sse_events(request, reply)
+        for index, (event, data) in enumerate(events):
             if index and reply.chunk_delay and self.server.double.stopping.wait(reply.chunk_delay):
+                self.close_connection = True
+                return
+            if reply.hold is not None and index == len(events) - 1 and not self._held(reply.hold):
                 self.close_connection = True
                 return
             chunk = f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
             self.wfile.write(b"%X\r\n%s\r\n" % (len(chunk), chunk))
         self.wfile.write(b"0\r\n\r\n")
+
+    def _held(self, hold: threading.Event) -> bool:
+        """Wait for ``hold``; False (and ``client_gone`` set) if the client closed meanwhile."""
+        double = self.server.double
+        while not hold.wait(0.01):
+            if double.stopping.is_set():
+                return False
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if readable:
+                try:
+                    closed = self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    closed = True
+                if closed:
+                    double.client_gone.set()
+                    return False
+        return True
 
 
 class _Server(ThreadingHTTPServer):
@@ -230,7 +258,9 @@ class MessagesDouble:
     def __init__(self) -> None:
         self.messages = Script(echo_reply)
         self.moderations = Script(lambda request: verdict_reply(False))
+        self.count_tokens = Script(count_reply)
         self.stopping = threading.Event()
+        self.client_gone = threading.Event()  # a held stream found its client gone
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -294,3 +324,4 @@ class MessagesDouble:
             self._requests.clear()
         self.messages.reset()
         self.moderations.reset()
+        self.count_tokens.reset()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 MODERATIONS_PATH = "/v1/moderations"
 OPENAI_CATEGORIES = (
     "harassment",
@@ -80,7 +81,8 @@ class Reply:
     are sent as-is (garbage bodies). A status >= 400 without payload/raw gets the endpoint's
     error shape with ``error_type``. ``delay`` is waited before the status line (longer than
     a client's timeout makes a timeout); ``chunk_delay`` between SSE events; ``stream_error``
-    ends an SSE stream with an ``error`` event of that type after the text."""
+    ends an SSE stream with an ``error`` event of that type after the text; ``hold`` keeps
+    an SSE stream's last event back until the event is set (or the client goes away)."""
 
     status: int = 200
     text: str = ""
@@ -95,6 +97,7 @@ class Reply:
     chunk_delay: float = 0.0
     stream_error: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    hold: threading.Event | None = None
 
 
 def verdict_reply(
@@ -112,6 +115,10 @@ def verdict_reply(
     all_scores = {name: 0.9 if name in hit else 0.01 for name in names} | dict(scores or {})
     result = {"flagged": flagged, "categories": {n: n in hit for n in names}, "category_scores": all_scores}
     return Reply(payload={"results": [result]}, delay=delay, headers=dict(headers or {}))
+
+
+def count_reply(request: RecordedRequest) -> Reply:
+    return Reply(payload={"input_tokens": len(request.raw) // 4 + 1})
 
 
 def echo_reply(request: RecordedRequest) -> Reply:
@@ -132,8 +139,16 @@ class Script:
         with self._lock:
             self._queue.extend(replies)
 
-    def text(self, text: str, *, delay: float = 0.0, chunk_delay: float = 0.0, stop_reason: str = "end_turn") -> None:
-        self.push(Reply(text=text, delay=delay, chunk_delay=chunk_delay, stop_reason=stop_reason))
+    def text(
+        self,
+        text: str,
+        *,
+        delay: float = 0.0,
+        chunk_delay: float = 0.0,
+        stop_reason: str = "end_turn",
+        hold: threading.Event | None = None,
+    ) -> None:
+        self.push(Reply(text=text, delay=delay, chunk_delay=chunk_delay, stop_reason=stop_reason, hold=hold))
 
     def refusal(self, text: str = "", *, category: str | None = "general_harms") -> None:
         self.push(Reply(text=text, stop_reason="refusal", refusal_category=category))

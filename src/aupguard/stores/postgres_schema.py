@@ -99,6 +99,14 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX review_notes_by_item ON review_notes (item_id, at);
     CREATE TABLE review_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 6: gateway keys (``aupguard keys``): the SHA-256 of each key, never the key itself
+    """
+    CREATE TABLE gateway_keys (
+        key_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, user_hash TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION
+    );
+    CREATE INDEX gateway_keys_by_user ON gateway_keys (user_hash, created_at);
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "the PostgreSQL schema must follow every SQLite migration"
 

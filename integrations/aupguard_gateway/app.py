@@ -1,0 +1,128 @@
+"""``build_gateway(guard)``: a Starlette app that speaks the Messages API, built from
+``SafeguardsMiddleware`` (the same guarded call every adapter makes) around a forwarder.
+
+Callers authenticate with a per-user gateway key (``aupguard keys create --user U``) in
+``x-api-key`` or ``Authorization: Bearer``, which is what the official SDKs send when
+``api_key`` is the gateway key and ``base_url`` the gateway. The upstream key stays here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aupguard import Safeguards
+from aupguard.decision import error_body
+from aupguard.errors import ConfigurationError
+from aupguard.gateway.keys import GatewayKeys
+from aupguard.identity import HashedUser
+from aupguard_asgi import SafeguardsMiddleware
+
+from .forward import Receive, Scope, Send, Upstream
+
+__all__ = ["MESSAGES", "build_gateway", "gateway_key"]
+
+MESSAGES = "/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
+
+
+def gateway_key(headers: Any) -> str | None:
+    """The caller's key: ``x-api-key`` (what the SDK sends), else ``Authorization: Bearer``."""
+    key: str | None = headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def build_gateway(
+    guard: Safeguards,
+    *,
+    upstream: str | None = None,
+    upstream_key: str | None = None,
+    keys: GatewayKeys | None = None,
+) -> Starlette:
+    """The gateway app. ``upstream`` overrides ``[gateway] upstream``; ``upstream_key``
+    the key read from the variable ``[gateway] upstream_key_env``."""
+    policy = guard.policy.gateway
+    if not guard.policy.identity.require_account:
+        raise ConfigurationError("the gateway needs [identity] require_account = true: every caller has a key")
+    key = upstream_key if upstream_key is not None else os.environ.get(policy.upstream_key_env, "")
+    if not key:
+        raise ConfigurationError(
+            f"no upstream API key: set the environment variable {policy.upstream_key_env} "
+            "(named by [gateway] upstream_key_env)"
+        )
+    forward = Upstream(guard, upstream or policy.upstream, key, timeout=policy.timeout)
+    gateway_keys = keys or GatewayKeys(guard)
+
+    async def identify(request: Request) -> HashedUser | None:
+        return await gateway_keys.auser_for(gateway_key(request.headers))
+
+    async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
+        user = await gateway_keys.auser_for(gateway_key(Request(scope).headers))
+        if user is None:
+            refusal = await guard.arefusal(
+                None, COUNT_TOKENS, "authentication_required", "A valid gateway key is required."
+            )
+            await _json(refusal.error_body(), refusal.status)(scope, receive, send)
+            return
+        await forward.count_tokens(scope, receive, send, str(user))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await forward.aclose()
+
+    app = Starlette(
+        routes=[
+            Route(MESSAGES, _Endpoint(forward.messages), methods=["POST"]),
+            Route(COUNT_TOKENS, _Endpoint(count_tokens), methods=["POST"]),
+        ],
+        middleware=[
+            Middleware(
+                SafeguardsMiddleware,
+                safeguards=guard,
+                identify=identify,
+                routes=[MESSAGES],
+                max_body_bytes=policy.max_body,
+            )
+        ],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.upstream = forward
+    app.state.keys = gateway_keys
+    return app
+
+
+class _Endpoint:
+    """A plain ASGI endpoint (Starlette calls an object that is not a function as one)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404 / 405 in Anthropic's shape, as the API answers them."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "api_error"
+    return _json(error_body(kind, f"{request.method} {request.url.path} is not served here."), status)
+
+
+def _json(body: Any, status: int) -> Response:
+    return JSONResponse(body, status_code=status)

@@ -1,0 +1,234 @@
+"""Forwarding Messages-API requests to the upstream, answers streamed back chunk by chunk.
+
+The guarded call (identify, gates, limits, prompt policy, moderation) has run in
+``SafeguardsMiddleware`` before :meth:`Upstream.messages` is reached; it finds the decision
+in the context variable the middleware set. Here: ``metadata.user_id`` becomes the user's
+hash, the upstream key replaces the caller's gateway key, and the answer is passed on as it
+arrives (bytes untouched) while its events are read for the audit record (request id,
+message id, usage, text for capture, Claude's refusals). A client that goes away mid-stream
+closes the upstream stream, so the upstream stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httpx
+
+from aupguard import Safeguards
+from aupguard.answers import AnswerFacts, record_answer
+from aupguard.context import current_guarded
+from aupguard.decision import Decision, error_body
+
+__all__ = ["Upstream"]
+
+log = logging.getLogger("aupguard.gateway")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Request headers passed to the upstream as the client sent them (the key never is).
+PASSED_UP = (b"anthropic-version", b"anthropic-beta")
+#: Response headers passed back to the client.
+PASSED_DOWN = frozenset({"content-type", "request-id", "retry-after", "retry-after-ms", "x-should-retry"})
+USER_AGENT = b"aupguard-gateway"
+_MAX_EVENT = 1 << 20  # an SSE event larger than this is passed on but not read
+
+
+class Upstream:
+    """The upstream Messages API: one shared ``httpx.AsyncClient`` (made on first use, in
+    the server's event loop; closed by :meth:`aclose` at shutdown)."""
+
+    def __init__(self, guard: Safeguards, url: str, api_key: str, *, timeout: float) -> None:
+        self.guard = guard
+        self.url = url.rstrip("/")
+        self._key = api_key.encode("latin-1")
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._extensions = {"timeout": self._timeout.as_dict()}
+        self._urls = {p: httpx.URL(self.url + p) for p in ("/v1/messages", "/v1/messages/count_tokens")}
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"Upstream({self.url!r})"
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+            self._client = httpx.AsyncClient(timeout=self._timeout, limits=limits, follow_redirects=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        headers = [(b"x-api-key", self._key), (b"content-type", b"application/json"), (b"accept", b"application/json"),
+                   (b"user-agent", USER_AGENT)]  # fmt: skip
+        version = False
+        for name, value in scope["headers"]:
+            if name in PASSED_UP:
+                headers.append((name, value))
+                version = version or name == b"anthropic-version"
+        if not version:
+            headers.append((b"anthropic-version", b"2023-06-01"))
+        return headers
+
+    async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v1/messages``, after the middleware allowed it."""
+        guarded = current_guarded()
+        if guarded is None:  # only reachable when the app is mounted without the middleware
+            await _error(send, 500, "api_error", "The gateway is misconfigured.")
+            return
+        await self._forward(scope, receive, send, "/v1/messages", guarded.decision)
+
+    async def count_tokens(self, scope: Scope, receive: Receive, send: Send, user_hash: str) -> None:
+        """``POST /v1/messages/count_tokens`` for an authenticated caller (no limits or audit)."""
+        await self._forward(scope, receive, send, "/v1/messages/count_tokens", None, user_hash)
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, path: str, decision: Decision | None, user_hash: str = ""
+    ) -> None:
+        body = await _read_all(receive)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            await _error(send, 400, "invalid_request_error", "The request body must be a JSON object.")
+            return
+        user_hash = decision.user_hash or "" if decision is not None else user_hash
+        metadata = data.get("metadata")
+        if decision is not None or metadata is not None:  # never the caller's own id, always the hash
+            data["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), "user_id": user_hash}
+        # a Request made directly: the URL is parsed once, not per call, and the client adds
+        # no headers or cookies of its own (the upstream's cookies are never sent back)
+        request = httpx.Request(
+            "POST", self._urls[path], content=json.dumps(data).encode(), headers=self._headers(scope),
+            extensions=self._extensions,
+        )  # fmt: skip
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            log.warning("upstream timed out on %s", path)
+            await _error(send, 504, "api_error", "The upstream API did not answer in time.")
+            return
+        except httpx.HTTPError as exc:
+            log.warning("upstream unreachable on %s: %s", path, exc.__class__.__name__)
+            await _error(send, 502, "api_error", "The upstream API could not be reached.")
+            return
+        facts = AnswerFacts()
+        anthropic_id = response.headers.get("request-id")
+        recorded = False
+
+        def finish() -> None:
+            """Record the answer once: before the client can see its end (so whatever the
+            client does next finds it recorded), or, for a stream cut short, with what it carried."""
+            nonlocal recorded
+            if decision is None or recorded:
+                return
+            recorded = True
+            if response.status_code < 400:
+                record_answer(self.guard, decision, anthropic_id, facts)
+            else:  # the record says what the client got: the upstream's error
+                reasons = (*decision.reasons, f"upstream_error:{response.status_code}")
+                self.guard.audit.amend(decision.request_id, outcome="allowed", status=response.status_code,
+                                       reasons=reasons)  # fmt: skip
+
+        try:
+            if decision is not None and anthropic_id:  # linked at once, even if the client goes away
+                self.guard.audit.link(decision.request_id, anthropic_request_id=anthropic_id)
+            headers = [
+                (k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items() if k in PASSED_DOWN
+            ]
+            start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
+            streamed = response.headers.get("content-type", "").startswith("text/event-stream")
+            if streamed and response.status_code < 400:
+                await send(start)
+                await _pump(response, receive, send, _EventTap(facts), finish)
+            else:
+                content = await response.aread()
+                start["headers"] = [*headers, (b"content-length", str(len(content)).encode())]
+                if response.status_code == 200 and decision is not None:
+                    with contextlib.suppress(ValueError):
+                        facts.see_message(json.loads(content))
+                finish()
+                await send(start)
+                await send({"type": "http.response.body", "body": content})
+        finally:
+            await response.aclose()
+            finish()
+
+
+async def _pump(
+    response: httpx.Response, receive: Receive, send: Send, tap: _EventTap, finish: Callable[[], None]
+) -> None:
+    """Pass the stream on as it comes, until it ends or the client disconnects."""
+
+    async def relay() -> None:
+        async for chunk in response.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            tap.feed(chunk)
+        finish()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    relaying = asyncio.ensure_future(relay())
+    watching = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait((relaying, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (relaying, watching):
+            task.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+    if not relaying.cancelled() and relaying.done():
+        relaying.result()  # a failure while relaying (or a discarded answer) is the caller's to see
+    else:
+        with contextlib.suppress(asyncio.CancelledError):
+            await relaying
+
+
+class _EventTap:
+    """Reads SSE events out of the chunks as they pass (a chunk may hold part of an event)."""
+
+    def __init__(self, facts: AnswerFacts) -> None:
+        self.facts = facts
+        self.pending = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self.pending + chunk.replace(b"\r\n", b"\n")
+        *events, self.pending = data.split(b"\n\n")
+        if len(self.pending) > _MAX_EVENT:
+            self.pending = b""
+        for event in events:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    with contextlib.suppress(ValueError):
+                        self.facts.see_json(json.loads(line[5:]))
+
+
+async def _read_all(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _error(send: Send, status: int, kind: str, message: str) -> None:
+    body = json.dumps(error_body(kind, message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,96 @@
+"""The gateway commands of the ``aupguard`` CLI: ``keys create | revoke | list`` and ``gateway``.
+
+Raw user ids are read from the command line and hashed at once; output shows key ids and
+user hashes only. A new key is printed once, on standard output, and never again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .keys import GatewayKeys
+
+if TYPE_CHECKING:
+    from ..engine import Safeguards
+
+__all__ = ["add_gateway_commands"]
+
+OpenGuard = Callable[[argparse.Namespace], "Safeguards"]
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _keys(args: argparse.Namespace, open_guard: OpenGuard) -> int:
+    with open_guard(args) as guard:
+        keys = GatewayKeys(guard)
+        if args.keys_command == "create":
+            issued = keys.create(args.user)
+            print(issued.key)
+            print(f"key id {issued.key_id} for user {issued.user_hash}; the key is shown only now", file=sys.stderr)
+        elif args.keys_command == "revoke":
+            keys.revoke(args.key_id)
+            print(f"key {args.key_id} revoked")
+        else:
+            found = keys.list(args.user)
+            for k in found:
+                row = {"key_id": k.key_id, "user_hash": k.user_hash, "created_at": k.created_at,
+                       "revoked_at": k.revoked_at}  # fmt: skip
+                created, revoked = _when(k.created_at), _when(k.revoked_at)
+                line = f"{k.key_id}  user {k.user_hash}  created {created}  revoked {revoked}"
+                print(json.dumps(row) if args.json else line)
+            if not found and not args.json:
+                print("no keys")
+    return 0
+
+
+def _gateway(args: argparse.Namespace, open_guard: OpenGuard) -> int:
+    try:
+        import uvicorn
+
+        from aupguard_gateway import build_gateway
+    except ImportError:
+        raise ImportError("aupguard gateway needs Starlette and uvicorn: pip install 'aupguard[gateway]'") from None
+    guard = open_guard(args)
+    try:
+        app = build_gateway(guard, upstream=args.upstream)
+        upstream = app.state.upstream.url
+        print(f"aupguard gateway on http://{args.host}:{args.port} -> {upstream}  (Ctrl-C stops)")
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        guard.close()
+    return 0
+
+
+def add_gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], open_guard: OpenGuard) -> None:
+    def runs(fn: Callable[[argparse.Namespace, OpenGuard], int]) -> Callable[[argparse.Namespace], int]:
+        return lambda args: fn(args, open_guard)
+
+    keys = sub.add_parser("keys", help="gateway keys: create, revoke, list")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    help_ = "make a gateway key for a user and print it (once)"
+    create = ksub.add_parser("create", help=help_, description=help_)
+    create.add_argument("--user", required=True, help="the user's id in your app (hashed at once, never stored)")
+    help_ = "revoke a gateway key (at once in this process, within [gateway] key_cache elsewhere)"
+    revoke = ksub.add_parser("revoke", help=help_, description=help_)
+    revoke.add_argument("key_id", help="the key's id, as `keys list` prints it")
+    help_ = "list gateway keys: key id, user hash, created, revoked"
+    listing = ksub.add_parser("list", help=help_, description=help_)
+    listing.add_argument("--user", help="only this user's keys (their id in your app)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    for p in (create, revoke, listing):
+        p.set_defaults(func=runs(_keys))
+
+    help_ = "serve the Messages API with every safeguard, forwarding to the upstream"
+    gateway = sub.add_parser("gateway", help=help_, description=help_)
+    gateway.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    gateway.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    gateway.add_argument("--upstream", metavar="URL", help="overrides [gateway] upstream (https://api.anthropic.com)")
+    gateway.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    gateway.set_defaults(func=runs(_gateway))

@@ -4,7 +4,7 @@ asyncio keep-alive connections posting ``POST /v1/chat`` with ~200-character pro
 rules flag, as one of 20 "bad" users. Each process reports how many answers had each status
 and each request's latency (µs, a sample of at most 20,000 per process).
 
-Run as a script by ``drive()``: ``python bench/_load.py PORT SECONDS FIRST CONNECTIONS FLAG_EVERY``.
+Run as a script by ``drive()``: ``python bench/_load.py PORT SECONDS FIRST CONNECTIONS FLAG_EVERY KEYS``.
 Not a benchmark itself (bench/run.py skips modules whose name starts with ``_``).
 """
 
@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["FLAGGED", "Load", "drive"]
 
@@ -48,20 +49,36 @@ class Load:
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
 
 
-async def _connection(port: int, stop_at: float, offset: int, flag_every: int, load: Load) -> None:
+def _request(n: int, flagged: bool, keys: dict[str, str] | None) -> bytes:
+    """``POST /v1/chat`` as a user (``x-user``), or with ``keys`` a Messages-API call with the
+    user's gateway key."""
+    user = f"bad-{n % 20}" if flagged else f"user-{n % 1000}"
+    prompt = f"{PROMPT}{n} {FLAGGED}" if flagged else f"{PROMPT}{n}"
+    if keys is None:
+        body = json.dumps({"prompt": prompt}).encode()
+        who, path = f"x-user: {user}", "/v1/chat"
+    else:
+        messages = [{"role": "user", "content": prompt}]
+        body = json.dumps({"model": "claude-sonnet-5-5", "max_tokens": 16, "messages": messages}).encode()
+        who, path = f"x-api-key: {keys[user]}\r\nanthropic-version: 2023-06-01", "/v1/messages"
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+        f"{who}\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _connection(
+    port: int, stop_at: float, offset: int, flag_every: int, load: Load, keys: dict[str, str] | None
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     n = offset
     try:
         while time.monotonic() < stop_at:
             flagged = flag_every > 0 and n % flag_every == 0
-            user = f"bad-{n % 20}" if flagged else f"user-{n % 1000}"
-            body = json.dumps({"prompt": f"{PROMPT}{n} {FLAGGED}" if flagged else f"{PROMPT}{n}"}).encode()
-            head = (
-                f"POST /v1/chat HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-                f"x-user: {user}\r\ncontent-length: {len(body)}\r\n\r\n"
-            )
+            request = _request(n, flagged, keys)
             started = time.perf_counter()
-            writer.write(head.encode() + body)
+            writer.write(request)
             status_line = await reader.readline()
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -83,24 +100,34 @@ async def _connection(port: int, stop_at: float, offset: int, flag_every: int, l
         writer.close()
 
 
-def _run(port: int, seconds: float, first: int, connections: int, flag_every: int) -> Load:
+def _run(port: int, seconds: float, first: int, connections: int, flag_every: int, keys_file: str) -> Load:
     load = Load()
+    keys = json.loads(Path(keys_file).read_text()) if keys_file else None
 
     async def run() -> None:
         stop_at = time.monotonic() + seconds
         await asyncio.gather(
-            *(_connection(port, stop_at, first + c * 100_000, flag_every, load) for c in range(connections))
+            *(_connection(port, stop_at, first + c * 100_000, flag_every, load, keys) for c in range(connections))
         )
 
     asyncio.run(run())
     return load
 
 
-def drive(port: int, seconds: float, *, processes: int = 2, connections: int = 16, flag_every: int = 0) -> Load:
-    """``processes`` load processes of ``connections`` connections each, for ``seconds``."""
+def drive(
+    port: int,
+    seconds: float,
+    *,
+    processes: int = 2,
+    connections: int = 16,
+    flag_every: int = 0,
+    keys_file: str = "",
+) -> Load:
+    """``processes`` load processes of ``connections`` connections each, for ``seconds``;
+    with ``keys_file`` (JSON: user → gateway key) Messages-API calls instead of ``/v1/chat``."""
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, str(port), str(seconds), str(p * 10_000_000), str(connections), str(flag_every)],
+            [sys.executable, __file__, *map(str, (port, seconds, p * 10_000_000, connections, flag_every)), keys_file],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -116,7 +143,7 @@ def drive(port: int, seconds: float, *, processes: int = 2, connections: int = 1
 
 
 if __name__ == "__main__":
-    port, seconds, first, connections, flag_every = sys.argv[1:6]
-    result = _run(int(port), float(seconds), int(first), int(connections), int(flag_every))
+    port, seconds, first, connections, flag_every, keys_file = sys.argv[1:7]
+    result = _run(int(port), float(seconds), int(first), int(connections), int(flag_every), keys_file)
     print(json.dumps({"statuses": result.statuses, "errors": result.errors, "latencies": result.latencies_us,
                       "flagged": result.flagged_sent}))  # fmt: skip

@@ -17,7 +17,17 @@ from pathlib import Path
 
 import psycopg
 
-__all__ = ["RULES", "Database", "free_port", "hash_key", "own_redis", "policy_file", "serve_app", "wait_port"]
+__all__ = [
+    "RULES",
+    "Database",
+    "free_port",
+    "hash_key",
+    "own_redis",
+    "policy_file",
+    "serve_app",
+    "serve_gateway",
+    "wait_port",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -116,4 +126,21 @@ def serve_app(kind: str, policy: Path, redis_url: str, *, workers: int) -> Itera
         yield port
     finally:
         os.killpg(server.pid, signal.SIGTERM)
+        server.wait(120)
+
+
+@contextlib.contextmanager
+def serve_gateway(policy: Path, key_entry: str, upstream: str) -> Iterator[int]:
+    """``aupguard gateway`` (the real command, one process) with ``policy``; yields the port."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUPGUARD_")}
+    env |= {"AUPGUARD_HASH_KEY": key_entry, "ANTHROPIC_API_KEY": "soak-upstream-key"}
+    command = [str(Path(sys.executable).parent / "aupguard"), "--policy", str(policy), "gateway", "--port", str(port),
+               "--upstream", upstream]  # fmt: skip
+    server = subprocess.Popen(command, env=env, cwd=policy.parent, stdout=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        server.send_signal(signal.SIGINT)  # a clean shutdown: the audit queue is written
         server.wait(120)

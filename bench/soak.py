@@ -1,6 +1,7 @@
 """Load soak (``make soak``): a minute at the highest rate this machine sustains, through the
-ASGI middleware, on the embedded tier (SQLite file, memory counters) and the scale-out tier
-(PostgreSQL, Redis), then an exact count of what was stored.
+ASGI middleware on the embedded tier (SQLite file, memory counters) and the scale-out tier
+(PostgreSQL, Redis), and through ``aupguard gateway`` (SQLite) in front of the local
+Messages-API double, then an exact count of what was stored.
 
 Per tier, ``bench/_scale_app.py`` runs under ``uvicorn --workers 2`` (this machine has two
 cores): first the bare app for a baseline, then the guarded one. Two load processes keep 32
@@ -9,7 +10,8 @@ block, sent as one of 20 "bad" users, who collect strikes until the ladder suspe
 Afterwards (the workers flushed on SIGTERM) the store must hold exactly one audit record per
 answered request and exactly one strike per ``content_flagged`` answer. Reported: requests,
 requests per second, client-side p50 / p99 latency of the bare and the guarded app and the
-difference (the overhead under load).
+difference (the overhead under load). The gateway tier's baseline is the same Messages-API calls
+sent straight to the double, each user with a gateway key of their own.
 
 ``python bench/soak.py [--seconds 60] [--baseline 15]``; bounded in time, loopback only.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sqlite3
 import sys
 import tempfile
@@ -25,9 +28,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from _load import Load, drive
-from _servers import Database, own_redis, policy_file, serve_app
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the Messages-API double lives in tests/fakes
+from _servers import Database, hash_key, own_redis, policy_file, serve_app, serve_gateway
 
 __all__ = ["main"]
+
+TIERS = ("sqlite", "scale", "gateway")
 
 
 @contextlib.contextmanager
@@ -47,6 +54,8 @@ def _tier(name: str, folder: Path) -> Iterator[tuple[Path, str, object]]:
 
 
 def _soak(name: str, seconds: float, baseline: float) -> bool:
+    if name == "gateway":
+        return _report(name, seconds, baseline, *_gateway(seconds, baseline))
     with tempfile.TemporaryDirectory(prefix=f"aupguard-soak-{name}-") as tmp, _tier(name, Path(tmp)) as tier:
         policy, counters, count = tier
         with serve_app("bare", policy, counters, workers=2) as port:
@@ -55,10 +64,53 @@ def _soak(name: str, seconds: float, baseline: float) -> bool:
         with serve_app("aupguard", policy, counters, workers=2) as port:
             warm = drive(port, 1.0, flag_every=50)
             load = drive(port, seconds, flag_every=50)
-        everything = Load()
-        everything.add(warm)
-        everything.add(load)
         records, strikes = count("decisions"), count("strikes")  # type: ignore[operator]
+    return _report(name, seconds, baseline, bare, warm, load, records, strikes)
+
+
+def _gateway(seconds: float, baseline: float) -> tuple[Load, Load, Load, int, int]:
+    """``aupguard gateway`` (one process, SQLite store) in front of the Messages-API double; the
+    baseline is the same calls sent straight to the double."""
+    from tests.fakes.messages_double import MessagesDouble
+    from tests.fakes.scripting import Reply
+
+    from aupguard import Keyring, Policy, Safeguards
+    from aupguard.gateway import GatewayKeys
+
+    double = MessagesDouble().start()
+    double.messages.responder = lambda request: Reply(text="ok")
+    try:
+        with tempfile.TemporaryDirectory(prefix="aupguard-soak-gateway-") as tmp:
+            folder = Path(tmp)
+            policy, store = (
+                policy_file(folder, f"sqlite:///{folder / 'aupguard.db'}", "memory://"),
+                folder / "keys.json",
+            )
+            entry = hash_key()
+            with Safeguards(Policy.from_toml(policy, env={}), keyring=Keyring.parse(entry, source="soak")) as guard:
+                keys = GatewayKeys(guard)
+                users = [f"user-{n}" for n in range(1000)] + [f"bad-{n}" for n in range(20)]
+                store.write_text(json.dumps({user: keys.create(user).key for user in users}))
+            direct = int(double.url.rsplit(":", 1)[1].split("/")[0])
+            drive(direct, 1.0, keys_file=str(store))
+            bare = drive(direct, baseline, keys_file=str(store))
+            with serve_gateway(policy, entry, double.url) as port:
+                warm = drive(port, 1.0, flag_every=50, keys_file=str(store))
+                load = drive(port, seconds, flag_every=50, keys_file=str(store))
+            with sqlite3.connect(folder / "aupguard.db") as conn:
+                records = int(conn.execute("SELECT count(*) FROM decisions").fetchone()[0])
+                strikes = int(conn.execute("SELECT count(*) FROM strikes").fetchone()[0])
+    finally:
+        double.stop()
+    return bare, warm, load, records, strikes
+
+
+def _report(
+    name: str, seconds: float, baseline: float, bare: Load, warm: Load, load: Load, records: int, strikes: int
+) -> bool:
+    everything = Load()
+    everything.add(warm)
+    everything.add(load)
     flagged = everything.errors["content_flagged"]
     records_ok, strikes_ok = records == everything.answered, strikes == flagged
     p50, p99 = load.percentile(0.5), load.percentile(0.99)
@@ -80,9 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/soak.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="load per tier (default 60)")
     parser.add_argument("--baseline", type=float, default=15.0, help="bare-app baseline per tier (default 15)")
-    parser.add_argument("--tier", choices=("sqlite", "scale"), action="append", help="default: both")
+    parser.add_argument("--tier", choices=TIERS, action="append", help="default: all three")
     args = parser.parse_args(argv)
-    results = [_soak(tier, args.seconds, args.baseline) for tier in (args.tier or ("sqlite", "scale"))]
+    results = [_soak(tier, args.seconds, args.baseline) for tier in (args.tier or TIERS)]
     return 0 if all(results) else 1
 
 

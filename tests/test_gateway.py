@@ -289,3 +289,14 @@ def test_upstream_cookies_are_neither_kept_nor_passed_on(gw: Gateway) -> None:
     assert first.status_code == 200 and "set-cookie" not in first.headers
     gw.client().messages.create(**ASK)  # type: ignore[arg-type]
     assert ["cookie" in sent.headers for sent in gw.double.requests] == [False, False]  # one user's cookie, no other's
+
+
+def test_an_upstream_answer_with_odd_ids_is_passed_on_and_recorded_without_them(gw: Gateway) -> None:
+    """Found by fuzzing: the double echoes an empty model name; the audit log cannot hold it,
+    so the record leaves it out instead of the gateway failing the answer."""
+    gw.double.messages.text("fine")
+    raw = gw.client().messages.with_raw_response.create(**{**ASK, "model": ""})  # type: ignore[arg-type]
+    assert raw.http_response.status_code == 200
+    gw.guard.audit.flush()
+    (record,) = gw.guard.audit.find(request_id=raw.headers["aupguard-request-id"])
+    assert record.outcome == "allowed" and record.model is None and record.anthropic_request_id is not None

@@ -86,19 +86,32 @@ class AnswerFacts:
 
 def record_answer(guard: Safeguards, decision: Decision, anthropic_request_id: str | None, facts: AnswerFacts) -> None:
     """Link, count, capture, and act on a refusal: what every answer to a guarded call gets."""
+    # what an upstream says is data, not a contract: an id the audit log cannot hold (empty,
+    # huge, not text) is left out rather than fail the answer
+    input_tokens, output_tokens = max(0, facts.input_tokens), max(0, facts.output_tokens)
     guard.audit.link(
         decision.request_id,
-        anthropic_request_id=anthropic_request_id,
-        message_id=facts.message_id,
-        model=facts.model,
-        input_tokens=facts.input_tokens,
-        output_tokens=facts.output_tokens,
+        anthropic_request_id=_linkable(anthropic_request_id),
+        message_id=_linkable(facts.message_id),
+        model=_linkable(facts.model),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
     )
-    guard.spend_tokens(decision, facts.input_tokens + facts.output_tokens)
+    guard.spend_tokens(decision, input_tokens + output_tokens)
     if facts.stop_reason == "refusal":
         guard.record_refusal(decision, facts)
     if guard.capture.enabled and facts.text:
         guard.capture_completion(decision, "".join(facts.text))
+
+
+def _linkable(value: object) -> str | None:
+    if not isinstance(value, str) or not value or len(value) > 256:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -7,15 +7,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # free ports come from the tests' helpers
+from tests.fakes.servers import free_port, wait_port
 
 __all__ = [
     "RULES",
@@ -36,23 +37,6 @@ RULES = "".join(
     f'[[moderation.rules]]\ncategory = "c{n}"\naction = "block"\nkeywords = ["forbidden phrase {n}"]\n'
     for n in range(50)
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
 
 
 class Database:
@@ -86,7 +70,7 @@ def own_redis() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
     )
     try:
-        wait_port(port)
+        wait_port(port, 60)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         server.kill()
@@ -122,7 +106,7 @@ def serve_app(kind: str, policy: Path, redis_url: str, *, workers: int) -> Itera
         cwd=ROOT / "bench", env=env, start_new_session=True,
     )  # fmt: skip
     try:
-        wait_port(port)
+        wait_port(port, 60)
         yield port
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -139,7 +123,7 @@ def serve_gateway(policy: Path, key_entry: str, upstream: str) -> Iterator[int]:
                "--upstream", upstream]  # fmt: skip
     server = subprocess.Popen(command, env=env, cwd=policy.parent, stdout=subprocess.DEVNULL)
     try:
-        wait_port(port)
+        wait_port(port, 60)
         yield port
     finally:
         server.send_signal(signal.SIGINT)  # a clean shutdown: the audit queue is written

@@ -72,7 +72,7 @@ class RedisServer:
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
         )
-        _wait_port(self.port)
+        wait_port(self.port)
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -118,7 +118,7 @@ class PostgresServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

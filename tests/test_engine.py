@@ -319,3 +319,31 @@ def test_memory_store_keeps_everything_in_process(
         assert guard.check("u-1").error == "user_suspended"
         assert len(guard.audit.find(user_id="u-1")) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_counters_sweep_at_most_once_a_second_and_still_expire(make_guard: MakeGuard) -> None:
+    """limits' own memory storage starts a sweep thread on nearly every hit at low rates; ours
+    sweeps at most once a second, and expired windows still stop counting at once."""
+    import time as _time
+
+    from aupguard.throttle import SweptMemoryStorage
+
+    guard = make_guard({"limits": {"default": "3/second"}})
+    storage = guard.counters.storage
+    assert isinstance(storage, SweptMemoryStorage)
+    results = []
+    for _ in range(12):
+        results.append(guard.check("sweep").allowed)
+        _time.sleep(0.05)  # a slow trickle: limits would start a thread for each of these
+    assert storage.sweeps <= 2
+    assert results[:3] == [True] * 3 and False in results[3:10]
+    _time.sleep(1.1)
+    assert guard.check("sweep").allowed  # the window moved on without a sweep
+    mine = guard.hash_user("sweep")
+    assert any(mine in k for k in storage.events)  # its window is still held
+    _time.sleep(1.2)
+    guard.check("other")  # a hit after a second schedules the sweep of what expired
+    deadline = _time.monotonic() + 2
+    while any(storage.events.get(k) for k in list(storage.events) if mine in k):
+        assert _time.monotonic() < deadline, "expired entries were never swept"
+        _time.sleep(0.02)

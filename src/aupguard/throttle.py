@@ -6,9 +6,10 @@ below never block on I/O for it, so the async path uses them directly.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import limits
 from limits.storage import MemoryStorage, MovingWindowSupport, Storage
@@ -23,7 +24,7 @@ from .errors import ConfigurationError
 from .ladder import Level
 from .policy import LimitsPolicy, StoragePolicy
 
-__all__ = ["Counters", "Hit", "counters_from_uri"]
+__all__ = ["Counters", "Hit", "SweptMemoryStorage", "counters_from_uri"]
 
 _KEY_CACHE_LIMIT = 65_536
 
@@ -32,6 +33,37 @@ _STRATEGIES: dict[str, Callable[[Storage], RateLimiter]] = {
     "fixed-window": FixedWindowRateLimiter,
     "sliding-window-counter": SlidingWindowCounterRateLimiter,
 }
+
+
+class SweptMemoryStorage(MemoryStorage):
+    """``limits``' in-memory storage, sweeping expired entries at most once a second.
+
+    ``limits`` sweeps on a timer thread of 10 ms that every hit restarts once the last one
+    has ended: below about a hundred hits a second that is a new thread per hit, whose start
+    and whose scan of every key take the GIL from the event loop (milliseconds of latency per
+    request). Every read also checks expiry itself (``get`` for counters, the window's own
+    times for the moving window), so sweeping less often only frees memory a little later."""
+
+    SWEEP_EVERY = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next_sweep = 0.0
+        self.sweeps = 0  # timer threads started (for tests)
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # limits' private hook, replaced
+        now = time.monotonic()
+        if now < self._next_sweep or self.timer.is_alive():
+            return
+        self._next_sweep = now + self.SWEEP_EVERY
+        self.timer = threading.Timer(0.01, self._MemoryStorage__expire_events)  # type: ignore[attr-defined]
+        self.timer.daemon = True  # never holds the interpreter open at exit
+        self.timer.start()
+        self.sweeps += 1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._next_sweep = 0.0
 
 
 class Hit(NamedTuple):
@@ -113,7 +145,7 @@ class Counters:
 def counters_from_uri(uri: str, policy: LimitsPolicy, storage: StoragePolicy | None = None) -> Counters:
     scheme = uri.partition("://")[0]
     if scheme == "memory":
-        return Counters(MemoryStorage(), policy)
+        return Counters(SweptMemoryStorage(), policy)
     from .throttle_redis import RedisCounters, is_redis_uri
 
     if is_redis_uri(uri):

@@ -22,12 +22,12 @@ import time
 import weakref
 from typing import Any, TypeVar
 
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import storage_from_string
 
 from .errors import ConfigurationError, CountersUnavailable
 from .ladder import Level
 from .policy import LimitsPolicy, StoragePolicy
-from .throttle import Counters, Hit
+from .throttle import Counters, Hit, SweptMemoryStorage
 
 __all__ = ["ANY_VERSION", "RedisCounters"]
 
@@ -98,7 +98,7 @@ class RedisCounters(Counters):
         self._client: Any = storage.get_connection()
         self._script = self._client.register_script(HIT_MOVING_WINDOW)
         self._prefix = f"{storage.key_prefix}:"
-        self._fallback = Counters(MemoryStorage(), limits_policy)
+        self._fallback = Counters(SweptMemoryStorage(), limits_policy)
         self.versioned = self._direct  # the other strategies go through limits' own calls
         self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
         self._down_until = 0.0

@@ -300,3 +300,14 @@ def test_an_upstream_answer_with_odd_ids_is_passed_on_and_recorded_without_them(
     gw.guard.audit.flush()
     (record,) = gw.guard.audit.find(request_id=raw.headers["aupguard-request-id"])
     assert record.outcome == "allowed" and record.model is None and record.anthropic_request_id is not None
+
+
+def test_an_upstream_request_id_the_log_cannot_hold_is_not_linked(gw: Gateway) -> None:
+    from tests.fakes.scripting import Reply
+
+    gw.double.messages.push(Reply(text="fine", headers={"request-id": "r" * 300}))
+    raw = gw.client().messages.with_raw_response.create(**ASK)  # type: ignore[arg-type]
+    assert raw.http_response.status_code == 200
+    gw.guard.audit.flush()
+    (record,) = gw.guard.audit.find(request_id=raw.headers["aupguard-request-id"])
+    assert record.outcome == "allowed" and record.anthropic_request_id is None and record.message_id is not None

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from aupguard import Safeguards
-from aupguard.answers import AnswerFacts, record_answer
+from aupguard.answers import AnswerFacts, linkable_id, record_answer
 from aupguard.context import current_guarded
 from aupguard.decision import Decision, error_body
 
@@ -126,7 +126,7 @@ class Upstream:
             await _error(send, 502, "api_error", "The upstream API could not be reached.")
             return
         facts = AnswerFacts()
-        anthropic_id = response.headers.get("request-id")
+        anthropic_id = linkable_id(response.headers.get("request-id"))  # an odd header is not linked
         recorded = False
 
         def finish() -> None:

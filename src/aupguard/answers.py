@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .decision import Decision
     from .engine import Safeguards
 
-__all__ = ["AnswerFacts", "record_answer"]
+__all__ = ["AnswerFacts", "linkable_id", "record_answer"]
 
 
 class AnswerFacts:
@@ -91,9 +91,9 @@ def record_answer(guard: Safeguards, decision: Decision, anthropic_request_id: s
     input_tokens, output_tokens = max(0, facts.input_tokens), max(0, facts.output_tokens)
     guard.audit.link(
         decision.request_id,
-        anthropic_request_id=_linkable(anthropic_request_id),
-        message_id=_linkable(facts.message_id),
-        model=_linkable(facts.model),
+        anthropic_request_id=linkable_id(anthropic_request_id),
+        message_id=linkable_id(facts.message_id),
+        model=linkable_id(facts.model),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
     )
@@ -104,7 +104,8 @@ def record_answer(guard: Safeguards, decision: Decision, anthropic_request_id: s
         guard.capture_completion(decision, "".join(facts.text))
 
 
-def _linkable(value: object) -> str | None:
+def linkable_id(value: object) -> str | None:
+    """``value`` if the audit log can hold it as an id (non-empty text up to 256 characters), else None."""
     if not isinstance(value, str) or not value or len(value) > 256:
         return None
     try:

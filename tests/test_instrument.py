@@ -268,3 +268,19 @@ def test_every_claude_call_of_a_request_is_findable(
         assert record.request_id == decision.request_id
     completions = sorted(i.text for i in guard.capture.export() if i.kind == "completion")
     assert completions == ["step one", "step two"]
+
+
+def test_odd_ids_in_an_answer_are_left_out_of_the_record_not_raised(
+    make_guard: MakeGuard, messages_double: MessagesDouble
+) -> None:
+    """The double echoes an empty model name and sends a 300-character request-id: the app
+    gets its answer; the record keeps what it can hold."""
+    from tests.fakes.scripting import Reply
+
+    guard = make_guard()
+    client = guard.instrument(messages_double.client())
+    messages_double.messages.push(Reply(text="fine", headers={"request-id": "r" * 300}))
+    with guard.as_user("odd"):
+        message = client.messages.create(model="", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    (record,) = guard.audit.find(message_id=message.id)
+    assert record.model is None and record.anthropic_request_id is None and record.outcome == "allowed"

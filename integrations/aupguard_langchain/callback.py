@@ -23,6 +23,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
 from aupguard import Decision, Refused, Safeguards
+from aupguard.answers import linkable_id
 from aupguard.context import Guarded, reset_guarded, set_guarded
 
 __all__ = ["AsyncSafeguardsCallbackHandler", "SafeguardsCallbackHandler", "instrument_chat_model"]
@@ -84,6 +85,7 @@ class _Runs:
             return
         decision = guarded.decision
         message_id, tokens, text = _result_facts(response)
+        message_id = linkable_id(message_id)
         if message_id:
             self.guard.audit.link(decision.request_id, message_id=message_id)
         if tokens and not guarded.tokens_counted:  # an instrumented model counted them already

@@ -27,7 +27,7 @@ import anthropic
 from anthropic._middleware import AsyncCallNext, CallNext, Middleware
 from anthropic._request import APIRequest
 
-from .answers import AnswerFacts, record_answer
+from .answers import AnswerFacts, linkable_id, record_answer
 from .context import Guarded, current_guarded, reset_guarded, set_guarded
 from .decision import Decision
 
@@ -116,14 +116,14 @@ class GuardMiddleware(Middleware):
 
     def _observe(self, decision: Decision, headers: Any, message: Any) -> None:
         usage = getattr(message, "usage", None)
-        tin = getattr(usage, "input_tokens", None) if usage is not None else None
-        tout = getattr(usage, "output_tokens", None) if usage is not None else None
+        tin = _tokens(getattr(usage, "input_tokens", None) if usage is not None else None)
+        tout = _tokens(getattr(usage, "output_tokens", None) if usage is not None else None)
         self.guard.spend_tokens(decision, (tin or 0) + (tout or 0))
-        self.guard.audit.link(
+        self.guard.audit.link(  # what the API says is data: an id the log cannot hold is left out
             decision.request_id,
-            anthropic_request_id=headers.get("request-id"),
-            message_id=getattr(message, "id", None) if message is not None else None,
-            model=getattr(message, "model", None) if message is not None else None,
+            anthropic_request_id=linkable_id(headers.get("request-id")),
+            message_id=linkable_id(getattr(message, "id", None)),
+            model=linkable_id(getattr(message, "model", None)),
             input_tokens=tin,
             output_tokens=tout,
         )
@@ -135,7 +135,7 @@ class GuardMiddleware(Middleware):
         tokens from ``message_start``, output tokens from ``message_delta``, the text from the
         deltas; linked, counted and captured when the stream ends. (The SDK's stream object
         is the one the app gets: ``parse()`` caches it.)"""
-        request_id = headers.get("request-id")
+        request_id = linkable_id(headers.get("request-id"))
         if request_id:  # linked at once: even a stream that is never read names its request
             self.guard.audit.link(decision.request_id, anthropic_request_id=request_id)
         seen = AnswerFacts()
@@ -227,3 +227,7 @@ class GuardMiddleware(Middleware):
 
 def _text_of(message: Any) -> str:
     return "".join(getattr(block, "text", "") for block in getattr(message, "content", []) or [])
+
+
+def _tokens(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

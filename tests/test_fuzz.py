@@ -43,6 +43,8 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
 )
+#: the whole test's bound grows with the cases asked for (make fuzz runs 20,000 a target)
+pytestmark = pytest.mark.timeout(max(300, EXAMPLES // 10))
 CAP = 2_000  # max_body_bytes in the fuzzed apps: bodies around it are generated too
 RULES = [{"category": "weapons", "action": "block", "keywords": ["nerve agent synthesis"]}]
 POLICY = {"moderation": {"rules": RULES}, "limits": {"default": "100000/minute"},

@@ -17,8 +17,9 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import httpcore
 
 from aupguard import Safeguards
 from aupguard.answers import AnswerFacts, linkable_id, record_answer
@@ -37,38 +38,40 @@ Send = Callable[[Message], Awaitable[None]]
 #: Request headers passed to the upstream as the client sent them (the key never is).
 PASSED_UP = (b"anthropic-version", b"anthropic-beta")
 #: Response headers passed back to the client.
-PASSED_DOWN = frozenset({"content-type", "request-id", "retry-after", "retry-after-ms", "x-should-retry"})
+PASSED_DOWN = frozenset({b"content-type", b"request-id", b"retry-after", b"retry-after-ms", b"x-should-retry"})
 USER_AGENT = b"aupguard-gateway"
 _MAX_EVENT = 1 << 20  # an SSE event larger than this is passed on but not read
 
 
 class Upstream:
-    """The upstream Messages API: one shared ``httpx.AsyncClient`` (made on first use, in
-    the server's event loop; closed by :meth:`aclose` at shutdown)."""
+    """The upstream Messages API: one shared ``httpcore`` connection pool (made on first use,
+    in the server's event loop; closed by :meth:`aclose` at shutdown). httpcore directly, not
+    httpx's client around it: the gateway needs none of the client's layers (cookies,
+    redirects, decoding) and each of them costs time to first byte."""
 
     def __init__(self, guard: Safeguards, url: str, api_key: str, *, timeout: float) -> None:
         self.guard = guard
         self.url = url.rstrip("/")
         self._key = api_key.encode("latin-1")
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        self._extensions = {"timeout": self._timeout.as_dict()}
-        self._urls = {p: httpx.URL(self.url + p) for p in ("/v1/messages", "/v1/messages/count_tokens")}
-        self._client: httpx.AsyncClient | None = None
+        connect = min(timeout, 10.0)
+        self._extensions = {"timeout": {"connect": connect, "read": timeout, "write": timeout, "pool": timeout}}
+        self._urls = {p: httpcore.URL(self.url + p) for p in ("/v1/messages", "/v1/messages/count_tokens")}
+        self._host = urlsplit(self.url).netloc.encode("ascii")  # HTTP/1.1 needs it; httpcore adds none
+        self._pool: httpcore.AsyncConnectionPool | None = None
 
     def __repr__(self) -> str:  # never show the key
         return f"Upstream({self.url!r})"
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-            self._client = httpx.AsyncClient(timeout=self._timeout, limits=limits, follow_redirects=False)
-        return self._client
+    def pool(self) -> httpcore.AsyncConnectionPool:
+        if self._pool is None:
+            self._pool = httpcore.AsyncConnectionPool(max_connections=1000, max_keepalive_connections=100)
+        return self._pool
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     def _headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-api-key", self._key), (b"content-type", b"application/json"), (b"accept", b"application/json"),
@@ -109,24 +112,26 @@ class Upstream:
         metadata = data.get("metadata")
         if decision is not None or metadata is not None:  # never the caller's own id, always the hash
             data["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), "user_id": user_hash}
-        # a Request made directly: the URL is parsed once, not per call, and the client adds
-        # no headers or cookies of its own (the upstream's cookies are never sent back)
-        request = httpx.Request(
-            "POST", self._urls[path], content=json.dumps(data).encode(), headers=self._headers(scope),
-            extensions=self._extensions,
-        )  # fmt: skip
+        # the URL is parsed once, not per call; no headers or cookies are added (the upstream's
+        # cookies are never sent back)
+        content = json.dumps(data).encode()
+        headers = [(b"host", self._host), *self._headers(scope), (b"content-length", str(len(content)).encode())]
+        request = httpcore.Request(
+            b"POST", self._urls[path], headers=headers, content=content, extensions=self._extensions
+        )
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
+            response = await self.pool.handle_async_request(request)
+        except httpcore.TimeoutException:
             log.warning("upstream timed out on %s", path)
             await _error(send, 504, "api_error", "The upstream API did not answer in time.")
             return
-        except httpx.HTTPError as exc:
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
             log.warning("upstream unreachable on %s: %s", path, exc.__class__.__name__)
             await _error(send, 502, "api_error", "The upstream API could not be reached.")
             return
+        received = {name.lower(): value for name, value in response.headers}
         facts = AnswerFacts()
-        anthropic_id = linkable_id(response.headers.get("request-id"))  # an odd header is not linked
+        anthropic_id = linkable_id(received.get(b"request-id", b"").decode("latin-1") or None)  # odd: not linked
         recorded = False
 
         def finish() -> None:
@@ -136,28 +141,26 @@ class Upstream:
             if decision is None or recorded:
                 return
             recorded = True
-            if response.status_code < 400:
+            if response.status < 400:
                 record_answer(self.guard, decision, anthropic_id, facts)
             else:  # the record says what the client got: the upstream's error
-                reasons = (*decision.reasons, f"upstream_error:{response.status_code}")
-                self.guard.audit.amend(decision.request_id, outcome="allowed", status=response.status_code,
+                reasons = (*decision.reasons, f"upstream_error:{response.status}")
+                self.guard.audit.amend(decision.request_id, outcome="allowed", status=response.status,
                                        reasons=reasons)  # fmt: skip
 
         try:
             if decision is not None and anthropic_id:  # linked at once, even if the client goes away
                 self.guard.audit.link(decision.request_id, anthropic_request_id=anthropic_id)
-            headers = [
-                (k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items() if k in PASSED_DOWN
-            ]
-            start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
-            streamed = response.headers.get("content-type", "").startswith("text/event-stream")
-            if streamed and response.status_code < 400:
+            headers = [(name, value) for name, value in received.items() if name in PASSED_DOWN]
+            start = {"type": "http.response.start", "status": response.status, "headers": headers}
+            streamed = received.get(b"content-type", b"").startswith(b"text/event-stream")
+            if streamed and response.status < 400:
                 await send(start)
                 await _pump(response, receive, send, _EventTap(facts), finish)
             else:
                 content = await response.aread()
                 start["headers"] = [*headers, (b"content-length", str(len(content)).encode())]
-                if response.status_code == 200 and decision is not None:
+                if response.status == 200 and decision is not None:
                     with contextlib.suppress(ValueError):
                         facts.see_message(json.loads(content))
                 finish()
@@ -169,12 +172,12 @@ class Upstream:
 
 
 async def _pump(
-    response: httpx.Response, receive: Receive, send: Send, tap: _EventTap, finish: Callable[[], None]
+    response: httpcore.Response, receive: Receive, send: Send, tap: _EventTap, finish: Callable[[], None]
 ) -> None:
     """Pass the stream on as it comes, until it ends or the client disconnects."""
 
     async def relay() -> None:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.aiter_stream():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             tap.feed(chunk)
         finish()

@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from aupguard import Safeguards
 from aupguard.decision import error_body
@@ -27,7 +28,7 @@ from aupguard.gateway.keys import GatewayKeys
 from aupguard.identity import HashedUser
 from aupguard_asgi import SafeguardsMiddleware
 
-from .forward import Receive, Scope, Send, Upstream
+from .forward import Upstream
 
 __all__ = ["MESSAGES", "build_gateway", "gateway_key"]
 

@@ -15,11 +15,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpcore
+from starlette.types import Receive, Scope, Send
 
 from aupguard import Safeguards
 from aupguard.answers import AnswerFacts, linkable_id, record_answer
@@ -29,11 +29,6 @@ from aupguard.decision import Decision, error_body
 __all__ = ["Upstream"]
 
 log = logging.getLogger("aupguard.gateway")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 #: Request headers passed to the upstream as the client sent them (the key never is).
 PASSED_UP = (b"anthropic-version", b"anthropic-beta")

@@ -3,7 +3,6 @@ the login requirement, the CSRF check on every POST, and the security headers.""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aupguard.cli_support import when
 from aupguard.review import ReviewQueue
 from aupguard.stores.review_records import ConsoleSession
 
@@ -60,10 +60,6 @@ def url(request: Request, path: str) -> str:
     return (request.scope.get("root_path") or "").rstrip("/") + path
 
 
-def _when(ts: float | None) -> str:
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 class Console:
     """The console's shared state: the queue, sessions and templates."""
 
@@ -75,7 +71,7 @@ class Console:
             autoescape=True,  # every value is escaped, prompts and explanations included
             undefined=jinja2.StrictUndefined,
         )
-        self.templates.filters["when"] = _when
+        self.templates.filters["when"] = when
         self.templates.filters["percent"] = lambda v: f"{100 * v:.1f}%"
         self.renders = 0  # pages rendered by this console (app.state.console.renders)
 

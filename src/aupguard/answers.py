@@ -12,6 +12,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from .audit import check_text
+
 if TYPE_CHECKING:
     from .decision import Decision
     from .engine import Safeguards
@@ -106,13 +108,11 @@ def record_answer(guard: Safeguards, decision: Decision, anthropic_request_id: s
 
 def linkable_id(value: object) -> str | None:
     """``value`` if the audit log can hold it as an id (non-empty text up to 256 characters), else None."""
-    if not isinstance(value, str) or not value or len(value) > 256:
-        return None
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
+        check_text("id", value, required=True)
+    except ValueError:
         return None
-    return value
+    return value  # type: ignore[return-value]
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -104,10 +104,10 @@ class AuditLog:
     ) -> None:
         """Fill Anthropic's ``request-id`` header, the message id, the model and the token
         usage into a record, as far as they are known (what is not given stays as it is)."""
-        _check_text("request_id", request_id, required=True)
-        _check_text("anthropic_request_id", anthropic_request_id)
-        _check_text("message_id", message_id)
-        _check_text("model", model)
+        check_text("request_id", request_id, required=True)
+        check_text("anthropic_request_id", anthropic_request_id)
+        check_text("message_id", message_id)
+        check_text("model", model)
         for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer")
@@ -359,7 +359,7 @@ def _transient(exc: BaseException) -> bool:
     return exc.transient if isinstance(exc, StoreError) else isinstance(exc, OSError)
 
 
-def _check_text(name: str, value: object, *, required: bool = False) -> None:
+def check_text(name: str, value: object, *, required: bool = False) -> None:
     if value is None and not required:
         return
     if not isinstance(value, str) or not value or len(value) > 256:

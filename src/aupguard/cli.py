@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from .cli_support import command, when
 from .durations import DURATION_HELP, parse_duration
 from .engine import Safeguards
 from .errors import AupguardError
@@ -24,10 +25,6 @@ from .policy import Policy
 from .review.cli_commands import add_review_commands
 
 __all__ = ["main"]
-
-
-def _when(ts: float | None) -> str:
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def load_policy(path: str | None) -> Policy:
@@ -49,7 +46,7 @@ def _print_status(status: UserStatus, as_json: bool) -> None:
     print(f"level     {status.level.value}")
     print(f"strikes   {status.strikes} counting")
     if status.level.value == "suspended":
-        print(f"until     {'until reinstated' if status.until is None else _when(status.until)}")
+        print(f"until     {'until reinstated' if status.until is None else when(status.until)}")
         print(f"reason    {status.reason or '-'}")
     print(f"terms     {status.terms_version or 'not accepted'}")
 
@@ -62,7 +59,7 @@ def cmd_user(args: argparse.Namespace) -> int:
             if not args.json:
                 for s in guard.strikes(args.user, limit=20):
                     voided = f"  VOIDED ({s.void_reason})" if s.voided_at else ""
-                    print(f"  strike {s.id}  {_when(s.at)}  {s.category}  {s.reason}{voided}")
+                    print(f"  strike {s.id}  {when(s.at)}  {s.category}  {s.reason}{voided}")
             return 0
         if action == "strike":
             result = guard.strike(
@@ -112,7 +109,7 @@ def cmd_audit_find(args: argparse.Namespace) -> int:
             print(json.dumps(asdict(rec)))
         else:
             print(
-                f"{rec.request_id}  {_when(rec.at)}  {rec.surface:<10} {rec.outcome:<22} {rec.status}  "
+                f"{rec.request_id}  {when(rec.at)}  {rec.surface:<10} {rec.outcome:<22} {rec.status}  "
                 f"user {rec.user_hash or '-'}  anthropic {rec.anthropic_request_id or '-'}  "
                 f"message {rec.message_id or '-'}"
             )
@@ -288,50 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     capture = sub.add_parser("capture", help="captured prompts and completions: export, purge, forget")
     capture_sub = capture.add_subparsers(dest="capture_command", required=True, metavar="ACTION")
-    export = capture_sub.add_parser(
-        "export",
-        help="decrypt captures to JSONL (with a progress bar on stderr)",
-        description="decrypt captures to JSONL (with a progress bar on stderr)",
-    )
+    export = command(capture_sub, "export", "decrypt captures to JSONL (with a progress bar on stderr)", cmd_capture)
     export.add_argument("--out", help="file to write (default: standard output)")
     export.add_argument("--since", metavar="DURATION", help="only captures younger than this, e.g. 7d")
     export.add_argument("--user", help="only this user's captures (their id in your app)")
-    export.set_defaults(func=cmd_capture)
-    purge = capture_sub.add_parser(
-        "purge",
-        help="delete captures older than [capture] retention",
-        description="delete captures older than [capture] retention",
-    )
-    purge.set_defaults(func=cmd_capture)
-    forget = capture_sub.add_parser(
-        "forget",
-        help="erase a user's captures (deletes their data key)",
-        description="erase a user's captures (deletes their data key)",
-    )
+    command(capture_sub, "purge", "delete captures older than [capture] retention", cmd_capture)
+    forget = command(capture_sub, "forget", "erase a user's captures (deletes their data key)", cmd_capture)
     forget.add_argument("user", help="the user's id in your app")
-    forget.set_defaults(func=cmd_capture)
 
-    doctor = sub.add_parser(
-        "doctor",
-        help="which safeguards practices this policy turns on; check key and store",
-        description="which safeguards practices this policy turns on; check key and store",
-    )
-    doctor.set_defaults(func=cmd_doctor)
-
-    migrate = sub.add_parser(
-        "migrate",
-        help='bring the store\'s schema up to date (with [storage] migrate = "manual")',
-        description='bring the store\'s schema up to date (with [storage] migrate = "manual")',
-    )
-    migrate.set_defaults(func=cmd_migrate)
-
-    demo = sub.add_parser(
-        "demo",
-        help="a terminal walkthrough on embedded defaults",
-        description="a terminal walkthrough on embedded defaults",
-    )
+    command(sub, "doctor", "which safeguards practices this policy turns on; check key and store", cmd_doctor)
+    command(sub, "migrate", 'bring the store\'s schema up to date (with [storage] migrate = "manual")', cmd_migrate)
+    demo = command(sub, "demo", "a terminal walkthrough on embedded defaults", cmd_demo)
     demo.add_argument("--dir", default=".aupguard/demo", help="where the demo keeps its files")
-    demo.set_defaults(func=cmd_demo)
     add_review_commands(sub, who, _guard)
     add_gateway_commands(sub, _guard)
     return parser

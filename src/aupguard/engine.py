@@ -111,9 +111,9 @@ class Safeguards(Screening, VersionedDecisions):
         self.moderation.observe = self.metrics.moderation
         _register_figures(self)
         self._closed = False
-        self._atexit = _closer(weakref.ref(self))
+        self._atexit = _weakly(self, lambda guard: guard.close())
         atexit.register(self._atexit)
-        os.register_at_fork(after_in_child=_reviver(weakref.ref(self)))
+        os.register_at_fork(after_in_child=_weakly(self, lambda guard: guard._after_fork()))
 
     # -- identity ----------------------------------------------------------------------
 
@@ -496,15 +496,17 @@ def spill_for(store: SQLStore, policy: Policy) -> SpillFile | None:
     return SpillFile(os.path.join(os.path.abspath(policy.storage.spill), folder), policy.storage.spill_max)
 
 
-def _closer(ref: weakref.ref[Safeguards]) -> Callable[[], None]:
-    """Flush and close at interpreter exit, without keeping the engine alive until then."""
+def _weakly(guard: Safeguards, act: Callable[[Safeguards], None]) -> Callable[[], None]:
+    """``act(guard)`` for a hook that runs later (at exit, in a forked child), without keeping
+    the engine alive until then."""
+    ref = weakref.ref(guard)
 
-    def close() -> None:
-        guard = ref()
-        if guard is not None:
-            guard.close()
+    def call() -> None:
+        alive = ref()
+        if alive is not None:
+            act(alive)
 
-    return close
+    return call
 
 
 def _check_surface(surface: object) -> None:
@@ -515,15 +517,6 @@ def _check_surface(surface: object) -> None:
         surface.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("surface is not valid Unicode") from None
-
-
-def _reviver(ref: weakref.ref[Safeguards]) -> Callable[[], None]:
-    def revive() -> None:
-        guard = ref()
-        if guard is not None:
-            guard._after_fork()
-
-    return revive
 
 
 def _reasons_json(decision: Decision) -> str:

@@ -7,7 +7,6 @@ user hashes only. A new key is printed once, on standard output, and never again
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from collections.abc import Callable
@@ -16,15 +15,11 @@ from typing import TYPE_CHECKING
 from .keys import GatewayKeys
 
 if TYPE_CHECKING:
-    from ..engine import Safeguards
+    pass
+
+from ..cli_support import OpenGuard, when
 
 __all__ = ["add_gateway_commands"]
-
-OpenGuard = Callable[[argparse.Namespace], "Safeguards"]
-
-
-def _when(ts: float | None) -> str:
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _keys(args: argparse.Namespace, open_guard: OpenGuard) -> int:
@@ -42,7 +37,7 @@ def _keys(args: argparse.Namespace, open_guard: OpenGuard) -> int:
             for k in found:
                 row = {"key_id": k.key_id, "user_hash": k.user_hash, "created_at": k.created_at,
                        "revoked_at": k.revoked_at}  # fmt: skip
-                created, revoked = _when(k.created_at), _when(k.revoked_at)
+                created, revoked = when(k.created_at), when(k.revoked_at)
                 line = f"{k.key_id}  user {k.user_hash}  created {created}  revoked {revoked}"
                 print(json.dumps(row) if args.json else line)
             if not found and not args.json:

@@ -104,23 +104,38 @@ class ModerationChain:
         errors: list[str] = []
         for moderator in self.moderators:
             started = time.perf_counter()
+            outcome: Verdict | Exception
             try:
-                verdict = moderator.moderate(text)
+                outcome = moderator.moderate(text)
             except Exception as exc:
-                self._observed(moderator, started, True)
-                errors.append(_failure(moderator, exc))
-                if self.policy.fail == "closed":
-                    return ModerationResult(None, (), tuple(verdicts), True, tuple(errors))
-                continue
-            self._observed(moderator, started, False)
-            verdicts.append(verdict)
-            if self.action_of(verdict) == "block":
+                outcome = exc
+            step = self._take(moderator, started, outcome, verdicts, errors)
+            if isinstance(step, ModerationResult):
+                return step
+            if step:
                 break
         return self._finish(key, verdicts, errors)
 
-    def _observed(self, moderator: Moderator, started: float, failed: bool) -> None:
+    def _take(
+        self,
+        moderator: Moderator,
+        started: float,
+        outcome: Verdict | Exception,
+        verdicts: list[Verdict],
+        errors: list[str],
+    ) -> ModerationResult | bool:
+        """One moderator's outcome, timed and kept: a result to answer at once (a failure with
+        ``fail = "closed"``), else whether the chain stops here (a block)."""
+        failed = isinstance(outcome, Exception)
         if self.observe is not None:
             self.observe(moderator.name, time.perf_counter() - started, failed)
+        if isinstance(outcome, Exception):
+            errors.append(_failure(moderator, outcome))
+            if self.policy.fail == "closed":
+                return ModerationResult(None, (), tuple(verdicts), True, tuple(errors))
+            return False
+        verdicts.append(outcome)
+        return self.action_of(outcome) == "block"
 
     async def arun(self, text: str) -> ModerationResult:
         key = self._digest(text)
@@ -135,20 +150,18 @@ class ModerationChain:
         deadline = loop.time() + self.policy.timeout * (self.policy.retries + 1) + 0.5
         for moderator in self.moderators:
             started = time.perf_counter()
+            outcome: Verdict | Exception
             try:
                 if getattr(moderator, "local", False):  # no I/O: no task, timer or loop turn
-                    verdict = moderator.moderate(text)
+                    outcome = moderator.moderate(text)
                 else:
-                    verdict = await asyncio.wait_for(moderator.amoderate(text), max(0.0, deadline - loop.time()))
+                    outcome = await asyncio.wait_for(moderator.amoderate(text), max(0.0, deadline - loop.time()))
             except Exception as exc:
-                self._observed(moderator, started, True)
-                errors.append(_failure(moderator, exc))
-                if self.policy.fail == "closed":
-                    return ModerationResult(None, (), tuple(verdicts), True, tuple(errors))
-                continue
-            self._observed(moderator, started, False)
-            verdicts.append(verdict)
-            if self.action_of(verdict) == "block":
+                outcome = exc
+            step = self._take(moderator, started, outcome, verdicts, errors)
+            if isinstance(step, ModerationResult):
+                return step
+            if step:
                 break
         return self._finish(key, verdicts, errors)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import getpass
 import json
 import sys
@@ -23,15 +22,11 @@ from .queue import ReviewQueue
 from .report import report_csv, report_json, violation_report
 
 if TYPE_CHECKING:
-    from ..engine import Safeguards
+    pass
+
+from ..cli_support import OpenGuard, when
 
 __all__ = ["add_review_commands"]
-
-OpenGuard = Callable[[argparse.Namespace], "Safeguards"]
-
-
-def _when(ts: float | None) -> str:
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _review(args: argparse.Namespace, open_guard: OpenGuard) -> int:
@@ -45,7 +40,7 @@ def _review(args: argparse.Namespace, open_guard: OpenGuard) -> int:
                 row = {"id": i.id, "at": i.at, "user_hash": i.user_hash, "action": i.action,
                        "categories": list(i.categories), "status": i.status, "claimed_by": e.claimed_by}  # fmt: skip
                 print(json.dumps(row) if args.json else
-                      f"{i.id}  {_when(i.at)}  {i.action:<7} {','.join(i.categories) or '-':<16} {i.status:<9} "
+                      f"{i.id}  {when(i.at)}  {i.action:<7} {','.join(i.categories) or '-':<16} {i.status:<9} "
                       f"user {i.user_hash[:20]}…")  # fmt: skip
             if page.next_cursor and not args.json:
                 print(f"(more: --after {page.next_cursor})")
@@ -55,18 +50,18 @@ def _review(args: argparse.Namespace, open_guard: OpenGuard) -> int:
             detail = queue.detail(args.item_id)
             history = queue.history(detail.entry.item.user_hash)
             i = detail.entry.item
-            print(f"item       {i.id}\nflagged    {_when(i.at)}\nstatus     {i.status}\nverdict    {i.action}")
+            print(f"item       {i.id}\nflagged    {when(i.at)}\nstatus     {i.status}\nverdict    {i.action}")
             print(f"categories {', '.join(i.categories) or '-'}\nmoderators {', '.join(i.moderators) or '-'}")
             v = history.violations
             print(f"user       {i.user_hash}  level {history.status.level.value}, rate {history.rate:.1%} "
                   f"({v.flagged} flagged / {max(v.total, v.flagged)} calls)")  # fmt: skip
             print(f"request    {i.request_id or '-'}\nstrike     {i.strike_id or '-'}")
-            print(f"claim      {detail.entry.claimed_by or '-'} until {_when(detail.entry.claim_expires)}")
+            print(f"claim      {detail.entry.claimed_by or '-'} until {when(detail.entry.claim_expires)}")
             for text in detail.texts:
                 print(f"--- {text.kind} ---\n{text.text}")
         elif action == "claim":
             entry = queue.claim(args.item_id, who)
-            print(f"claimed by {who} until {_when(entry.claim_expires)}")
+            print(f"claimed by {who} until {when(entry.claim_expires)}")
         elif action in ("confirm", "dismiss"):
             queue.claim(args.item_id, who)
             entry = (queue.confirm if action == "confirm" else queue.dismiss)(args.item_id, who, args.reason)
@@ -74,7 +69,7 @@ def _review(args: argparse.Namespace, open_guard: OpenGuard) -> int:
         elif action == "suspend":
             duration = parse_duration(args.for_) if args.for_ else None
             status = queue.suspend(args.user_hash, who, reason=args.reason, duration=duration)
-            print(f"user {status.user_hash} {status.level.value} until {_when(status.until)}")
+            print(f"user {status.user_hash} {status.level.value} until {when(status.until)}")
         elif action == "reinstate":
             status = queue.reinstate(args.user_hash, who, reason=args.reason)
             print(f"user {status.user_hash} {status.level.value}")

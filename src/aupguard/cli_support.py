@@ -1,0 +1,29 @@
+"""What the command line's modules share: how a time is shown, how a subcommand is declared,
+and the type of the callable that opens an engine from the parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import Safeguards
+
+__all__ = ["OpenGuard", "command", "when"]
+
+#: opens the engine the arguments name (policy, store); a context manager
+OpenGuard = Callable[[argparse.Namespace], "Safeguards"]
+
+
+def when(ts: float | None) -> str:
+    """A timestamp as UTC text; ``-`` for none."""
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def command(parent: Any, name: str, about: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """A subcommand of ``parent`` (a subparsers object) whose help and description are ``about``."""
+    parser: argparse.ArgumentParser = parent.add_parser(name, help=about, description=about)
+    parser.set_defaults(func=func)
+    return parser

@@ -34,16 +34,22 @@ from itertools import count
 from pathlib import Path
 from typing import ClassVar, Generic, NamedTuple, TypeVar
 
+import limits
+from limits.strategies import MovingWindowRateLimiter
+
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
+from aupguard.throttle import SweptMemoryStorage
 
 __all__ = [
     "AUPGUARD",
     "BARE",
+    "FLOOR",
     "PROBE_USER",
     "PROMPT",
     "RATE",
     "USER",
     "Column",
+    "FloorLimiter",
     "GuardedBench",
     "Reply",
     "Run",
@@ -61,7 +67,7 @@ RATE = "1000000/minute"  # high enough that every call in a bench is allowed
 RULES = 50  # [[moderation.rules]] in the web benches' policy
 
 # the web benches' subjects (the rival's name is each bench's own)
-BARE, AUPGUARD = "bare", "aupguard"
+BARE, AUPGUARD, FLOOR = "bare", "aupguard", "floor"
 
 # ~200 characters of benign text; a 9-digit sequence number makes every prompt new
 PROMPT = (
@@ -313,6 +319,27 @@ def bodies(numbers: Iterable[int]) -> list[bytes]:
     return [json.dumps({"prompt": f"{PROMPT}{n:09d}"}).encode() for n in numbers]
 
 
+class FloorLimiter:
+    """What the web benches' ``floor`` apps do per request besides reading and parsing the body:
+    one hit on a ``limits`` moving window (aupguard's default strategy, on aupguard's own memory
+    storage) with the window's figures for the ``RateLimit-*`` headers. Nothing else: no
+    identity check, hash, standing, moderation or audit record. The floor shows how much of a
+    goal the work every guarded request must do already takes, before any safeguard."""
+
+    def __init__(self) -> None:
+        self.storage = SweptMemoryStorage()
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.item = limits.parse(RATE)
+
+    def headers(self, user: str) -> list[tuple[str, str]]:
+        if not self.limiter.hit(self.item, user):
+            raise RuntimeError("floor: the bench's rate limit was reached")
+        stats = self.limiter.get_window_stats(self.item, user)
+        reset = max(0, int(stats.reset_time - time.time()) + 1)
+        return [("RateLimit-Limit", str(self.item.amount)), ("RateLimit-Remaining", str(stats.remaining)),
+                ("RateLimit-Reset", str(reset))]  # fmt: skip
+
+
 @dataclass(slots=True)
 class Reply:
     status: int = 0
@@ -343,6 +370,11 @@ class WebBench(GuardedBench, Generic[App]):
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp)
         self.numbers = count()
+        self.floor = FloorLimiter()
+
+    def settle(self) -> None:
+        self.floor.storage.reset()
+        super().settle()
 
     def load_policy(self, tmp: Path) -> Policy:
         policy_file = tmp / "aupguard.toml"
@@ -369,7 +401,7 @@ class WebBench(GuardedBench, Generic[App]):
             for reply in replies:
                 if reply.status != 200 or json.loads(reply.body)["chars"] != len(PROMPT) + 9:
                     raise RuntimeError(f"{name}: expected 200 and the echo, got {reply.status} {reply.body!r}")
-            prefix = {self.rival: "x-ratelimit-", AUPGUARD: "ratelimit-"}.get(name)
+            prefix = {self.rival: "x-ratelimit-", AUPGUARD: "ratelimit-", FLOOR: "ratelimit-"}.get(name)
             if prefix is None:
                 continue
             first, second = (r.headers for r in replies)
@@ -426,3 +458,11 @@ class WebBench(GuardedBench, Generic[App]):
             f"{ratio:.2f}× {self.rival_label}'s overhead (goal ≤ {self.goal:g}×: {verdict}) "
             f"[{time.perf_counter() - started:.1f} s]"
         )
+        if FLOOR in medians and rival > 0:
+            floor = medians[FLOOR] - bare
+            print(
+                f"{self.label}: floor (body, JSON, one limits hit, RateLimit headers; no safeguard) {floor:+.0f} µs "
+                f"= {floor / rival:.2f}× {self.rival_label}'s; the goal leaves {self.goal * rival - floor:.0f} µs "
+                f"beyond it for identity, hash, standing, moderation and the audit record, which take aupguard "
+                f"{guard - floor:.0f} µs"
+            )

@@ -14,7 +14,11 @@ No server and no network, so what differs between the apps is what each guard co
   with ``limits.default`` as high as slowapi's limit and 50 ``[[moderation.rules]]`` keywords
   (``mode = "before"``), one known user. Each request runs identity, the keyed hash, the
   status, the throttle, body read and prompt extraction, rules moderation, the replay, the
-  ``RateLimit-*`` headers and the audit record.
+  ``RateLimit-*`` headers and the audit record;
+* ``floor``: a pure ASGI middleware that reads and parses the body, takes one ``limits`` hit
+  (aupguard's moving window and memory storage) and adds the ``RateLimit-*`` headers, and does
+  nothing else: the part of any guard's cost that comes before a single safeguard. The summary
+  says how much of the goal it takes and what is left for the safeguards.
 
 Every request's prompt is ~200 characters of benign text that ends in its own sequence
 number, so no request hits the moderation verdict cache (apps see new prompts); all three
@@ -35,6 +39,7 @@ requests) or through ``make bench``.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +55,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message
 
-from _harness import AUPGUARD, BARE, RATE, USER, Reply, WebBench, run_bench
+from _harness import AUPGUARD, BARE, FLOOR, RATE, USER, FloorLimiter, Reply, WebBench, run_bench
 from aupguard import Safeguards
 from aupguard_asgi import SafeguardsMiddleware
 
@@ -108,6 +113,43 @@ def slowapi_app() -> tuple[Starlette, Limiter]:
 
 def aupguard_app(guard: Safeguards) -> Starlette:
     middleware = [Middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user", routes=["/v1/*"])]
+    return Starlette(routes=[Route(PATH, chat, methods=["POST"])], middleware=middleware)
+
+
+class FloorMiddleware:
+    """The least a guard can do (see ``FloorLimiter``), as pure ASGI middleware: read the body,
+    parse it, one limits hit for the ``x-user`` header, replay the body, add the headers."""
+
+    def __init__(self, app: ASGIApp, limiter: FloorLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        body = (await receive()).get("body", b"")
+        json.loads(body)
+        user = next((v.decode() for k, v in scope["headers"] if k == b"x-user"), "anonymous")
+        extra = [(k.lower().encode(), v.encode()) for k, v in self.limiter.headers(user)]
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # type: ignore[no-any-return]
+
+        async def add_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        await self.app(scope, replay, add_headers)
+
+
+def floor_app(limiter: FloorLimiter) -> Starlette:
+    middleware = [Middleware(FloorMiddleware, limiter=limiter)]
     return Starlette(routes=[Route(PATH, chat, methods=["POST"])], middleware=middleware)
 
 
@@ -181,7 +223,12 @@ class Bench(WebBench[ASGIApp]):
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp)
         self.slowapi, self.limiter = slowapi_app()
-        self.apps = {BARE: bare_app(), SLOWAPI: self.slowapi, AUPGUARD: aupguard_app(self.guard)}
+        self.apps = {
+            BARE: bare_app(),
+            SLOWAPI: self.slowapi,
+            FLOOR: floor_app(self.floor),
+            AUPGUARD: aupguard_app(self.guard),
+        }
         self.runner = asyncio.Runner()
         self.resources.callback(self.runner.close)
 

@@ -15,7 +15,11 @@ and no network, so what differs between the apps is what each extension costs.
   a policy with ``limits.default`` as high as Flask-Limiter's limit and 50
   ``[[moderation.rules]]`` keywords (``mode = "before"``), one known user. Each request runs
   identity, the keyed hash, the status, the throttle, body read and prompt extraction, rules
-  moderation, the ``RateLimit-*`` headers and the audit record.
+  moderation, the ``RateLimit-*`` headers and the audit record;
+* ``floor``: a ``before_request`` hook that reads and parses the body and takes one ``limits``
+  hit (aupguard's moving window and memory storage), an ``after_request`` hook that adds the
+  ``RateLimit-*`` headers, and nothing else: the part of any extension's cost that comes before
+  a single safeguard. The summary says how much of the goal it takes and what is left.
 
 Every request's prompt is ~200 characters of benign text that ends in its own sequence
 number, so no request hits the moderation verdict cache; all three apps get the same bodies,
@@ -36,6 +40,7 @@ requests) or through ``make bench``.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import Counter
@@ -45,7 +50,7 @@ from types import TracebackType
 from typing import Any
 from wsgiref.types import WSGIApplication, WSGIEnvironment
 
-from _harness import AUPGUARD, BARE, RATE, USER, Reply, WebBench, run_bench
+from _harness import AUPGUARD, BARE, FLOOR, RATE, USER, FloorLimiter, Reply, WebBench, run_bench
 
 # This file is named flask.py: run as a script, its folder is first on sys.path and ``import
 # flask`` (here and in the extensions) would find this file instead of Flask. Leave the folder out
@@ -62,7 +67,7 @@ from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from aupguard import Safeguards  # noqa: E402
 from aupguard_flask import FlaskSafeguards  # noqa: E402
-from flask import Flask, request  # noqa: E402
+from flask import Flask, Response, g, request  # noqa: E402
 
 sys.path[:] = _SAVED_PATH
 
@@ -121,6 +126,27 @@ def aupguard_app(guard: Safeguards) -> Flask:
     app = Flask("bench_aupguard")
     app.add_url_rule(PATH, "chat", _answer, methods=["POST"])
     FlaskSafeguards(app, safeguards=guard, user_header="x-user", routes=["/v1/*"])
+    return app
+
+
+def floor_app(limiter: FloorLimiter) -> Flask:
+    """The least a guard can do (see ``FloorLimiter``) in the shape the extension must have:
+    a ``before_request`` hook that reads and parses the body (cached for the view) and takes one
+    limits hit for the ``x-user`` header, an ``after_request`` hook that adds the headers."""
+    app = Flask("bench_floor")
+    app.add_url_rule(PATH, "chat", _answer, methods=["POST"])
+
+    @app.before_request
+    def check() -> None:
+        json.loads(request.get_data(cache=True))
+        g.floor_headers = limiter.headers(request.headers.get("x-user") or "anonymous")
+
+    @app.after_request
+    def add_headers(response: Response) -> Response:
+        for name, value in g.floor_headers:
+            response.headers.add(name, value)
+        return response
+
     return app
 
 
@@ -207,7 +233,12 @@ class Bench(WebBench[WSGIApplication]):
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp)
         limited, self.limiter = limiter_app()
-        self.apps = {BARE: bare_app(), LIMITER: limited, AUPGUARD: aupguard_app(self.guard)}
+        self.apps = {
+            BARE: bare_app(),
+            LIMITER: limited,
+            FLOOR: floor_app(self.floor),
+            AUPGUARD: aupguard_app(self.guard),
+        }
         self.storage_calls: Counter[str] = Counter()
 
     def request(self, app: WSGIApplication, payload: bytes, user: str = USER) -> Reply:

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flask.globals import request_ctx
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
-from aupguard.context import Guarded, register_lookup, reset_guarded, set_guarded
+from aupguard.context import Guarded, register_lookup
 from aupguard.ids import new_id
 from aupguard.request_body import BadBody, parse_json, prompt_from_body
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
 
@@ -86,7 +87,25 @@ _OPTION_NAMES = ("identify", "user_header", "routes", "extract_prompt", "max_bod
 class _AppState:
     guard: Safeguards
     options: Options
-    by_endpoint: dict[str | None, Options | None] = field(default_factory=dict)
+    by_endpoint: dict[str | None, Options | object | None] = field(default_factory=dict)
+    exact: frozenset[str] = frozenset()  # of ``routes``: whole paths
+    prefixes: tuple[str, ...] = ()  # of ``routes``: "prefix*" without the star
+    surfaces: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        routes = self.options.routes or ()
+        self.exact = frozenset(r for r in routes if not r.endswith("*"))
+        self.prefixes = tuple(r[:-1] for r in routes if r.endswith("*"))
+
+    def surface_of(self, req: Request) -> str:
+        """The audit log's name for the view: its URL rule (the path without one), cut to 200."""
+        rule = req.url_rule.rule if req.url_rule is not None else req.path
+        surface = self.surfaces.get(rule)
+        if surface is None:
+            surface = rule[:200]
+            if len(self.surfaces) < 4096:
+                self.surfaces[rule] = surface
+        return surface
 
 
 class FlaskSafeguards:
@@ -129,7 +148,6 @@ class FlaskSafeguards:
         register_lookup(_guarded_from_flask)
         app.before_request(_before_request)
         app.after_request(_after_request)
-        app.teardown_request(_teardown_request)
 
     @staticmethod
     def safeguards(app: Flask | None = None) -> Safeguards:
@@ -188,93 +206,108 @@ def _engine_from_config(app: Flask) -> Safeguards:
     return Safeguards(policy, store=app.config.get("AUPGUARD_STORE"))
 
 
-def _view_options(state: _AppState) -> Options | None:
-    """The options for this request's view, or None when it is not guarded (decided once
-    per endpoint, unless ``routes`` makes it depend on the path)."""
-    endpoint = request.endpoint
-    if endpoint in state.by_endpoint:
-        return state.by_endpoint[endpoint]
-    options = _decide_view_options(state)
-    if state.options.routes is None or getattr(_view_function(), _MARK, False) is not False:
-        state.by_endpoint[endpoint] = options  # the same for every path of this endpoint
-    return options
+_BY_PATH = object()  # an endpoint guarded or not by its path (``routes`` with prefixes)
 
 
-def _decide_view_options(state: _AppState) -> Options | None:
-    view = _view_function()
+def _endpoint_options(app: Flask, state: _AppState, endpoint: str | None) -> Options | object | None:
+    """What an endpoint's view asks for, decided once per endpoint: its options, None (not
+    guarded), or ``_BY_PATH`` when ``routes`` decides per path."""
+    view = app.view_functions.get(endpoint) if endpoint else None
     marked: dict[str, Any] | bool | None = getattr(view, _MARK, False) if view is not None else False
     if marked is None:  # exempt
         return None
     if isinstance(marked, dict):  # @ext.guard(...), with its overrides
         return replace(state.options, **marked) if marked else state.options
-    if request.endpoint is None or request.endpoint.rsplit(".", 1)[-1] == "static":
+    if endpoint is None or endpoint.rsplit(".", 1)[-1] == "static":
         return None
-    routes = state.options.routes
-    if routes is None:
-        return state.options
-    path = request.path
-    return state.options if any(path == r or (r.endswith("*") and path.startswith(r[:-1])) for r in routes) else None
+    return state.options if state.options.routes is None else _BY_PATH
 
 
-def _view_function() -> Any:
-    from flask import current_app
+def _view_options(app: Flask, state: _AppState, req: Request) -> Options | None:
+    """The options for this request's view, or None when it is not guarded."""
+    endpoint = req.endpoint
+    found = state.by_endpoint.get(endpoint, _UNKNOWN)
+    if found is _UNKNOWN:
+        found = _endpoint_options(app, state, endpoint)
+        if len(state.by_endpoint) < 4096:
+            state.by_endpoint[endpoint] = found
+    if found is not _BY_PATH:
+        return found  # type: ignore[return-value]
+    path = req.path
+    return state.options if path in state.exact or path.startswith(state.prefixes) else None
 
-    return current_app.view_functions.get(request.endpoint) if request.endpoint else None
+
+_UNKNOWN = object()
 
 
-def _identify(options: Options) -> str | None:
+def _identify(app: Flask, req: Request, options: Options) -> str | None:
     if options.identify is not None:
         return options.identify()
-    from flask import current_app
-
-    if getattr(current_app, "login_manager", None) is not None:  # Flask-Login is set up on this app
+    if getattr(app, "login_manager", None) is not None:  # Flask-Login is set up on this app
         from flask_login import current_user  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         if getattr(current_user, "is_authenticated", False):
             return str(current_user.get_id())
     if options.user_header:
-        return request.headers.get(options.user_header) or None
+        return req.environ.get(_environ_key(options.user_header)) or None
     return None
 
 
-def _before_request() -> None:
-    from flask import current_app
+def _environ_key(header: str) -> str:
+    """The WSGI environ key of a request header (what werkzeug's ``request.headers`` reads)."""
+    key = _ENVIRON_KEYS.get(header)
+    if key is None:
+        key = _ENVIRON_KEYS[header] = "HTTP_" + header.upper().replace("-", "_")
+    return key
 
-    if request.method == "OPTIONS":  # CORS preflights carry no prompt and no credentials
+
+_ENVIRON_KEYS: dict[str, str] = {}
+
+
+def _before_request() -> None:
+    ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]  # one lookup, not one per attribute
+    req: Request = ctx.request
+    if req.method == "OPTIONS":  # CORS preflights carry no prompt and no credentials
         return
-    state: _AppState = current_app.extensions["aupguard"]
-    options = _view_options(state)
+    app: Flask = ctx.app
+    state: _AppState = app.extensions["aupguard"]
+    options = _view_options(app, state, req)
     if options is None:
         return
     guard = state.guard
-    surface = options.surface or (request.url_rule.rule if request.url_rule else request.path)[:200]
+    surface = options.surface or state.surface_of(req)
     try:
-        user = _identify(options)
+        user = _identify(app, req, options)
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
         log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
         raise SafeguardsRefusal.of(
             Decision(new_id(), False, 500, "api_error", "The service failed to identify the caller.")
         ) from None
     prompt: PromptRequest | str | None = None
-    if request.method in BODY_METHODS:
-        app_limit = request.max_content_length  # the app's own MAX_CONTENT_LENGTH still applies
-        request.max_content_length = min(options.max_body_bytes, app_limit or options.max_body_bytes)
+    if req.method in BODY_METHODS:
+        cap = options.max_body_bytes
+        length = req.content_length
+        if length is None or length > cap:  # the app's own MAX_CONTENT_LENGTH still applies
+            app_limit = req.max_content_length
+            req.max_content_length = min(cap, app_limit or cap)
         try:
-            body = request.get_data(cache=True)
-            if request.content_length is None:  # chunked: werkzeug stops at the cap and raises on the next read
-                request.stream.read(1)
+            body = req.get_data(cache=True)
+            if length is None:  # chunked: werkzeug stops at the cap and raises on the next read
+                req.stream.read(1)
             prompt = options.extract_prompt(parse_json(body))
         except RequestEntityTooLarge:
-            message = f"The request body is larger than {options.max_body_bytes} bytes."
+            message = f"The request body is larger than {cap} bytes."
             raise SafeguardsRefusal.of(guard.refusal(user, surface, "request_too_large", message)) from None
         except BadBody as exc:
             raise SafeguardsRefusal.of(guard.refusal(user, surface, "invalid_request_error", str(exc))) from None
     decision = guard.check(user, surface=surface, prompt=prompt)
     if not decision.allowed:
         raise SafeguardsRefusal.of(decision)
-    g.aupguard_decision = decision
-    g.aupguard_guarded = guarded = Guarded(user, decision)
-    g.aupguard_token = set_guarded(guarded)
+    # ``flask.g`` lives exactly as long as the request (also while a stream_with_context
+    # response streams); aupguard.context finds the guarded request there
+    app_globals = g._get_current_object()
+    app_globals.aupguard_decision = decision
+    app_globals.aupguard_guarded = Guarded(user, decision)
 
 
 def _guarded_from_flask() -> Guarded | None:
@@ -292,9 +325,3 @@ def _after_request(response: Response) -> Response:
         for name, value in decision.headers().items():
             add(name, value)
     return response
-
-
-def _teardown_request(exc: BaseException | None) -> None:
-    token = g.pop("aupguard_token", None)  # g (and the fallback lookup) goes with the request
-    if token is not None:
-        reset_guarded(token)

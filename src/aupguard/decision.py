@@ -59,6 +59,13 @@ class Decision(NamedTuple):
     moderation: ModerationResult | None = None
     moderation_pending: bool = False  # parallel mode: screen() must still run before answering
 
+    def with_prompt(
+        self, prompt: ResolvedPrompt | None, moderation: ModerationResult | None, pending: bool
+    ) -> Decision:
+        """This decision with its screened prompt, moderation result and pending flag (the
+        last three fields): what ``_replace`` does, several times faster on the hot path."""
+        return Decision(*self[:13], prompt, moderation, pending)
+
     def error_body(self) -> dict[str, Any]:
         """The JSON body for a refused call (Anthropic's error shape)."""
         if self.allowed or self.error is None:

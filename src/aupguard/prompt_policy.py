@@ -99,15 +99,29 @@ class PromptPolicy:
                 raise ConfigurationError("[prompts] mode = 'corpus' needs prompts.corpus")
             self.corpus = Corpus.load(policy.corpus)
 
+    def resolve_text(self, text: str) -> ResolvedPrompt | Refusal:
+        """``resolve(PromptRequest(text=text))``, with a short path in ``open`` mode."""
+        if self.policy.mode != "open":
+            return self.resolve(PromptRequest(text=text))
+        cleaned = self._cleaned(text)
+        return cleaned if isinstance(cleaned, Refusal) else ResolvedPrompt(cleaned)
+
+    def _cleaned(self, text: str) -> str | Refusal:
+        """``text`` without invisible characters (hidden instructions never go on), if not too long."""
+        text = clean(text)
+        if len(text) > self.policy.max_length:
+            return _refuse(f"the prompt is longer than {self.policy.max_length} characters (prompts.max_length)")
+        return text
+
     def resolve(self, request: PromptRequest) -> ResolvedPrompt | Refusal:
         mode = self.policy.mode
         if mode == "templates":
             return self._template(request)
         if request.template is not None:
             return _refuse("templates are not enabled ([prompts] mode is not 'templates')")
-        text = clean(request.text or "")  # invisible characters (hidden instructions) never go on
-        if len(text) > self.policy.max_length:
-            return _refuse(f"the prompt is longer than {self.policy.max_length} characters (prompts.max_length)")
+        text = self._cleaned(request.text or "")
+        if isinstance(text, Refusal):
+            return text
         if mode == "allowlist":
             norm = normalize(text)
             if norm in self._allowed:  # what goes on is the operator's own wording

@@ -88,14 +88,13 @@ class Screening(UserActions):
     # -- the prompt --------------------------------------------------------------------
 
     def _resolve(self, decision: Decision, prompt: str | PromptRequest, defer: bool) -> Decision:
-        request = PromptRequest(text=prompt) if isinstance(prompt, str) else prompt
-        resolved = self.prompts.resolve(request)
+        resolved = self.prompts.resolve_text(prompt) if isinstance(prompt, str) else self.prompts.resolve(prompt)
         if isinstance(resolved, Refusal):
             return _refusal(decision, resolved, ("prompt_policy",))
         # parallel only for callers that run the verdict themselves (acall, the adapters):
         # a plain check() never comes back allowed with moderation still to do
         pending = defer and bool(self.moderation) and self.policy.moderation.mode == "parallel"
-        return decision._replace(prompt=resolved, moderation_pending=pending)
+        return decision.with_prompt(resolved, None, pending)
 
     def _needs_moderation(self, decision: Decision) -> bool:
         return (
@@ -130,7 +129,7 @@ class Screening(UserActions):
     ) -> Decision:
         clean = result.action is None and not result.unavailable and not result.errors
         if clean and not (decision.moderation_pending or output):  # the common case, one copy
-            return decision._replace(moderation=result)
+            return decision.with_prompt(decision.prompt, result, False)
         reasons = (*decision.reasons, *result.reasons())
         if result.unavailable:
             out = _refusal(

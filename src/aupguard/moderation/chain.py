@@ -78,6 +78,8 @@ class ModerationChain:
         self._cache: OrderedDict[bytes, tuple[float, ModerationResult]] = OrderedDict()
         self._lock = threading.Lock()
         self._all_local = all(getattr(m, "local", False) for m in self.moderators)
+        # what a text every moderator found clean comes to (the common case): made once
+        self._clean = ModerationResult(None, (), tuple(Verdict.clean(m.name) for m in self.moderators))
         #: called with (moderator name, seconds, failed) after each moderator ran (metrics)
         self.observe: Callable[[str, float, bool], None] | None = None
 
@@ -166,6 +168,9 @@ class ModerationChain:
         return self._finish(key, verdicts, errors)
 
     def _finish(self, key: bytes | None, verdicts: list[Verdict], errors: list[str]) -> ModerationResult:
+        every_one_clean = len(verdicts) == len(self.moderators) and not any(v.flagged for v in verdicts)
+        if key is None and not errors and every_one_clean:
+            return self._clean
         actions = [a for a in map(self.action_of, verdicts) if a is not None]
         categories = tuple(dict.fromkeys(c for v in verdicts if v.flagged for c in v.categories))
         action = min(actions, key=ACTIONS.index) if actions else None

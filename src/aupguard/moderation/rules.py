@@ -67,6 +67,7 @@ class RulesModerator:
     def __init__(self, rules: Iterable[RuleSpec], *, name: str = "rules") -> None:
         self.name = name
         self.rules = tuple(rules)
+        self._clean = Verdict.clean(name)
         self._automaton: ahocorasick.Automaton | None = None
         keywords: dict[str, set[str]] = {}
         for rule in self.rules:
@@ -95,12 +96,14 @@ class RulesModerator:
         for pattern, category in self._patterns:
             if category not in found and pattern.search(norm):
                 found.add(category)
+        if not found:
+            return ()
         return tuple(sorted(found, key=self._order.__getitem__))
 
     def moderate(self, text: str) -> Verdict:
         categories = self.categories_in(text)
         if not categories:
-            return Verdict.clean(self.name)
+            return self._clean
         return Verdict(True, categories, self.name, "matched rules: " + ", ".join(categories))
 
     async def amoderate(self, text: str) -> Verdict:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -204,6 +205,22 @@ def test_count_tokens_is_forwarded(gw: Gateway) -> None:
     assert sent.headers["x-api-key"] == UPSTREAM_KEY and "metadata" not in sent.body
     with pytest.raises(anthropic.AuthenticationError):
         gw.client("nope").messages.count_tokens(model=MODEL, messages=ASK["messages"])  # type: ignore[arg-type]
+
+
+def test_count_tokens_refuses_a_suspended_user_without_calling_the_upstream(gw: Gateway) -> None:
+    gw.guard.suspend("alice", reason="test", until=time.time() + 2 * 86_400)
+    with pytest.raises(anthropic.PermissionDeniedError) as info:
+        gw.client().messages.count_tokens(model=MODEL, messages=ASK["messages"])  # type: ignore[arg-type]
+    assert info.value.body["error"]["type"] == "user_suspended"  # type: ignore[index]
+    assert int(info.value.response.headers["retry-after"]) > 86_400
+    assert gw.double.requests_to("/v1/messages/count_tokens") == []
+    gw.guard.audit.flush()
+    (record,) = gw.guard.audit.find(user_id="alice")
+    assert (record.outcome, record.surface, record.status) == ("user_suspended", "/v1/messages/count_tokens", 403)
+    gw.guard.reinstate("alice")
+    assert gw.client().messages.count_tokens(model=MODEL, messages=ASK["messages"]).input_tokens > 0  # type: ignore[arg-type]
+    gw.guard.audit.flush()
+    assert len(gw.guard.audit.find(user_id="alice")) == 1  # an allowed count leaves no record
 
 
 def test_anthropic_headers_pass_through(gw: Gateway) -> None:

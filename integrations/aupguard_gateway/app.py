@@ -77,6 +77,10 @@ def build_gateway(
             )
             await _json(refusal.error_body(), refusal.status)(scope, receive, send)
             return
+        refused = await guard.astanding(user, surface=COUNT_TOKENS)  # suspended, terms: no upstream call
+        if refused is not None:
+            await _json(refused.error_body(), refused.status, refused.headers())(scope, receive, send)
+            return
         await forward.count_tokens(scope, receive, send, str(user))
 
     @contextlib.asynccontextmanager
@@ -125,5 +129,5 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _json(error_body(kind, f"{request.method} {request.url.path} is not served here."), status)
 
 
-def _json(body: Any, status: int) -> Response:
-    return JSONResponse(body, status_code=status)
+def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -234,6 +234,26 @@ class Safeguards(Screening, VersionedDecisions):
         await self.audit.arecord(self._record(decision, surface, now))
         return decision
 
+    def standing(self, user_id: str, *, surface: str = "default") -> Decision | None:
+        """The refusal a call by ``user_id`` gets for the user's standing alone (terms not
+        accepted, suspended), recorded like any refusal; None when the standing allows calls.
+        No rate limit is counted and an allowed call leaves no record: for requests that reach
+        Anthropic's API without Claude answering (``count_tokens`` through the gateway). The
+        standing is read from the store (strikes counted exactly), not from the cache."""
+        now = self._clock()
+        user_hash = self.hasher.hash(user_id)
+        status = self.status_by_hash(user_hash)
+        refusal = standing_gate(status, self.policy, now)
+        if refusal is None:
+            return None
+        decision = self._refuse(new_id(), refusal, user_hash, status.level)
+        self.audit.record(self._record(decision, _surface_or_default(surface), now))
+        return decision
+
+    async def astanding(self, user_id: str, *, surface: str = "default") -> Decision | None:
+        """``standing`` for async code (the store read runs off the loop)."""
+        return await asyncio.to_thread(self.standing, user_id, surface=surface)
+
     def spend_tokens(self, decision: Decision, tokens: int) -> None:
         """Count an answer's tokens (``usage``) against the user's ``[limits] tokens`` budget;
         instrumented clients do it themselves for answers that are not streamed."""

@@ -45,8 +45,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     "command",
     [[], ["user"], ["user", "status"], ["user", "strike"], ["user", "void-strike"], ["user", "suspend"],
-     ["user", "reinstate"], ["user", "accept-terms"], ["audit"], ["audit", "find"], ["key"], ["key", "generate"],
-     ["doctor"], ["demo"]],
+     ["user", "reinstate"], ["user", "accept-terms"], ["user", "events"], ["audit"], ["audit", "find"], ["key"],
+     ["key", "generate"], ["doctor"], ["demo"]],
 )  # fmt: skip
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
@@ -72,8 +72,12 @@ def test_user_lifecycle(cli: list[str], capsys: pytest.CaptureFixture[str], keyr
     assert code == 0 and "level     suspended" in out and "until     20" in out
     code, out, _ = run(capsys, *cli, "user", "status", "u-42")
     assert "VOIDED (appeal upheld)" in out and "malware" in out
-    code, out, _ = run(capsys, *cli, "user", "reinstate", "u-42")
+    code, out, _ = run(capsys, *cli, "user", "reinstate", "u-42", "--actor", "ops:jo")
     assert code == 0 and "level     ok" in out
+    code, out, _ = run(capsys, *cli, "user", "events", "u-42")  # what was done about the user, newest first
+    actions = [line.split()[3] for line in out.splitlines() if " level_changed " not in line]
+    assert actions == ["reinstate", "suspend", "void_strike", "strike", "strike", "accept_terms"], out
+    assert "reinstate              by ops:jo  reinstated by operator" in out and "u-42" not in out
 
 
 def test_audit_find(cli: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ hash; ``aupguard keys`` and ``aupguard gateway`` on the command line."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -77,6 +78,11 @@ def test_keys_on_postgresql(make_guard: MakeGuard, pg_url: str) -> None:
     listed = {k.key_id: k for k in keys.list()}
     assert listed[first.key_id].revoked_at is None and listed[second.key_id].revoked_at is not None
     assert [k.key_id for k in keys.list("bob")] == [second.key_id]
+    events = guard.audit.events(user_id="bob")
+    assert [(e.action, e.details["key_id"], e.actor) for e in events] == [
+        ("gateway_key_revoked", second.key_id, "system"),
+        ("gateway_key_created", second.key_id, "system"),
+    ]
 
 
 def test_a_hashed_user_is_the_same_user_as_their_raw_id(make_guard: MakeGuard) -> None:
@@ -121,6 +127,18 @@ def test_cli_create_list_revoke(
     assert '"revoked_at": null' not in out and key_id in out
     assert main([*common, "keys", "revoke", key_id]) == 2
     assert "no active gateway key" in capsys.readouterr().err
+    assert main([*common, "keys", "create", "--user", "bob", "--actor", "ops:jo"]) == 0
+    capsys.readouterr()
+    assert main([*common, "keys", "revoke", key_id, "--actor", "ops:sam"]) == 2  # revoked already
+    assert main([*common, "user", "events", "alice@example.com", "--json"]) == 0
+    alice = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(e["action"], e["details"]["key_id"]) for e in alice] == [
+        ("gateway_key_revoked", key_id),
+        ("gateway_key_created", key_id),
+    ]  # newest first; the second revoke recorded nothing
+    assert main([*common, "user", "events", "bob", "--json"]) == 0
+    (bob,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (bob["action"], bob["actor"]) == ("gateway_key_created", "ops:jo")
 
 
 @pytest.mark.parametrize("command", [["keys"], ["keys", "create"], ["keys", "revoke"], ["keys", "list"], ["gateway"]])

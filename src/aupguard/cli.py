@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
 import os
 import sys
@@ -14,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .cli_support import command, when
+from .cli_support import command, default_actor, when
 from .durations import DURATION_HELP, parse_duration
 from .engine import Safeguards
 from .errors import AupguardError
@@ -91,6 +90,20 @@ def cmd_user(args: argparse.Namespace) -> int:
             status = guard.accept_terms(args.user, version, actor=args.actor)
         _print_status(status, args.json)
         return 0
+
+
+def cmd_user_events(args: argparse.Namespace) -> int:
+    """What was done about a user, newest first: strikes, voids, suspensions, reinstatements,
+    terms, gateway keys, hash-key moves (who, when, why)."""
+    with _guard(args) as guard:
+        events = guard.audit.events(user_id=args.user, limit=args.limit)
+    for event in events:
+        if args.json:
+            print(json.dumps({**asdict(event), "details": dict(event.details)}))
+        else:
+            details = "  ".join(f"{k}={v}" for k, v in sorted(event.details.items()))
+            print(f"{when(event.at)}  {event.action:<22} by {event.actor}  {event.reason}  {details}".rstrip())
+    return 0
 
 
 def cmd_audit_find(args: argparse.Namespace) -> int:
@@ -201,10 +214,7 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    try:
-        who = f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        who = "cli"
+    who = default_actor()
     parser = argparse.ArgumentParser(prog="aupguard", description="Safeguards for apps built on the Claude API.")
     parser.add_argument(
         "--policy",
@@ -213,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", help="store URI overriding [storage] store, e.g. sqlite:///aupguard.db")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    user = sub.add_parser("user", help="a user's standing: status, strike, suspend, reinstate, accept-terms")
+    user = sub.add_parser("user", help="a user's standing: status, strike, suspend, reinstate, accept-terms, events")
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
 
     def user_cmd(
@@ -257,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = user_cmd("accept-terms", "record that a user accepted the usage policy")
     p.add_argument("--version", help="terms version (default: [terms] version of the policy)")
+    help_ = "what was done about a user, newest first: strikes, suspensions, reinstatements, terms, gateway keys"
+    p = user_sub.add_parser("events", help=help_, description=help_)
+    p.add_argument("user", help="the user's id in your app (hashed before use, never stored)")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_user_events)
 
     audit = sub.add_parser("audit", help="find audit records of guarded calls")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

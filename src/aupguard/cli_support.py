@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .engine import Safeguards
 
-__all__ = ["OpenGuard", "command", "when"]
+__all__ = ["OpenGuard", "command", "default_actor", "when"]
 
 #: opens the engine the arguments name (policy, store); a context manager
 OpenGuard = Callable[[argparse.Namespace], "Safeguards"]
@@ -27,3 +28,11 @@ def command(parent: Any, name: str, about: str, func: Callable[[argparse.Namespa
     parser: argparse.ArgumentParser = parent.add_parser(name, help=about, description=about)
     parser.set_defaults(func=func)
     return parser
+
+
+def default_actor() -> str:
+    """Who a command acts as in the audit trail unless ``--actor`` says: ``cli:<login name>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

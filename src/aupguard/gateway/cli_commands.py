@@ -17,7 +17,7 @@ from .keys import GatewayKeys
 if TYPE_CHECKING:
     pass
 
-from ..cli_support import OpenGuard, when
+from ..cli_support import OpenGuard, default_actor, when
 
 __all__ = ["add_gateway_commands"]
 
@@ -26,11 +26,11 @@ def _keys(args: argparse.Namespace, open_guard: OpenGuard) -> int:
     with open_guard(args) as guard:
         keys = GatewayKeys(guard)
         if args.keys_command == "create":
-            issued = keys.create(args.user)
+            issued = keys.create(args.user, actor=args.actor)
             print(issued.key)
             print(f"key id {issued.key_id} for user {issued.user_hash}; the key is shown only now", file=sys.stderr)
         elif args.keys_command == "revoke":
-            keys.revoke(args.key_id)
+            keys.revoke(args.key_id, actor=args.actor, reason=args.reason)
             print(f"key {args.key_id} revoked")
         else:
             found = keys.list(args.user)
@@ -67,6 +67,8 @@ def add_gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     def runs(fn: Callable[[argparse.Namespace, OpenGuard], int]) -> Callable[[argparse.Namespace], int]:
         return lambda args: fn(args, open_guard)
 
+    who = default_actor()
+
     keys = sub.add_parser("keys", help="gateway keys: create, revoke, list")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     help_ = "make a gateway key for a user and print it (once)"
@@ -75,12 +77,15 @@ def add_gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     help_ = "revoke a gateway key (at once in this process, within [gateway] key_cache elsewhere)"
     revoke = ksub.add_parser("revoke", help=help_, description=help_)
     revoke.add_argument("key_id", help="the key's id, as `keys list` prints it")
+    revoke.add_argument("--reason", default="revoked", help="why (recorded in the audit trail; default: 'revoked')")
     help_ = "list gateway keys: key id, user hash, created, revoked"
     listing = ksub.add_parser("list", help=help_, description=help_)
     listing.add_argument("--user", help="only this user's keys (their id in your app)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     for p in (create, revoke, listing):
         p.set_defaults(func=runs(_keys))
+    for p in (create, revoke):
+        p.add_argument("--actor", default=who, help=f"who acts (recorded in the audit trail; default: {who})")
 
     help_ = "serve the Messages API with every safeguard, forwarding to the upstream"
     gateway = sub.add_parser("gateway", help=help_, description=help_)

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import AupguardError
 from ..identity import HashedUser
+from ..ids import new_id
+from ..stores.records import AuditEvent
 
 if TYPE_CHECKING:
     from ..engine import Safeguards
@@ -70,15 +72,26 @@ class GatewayKeys:
         self._clock = clock
         self._cache: dict[str, tuple[HashedUser | None, float]] = {}  # key hash -> (user, expires)
 
-    def create(self, user_id: str) -> IssuedKey:
+    def create(self, user_id: str, *, actor: str = "system") -> IssuedKey:
+        """A new key for ``user_id``; the audit trail gets a ``gateway_key_created`` event."""
         user_hash = self.guard.hash_user(user_id)
         key_id = secrets.token_hex(6)
         key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        self.guard.store.put_gateway_key(key_id, _digest(key), user_hash, time.time())
+        now = time.time()
+        event = AuditEvent(
+            new_id(), now, user_hash, "gateway_key_created", actor, "gateway key issued", {"key_id": key_id}
+        )
+        self.guard.store.put_gateway_key(key_id, _digest(key), user_hash, now, event)
         return IssuedKey(key_id, key, user_hash)
 
-    def revoke(self, key_id: str) -> None:
-        if not self.guard.store.revoke_gateway_key(key_id, time.time()):
+    def revoke(self, key_id: str, *, actor: str = "system", reason: str = "revoked") -> None:
+        """Revoke a key; the audit trail gets a ``gateway_key_revoked`` event for its user."""
+        now = time.time()
+
+        def event(user_hash: str) -> AuditEvent:
+            return AuditEvent(new_id(), now, user_hash, "gateway_key_revoked", actor, reason, {"key_id": key_id})
+
+        if not self.guard.store.revoke_gateway_key(key_id, now, event):
             raise AupguardError(f"no active gateway key {key_id!r}")
         self._cache.clear()  # this process stops accepting it at once
 

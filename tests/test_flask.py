@@ -59,6 +59,12 @@ def build_app(guard: Safeguards, release: threading.Event | None = None, **optio
     def health() -> str:
         return "ok"
 
+    @app.post("/v1/nested")
+    def nested() -> Any:  # code that pushes an app context of its own still sees the guarded request
+        with app.app_context():
+            inner = current_guarded()
+        return {"inner": None if inner is None else inner.request_id}
+
     ext.init_app(app)
     return app
 
@@ -87,6 +93,18 @@ def test_allowed_call_with_context_and_headers(guard: Safeguards) -> None:
     assert response.headers["RateLimit-Limit"] == "5" and response.headers["RateLimit-Remaining"] == "4"
     (record,) = guard.audit.find(request_id=response.headers["Aupguard-Request-Id"])
     assert (record.surface, record.outcome) == ("/v1/chat", "allowed")
+
+
+def test_the_guarded_request_is_seen_in_a_nested_app_context_and_ends_with_the_request(guard: Safeguards) -> None:
+    app = build_app(guard)
+    response = post(app, "/v1/nested", "alice")
+    assert response.get_json()["inner"] == response.headers["Aupguard-Request-Id"]
+    with app.app_context():  # one app context around several requests: Flask reuses its g
+        client = app.test_client()
+        guarded = client.post("/v1/chat", json={"prompt": "hello"}, headers={"X-User": "alice"})
+        assert guarded.status_code == 200 and current_guarded() is None  # over with its request
+        health = client.get("/health")
+        assert "Aupguard-Request-Id" not in health.headers and "RateLimit-Limit" not in health.headers
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from aupguard import Safeguards
+from aupguard.errors import StoreError
 from aupguard.gateway import GatewayKeys
 from aupguard_gateway import build_gateway
 from tests.fakes.messages_double import MessagesDouble
@@ -221,6 +222,21 @@ def test_count_tokens_refuses_a_suspended_user_without_calling_the_upstream(gw: 
     assert gw.client().messages.count_tokens(model=MODEL, messages=ASK["messages"]).input_tokens > 0  # type: ignore[arg-type]
     gw.guard.audit.flush()
     assert len(gw.guard.audit.find(user_id="alice")) == 1  # an allowed count leaves no record
+
+
+def test_count_tokens_answers_503_when_the_store_cannot_be_read(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    def store_down(user_hash: str) -> object:
+        raise StoreError("connection refused", transient=True)
+
+    monkeypatch.setattr(gw.guard, "status_by_hash", store_down)
+    with pytest.raises(anthropic.InternalServerError) as info:
+        gw.client().messages.count_tokens(model=MODEL, messages=ASK["messages"])  # type: ignore[arg-type]
+    assert info.value.status_code == 503 and info.value.body["error"]["type"] == "safeguards_unavailable"  # type: ignore[index]
+    assert info.value.response.headers["retry-after"] == "1"
+    assert gw.double.requests_to("/v1/messages/count_tokens") == []
+    gw.guard.audit.flush()
+    (record,) = gw.guard.audit.find(user_id="alice")
+    assert (record.outcome, record.status) == ("safeguards_unavailable", 503)
 
 
 def test_anthropic_headers_pass_through(gw: Gateway) -> None:

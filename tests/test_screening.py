@@ -144,6 +144,15 @@ def test_the_chain_stops_at_a_block_and_otherwise_runs_on(make_guard: MakeGuard)
     assert decision.moderation.action == "review" and decision.moderation.categories == ("harassment",)
 
 
+def test_a_local_moderators_own_clean_verdict_is_kept(make_guard: MakeGuard) -> None:
+    explained = Scripted("house", Verdict(False, (), "house", "checked against the house list"))
+    explained.local = True  # type: ignore[attr-defined]
+    guard = make_guard({}, moderators=[_rules(), explained])
+    decision = guard.check("u-1", prompt="a harmless question")
+    assert decision.allowed and decision.moderation is not None and not decision.moderation.flagged
+    assert decision.moderation.verdicts == (Verdict.clean("rules"), explained.verdict)
+
+
 def test_fail_closed_answers_503_and_fail_open_serves(make_guard: MakeGuard) -> None:
     broken = Scripted("claude", fail="timeout")
     closed = make_guard({"moderation": {"fail": "closed"}}, moderators=[broken])

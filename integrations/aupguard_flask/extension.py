@@ -17,14 +17,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask.globals import request_ctx
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
-from aupguard.context import Guarded, register_lookup
+from aupguard.context import Guarded, register_lookup, reset_guarded, set_guarded
 from aupguard.ids import new_id
 from aupguard.request_body import BadBody, parse_json, prompt_from_body
-from flask import Flask, Request, Response, g
+from flask import Flask, Request, Response, current_app, g, request
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
 
@@ -148,12 +147,11 @@ class FlaskSafeguards:
         register_lookup(_guarded_from_flask)
         app.before_request(_before_request)
         app.after_request(_after_request)
+        app.teardown_request(_teardown_request)
 
     @staticmethod
     def safeguards(app: Flask | None = None) -> Safeguards:
         """The engine of ``app`` (default: the current app)."""
-        from flask import current_app
-
         state: _AppState = (app or current_app).extensions["aupguard"]
         return state.guard
 
@@ -257,7 +255,8 @@ def _environ_key(header: str) -> str:
     """The WSGI environ key of a request header (what werkzeug's ``request.headers`` reads)."""
     key = _ENVIRON_KEYS.get(header)
     if key is None:
-        key = _ENVIRON_KEYS[header] = "HTTP_" + header.upper().replace("-", "_")
+        name = header.upper().replace("-", "_")
+        key = _ENVIRON_KEYS[header] = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
     return key
 
 
@@ -265,11 +264,10 @@ _ENVIRON_KEYS: dict[str, str] = {}
 
 
 def _before_request() -> None:
-    ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]  # one lookup, not one per attribute
-    req: Request = ctx.request
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]  # one lookup, not one per use
     if req.method == "OPTIONS":  # CORS preflights carry no prompt and no credentials
         return
-    app: Flask = ctx.app
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     state: _AppState = app.extensions["aupguard"]
     options = _view_options(app, state, req)
     if options is None:
@@ -303,11 +301,10 @@ def _before_request() -> None:
     decision = guard.check(user, surface=surface, prompt=prompt)
     if not decision.allowed:
         raise SafeguardsRefusal.of(decision)
-    # ``flask.g`` lives exactly as long as the request (also while a stream_with_context
-    # response streams); aupguard.context finds the guarded request there
     app_globals = g._get_current_object()
     app_globals.aupguard_decision = decision
-    app_globals.aupguard_guarded = Guarded(user, decision)
+    app_globals.aupguard_guarded = guarded = Guarded(user, decision)
+    app_globals.aupguard_token = set_guarded(guarded)  # also seen inside a nested app context
 
 
 def _guarded_from_flask() -> Guarded | None:
@@ -319,9 +316,29 @@ def _guarded_from_flask() -> Guarded | None:
 
 
 def _after_request(response: Response) -> Response:
-    decision: Decision | None = g.get("aupguard_decision")
+    app_globals = g._get_current_object()
+    decision: Decision | None = app_globals.get("aupguard_decision")
     if decision is not None:
         add = response.headers.add
         for name, value in decision.headers().items():
             add(name, value)
+        if response.is_streamed:  # a stream_with_context body runs in this context again, later
+            app_globals.aupguard_streaming = True
     return response
+
+
+def _teardown_request(exc: BaseException | None) -> None:
+    """The request is over: its decision leaves ``flask.g`` (which Flask reuses for the next
+    request when an app context is pushed around several) and the context variable is reset.
+    Flask tears a ``stream_with_context`` response down twice, when the view returns and when
+    the body has streamed: the decision stays in ``g`` until the second."""
+    app_globals = g._get_current_object()
+    token = app_globals.pop("aupguard_token", None)
+    if token is not None:
+        reset_guarded(token)
+    if app_globals.pop("aupguard_streaming", False):
+        return
+    app_globals.pop("aupguard_decision", None)
+    guarded: Guarded | None = app_globals.pop("aupguard_guarded", None)
+    if guarded is not None:
+        guarded.ended = True  # copies of the context (threads the view started) stop using it

@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     help_ = "what was done about a user, newest first: strikes, suspensions, reinstatements, terms, gateway keys"
     p = user_sub.add_parser("events", help=help_, description=help_)
     p.add_argument("user", help="the user's id in your app (hashed before use, never stored)")
-    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_user_events)
 

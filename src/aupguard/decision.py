@@ -87,6 +87,10 @@ class Decision(NamedTuple):
         return out
 
 
+# ``with_prompt`` copies by position: the screened fields must stay the last three
+assert Decision._fields[13:] == ("prompt", "moderation", "moderation_pending")
+
+
 def whole_seconds(seconds: float) -> int:
     """Seconds rounded up, at least 1: what ``Retry-After`` should say."""
     return max(1, math.ceil(seconds - 1e-9))

@@ -239,14 +239,19 @@ class Safeguards(Screening, VersionedDecisions):
         accepted, suspended), recorded like any refusal; None when the standing allows calls.
         No rate limit is counted and an allowed call leaves no record: for requests that reach
         Anthropic's API without Claude answering (``count_tokens`` through the gateway). The
-        standing is read from the store (strikes counted exactly), not from the cache."""
+        standing is read from the store (strikes counted exactly); a store that cannot be read
+        gives 503 ``safeguards_unavailable``. ``user_id`` is a raw id or a ``HashedUser``."""
         now = self._clock()
         user_hash = self.hasher.hash(user_id)
-        status = self.status_by_hash(user_hash)
-        refusal = standing_gate(status, self.policy, now)
-        if refusal is None:
-            return None
-        decision = self._refuse(new_id(), refusal, user_hash, status.level)
+        try:
+            status = self.status_by_hash(user_hash)
+        except StoreError as exc:  # 503, recorded, as a guarded call gets
+            decision = self._unavailable(user_hash, exc)
+        else:
+            refusal = standing_gate(status, self.policy, now)
+            if refusal is None:
+                return None
+            decision = self._refuse(new_id(), refusal, user_hash, status.level)
         self.audit.record(self._record(decision, _surface_or_default(surface), now))
         return decision
 

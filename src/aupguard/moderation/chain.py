@@ -168,8 +168,7 @@ class ModerationChain:
         return self._finish(key, verdicts, errors)
 
     def _finish(self, key: bytes | None, verdicts: list[Verdict], errors: list[str]) -> ModerationResult:
-        every_one_clean = len(verdicts) == len(self.moderators) and not any(v.flagged for v in verdicts)
-        if key is None and not errors and every_one_clean:
+        if key is None and not errors and tuple(verdicts) == self._clean.verdicts:  # every one clean, as prebuilt
             return self._clean
         actions = [a for a in map(self.action_of, verdicts) if a is not None]
         categories = tuple(dict.fromkeys(c for v in verdicts if v.flagged for c in v.categories))

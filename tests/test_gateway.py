@@ -239,6 +239,70 @@ def test_count_tokens_answers_503_when_the_store_cannot_be_read(gw: Gateway, mon
     assert (record.outcome, record.status) == ("safeguards_unavailable", 503)
 
 
+@pytest.fixture
+def output_moderated(make_guard: MakeGuard, messages_double: MessagesDouble) -> Iterator[Gateway]:
+    """A gateway whose policy moderates Claude's answers too (``[moderation] output = true``)."""
+    yield from start(make_guard, messages_double, {"moderation": {"rules": RULES, "output": True}})
+
+
+FLAGGED_ANSWER = "Sure. The first step of nerve agent synthesis is one you should never take."
+
+
+def test_a_flagged_answer_is_withheld_with_403_and_queued_without_a_strike(output_moderated: Gateway) -> None:
+    gw = output_moderated
+    gw.double.messages.text(FLAGGED_ANSWER)
+    with pytest.raises(anthropic.PermissionDeniedError) as info:
+        gw.client().messages.create(**ASK)  # type: ignore[arg-type]
+    assert info.value.body["error"]["type"] == "content_flagged"  # type: ignore[index]
+    assert "nerve" not in json.dumps(info.value.body)  # the answer itself never reaches the client
+    gw.guard.audit.flush()
+    (record,) = gw.guard.audit.find(user_id="alice")
+    assert (record.outcome, record.status) == ("content_flagged", 403) and record.message_id  # linked all the same
+    (item,) = gw.guard.store.review_items()
+    assert item.explanation == "output" and item.strike_id is None
+    assert gw.guard.status("alice").strikes == 0
+    gw.double.messages.text("Paris.")
+    assert gw.client().messages.create(**ASK).content[0].text == "Paris."  # type: ignore[arg-type, union-attr]
+
+
+def test_a_flagged_stream_ends_in_an_error_event_and_the_upstream_is_closed(output_moderated: Gateway) -> None:
+    gw = output_moderated
+    harmless = "word " * 120  # more than one 512-character window passes before the flag
+    release = threading.Event()  # the upstream holds its last events until released
+    gw.double.messages.text(harmless + FLAGGED_ANSWER + " More text follows" + " and more" * 100, hold=release)
+    seen: list[str] = []
+    with (
+        pytest.raises(anthropic.APIStatusError) as info,  # the error comes mid-stream
+        gw.client().messages.stream(**ASK) as stream,  # type: ignore[arg-type]
+    ):
+        seen.extend(stream.text_stream)
+    assert info.value.body["error"]["type"] == "content_flagged"  # type: ignore[index]
+    relayed = "".join(seen)
+    # windows of 512 characters are judged as they fill, so at most one window passes before
+    # the cut: the flag sits in the second window, and nothing from its end on is relayed
+    assert relayed.startswith("word word") and len(relayed) < 2 * 512 and relayed.count("and more") < 100
+    assert gw.double.client_gone.wait(10)  # the gateway closed the upstream stream: generation stops
+    release.set()
+    gw.guard.audit.flush()
+    (record,) = gw.guard.audit.find(user_id="alice")
+    assert (record.outcome, record.status) == ("content_flagged", 403)
+    (item,) = gw.guard.store.review_items()
+    assert item.explanation == "output" and item.strike_id is None
+
+
+def test_the_end_of_a_streamed_answer_is_judged_before_the_message_ends(output_moderated: Gateway) -> None:
+    gw = output_moderated
+    gw.double.messages.text(FLAGGED_ANSWER)  # shorter than a window: judged when its text has ended
+    with pytest.raises(anthropic.APIStatusError) as info, gw.client().messages.stream(**ASK) as stream:  # type: ignore[arg-type]
+        for _ in stream:
+            pass
+    assert info.value.body["error"]["type"] == "content_flagged"  # type: ignore[index]
+    gw.double.messages.text("A clean answer, streamed to its end.")
+    with gw.client().messages.stream(**ASK) as stream:  # type: ignore[arg-type]
+        assert "".join(stream.text_stream) == "A clean answer, streamed to its end."
+        assert stream.get_final_message().stop_reason == "end_turn"
+
+
 def test_anthropic_headers_pass_through(gw: Gateway) -> None:
     gw.client(default_headers={"anthropic-beta": "some-beta-2026"}).messages.create(**ASK)  # type: ignore[arg-type]
     (sent,) = gw.double.requests

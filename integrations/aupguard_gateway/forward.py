@@ -7,6 +7,13 @@ hash, the upstream key replaces the caller's gateway key, and the answer is pass
 arrives (bytes untouched) while its events are read for the audit record (request id,
 message id, usage, text for capture, Claude's refusals). A client that goes away mid-stream
 closes the upstream stream, so the upstream stops generating.
+
+With ``[moderation] output = true`` the answer's text is moderated too: a whole JSON answer
+before it is passed on (a flagged one is replaced by the 403 refusal), a stream window by
+window as it passes (see :class:`aupguard.screening.OutputStream`), each chunk held until the
+window it completes is judged, and the rest once the text has ended, before the events that
+end the message. A flagged stream ends in an SSE ``error`` event instead, and the upstream
+stream is closed.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpcore
@@ -25,6 +33,7 @@ from aupguard import Safeguards
 from aupguard.answers import AnswerFacts, linkable_id, record_answer
 from aupguard.context import current_guarded
 from aupguard.decision import Decision, error_body
+from aupguard.screening import OutputStream
 
 __all__ = ["Upstream"]
 
@@ -53,6 +62,7 @@ class Upstream:
         self._urls = {p: httpcore.URL(self.url + p) for p in ("/v1/messages", "/v1/messages/count_tokens")}
         self._host = urlsplit(self.url).netloc.encode("ascii")  # HTTP/1.1 needs it; httpcore adds none
         self._pool: httpcore.AsyncConnectionPool | None = None
+        self._moderates_output = guard.policy.moderation.output and bool(guard.moderation)
 
     def __repr__(self) -> str:  # never show the key
         return f"Upstream({self.url!r})"
@@ -151,13 +161,20 @@ class Upstream:
             streamed = received.get(b"content-type", b"").startswith(b"text/event-stream")
             if streamed and response.status < 400:
                 await send(start)
-                await _pump(response, receive, send, _EventTap(facts), finish)
+                output = self.guard.output_stream(decision) if decision is not None and self._moderates_output else None
+                await _pump(response, receive, send, _EventTap(facts, output), finish)
             else:
                 content = await response.aread()
                 start["headers"] = [*headers, (b"content-length", str(len(content)).encode())]
                 if response.status == 200 and decision is not None:
                     with contextlib.suppress(ValueError):
                         facts.see_message(json.loads(content))
+                    if self._moderates_output:
+                        screened = await self.guard.ascreen_output(decision, "".join(facts.text))
+                        if not screened.allowed:  # withheld: the record says why, the answer is still linked
+                            finish()
+                            await _error(send, screened.status, screened.error or "api_error", screened.message)
+                            return
                 finish()
                 await send(start)
                 await send({"type": "http.response.body", "body": content})
@@ -173,8 +190,15 @@ async def _pump(
 
     async def relay() -> None:
         async for chunk in response.aiter_stream():
+            if tap.output is None:  # nothing to wait for: pass it on first, read it after
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                tap.feed(chunk)
+                continue
+            refused = await tap.afeed(chunk)
+            if refused is not None:  # the flagged window's chunk and everything after are withheld
+                await send({"type": "http.response.body", "body": _sse_error(refused), "more_body": True})
+                break
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            tap.feed(chunk)
         finish()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -198,22 +222,58 @@ async def _pump(
 
 
 class _EventTap:
-    """Reads SSE events out of the chunks as they pass (a chunk may hold part of an event)."""
+    """Reads SSE events out of the chunks as they pass (a chunk may hold part of an event);
+    with ``output``, also moderates the answer's text as it grows."""
 
-    def __init__(self, facts: AnswerFacts) -> None:
+    def __init__(self, facts: AnswerFacts, output: OutputStream | None = None) -> None:
         self.facts = facts
+        self.output = output
         self.pending = b""
 
-    def feed(self, chunk: bytes) -> None:
+    def _events(self, chunk: bytes) -> list[Any]:
         data = self.pending + chunk.replace(b"\r\n", b"\n")
         *events, self.pending = data.split(b"\n\n")
         if len(self.pending) > _MAX_EVENT:
             self.pending = b""
+        found = []
         for event in events:
             for line in event.split(b"\n"):
                 if line.startswith(b"data:"):
                     with contextlib.suppress(ValueError):
-                        self.facts.see_json(json.loads(line[5:]))
+                        found.append(json.loads(line[5:]))
+        return found
+
+    def feed(self, chunk: bytes) -> None:
+        for event in self._events(chunk):
+            self.facts.see_json(event)
+
+    async def afeed(self, chunk: bytes) -> Decision | None:
+        """Read ``chunk``'s events; the refusal once the text so far is flagged (``block``):
+        windows as they fill, and the rest when the message's text has ended."""
+        assert self.output is not None
+        for event in self._events(chunk):
+            self.facts.see_json(event)
+            if not isinstance(event, dict):
+                continue
+            kind = event.get("type")
+            refused: Decision | None = None
+            if kind == "content_block_delta":
+                delta = event.get("delta")
+                text = delta.get("text") if isinstance(delta, dict) else None
+                if isinstance(text, str):
+                    refused = await self.output.afeed(text)
+            elif kind in ("message_delta", "message_stop"):  # no more text: judge what is left
+                final = await self.output.afinish()
+                refused = None if final.allowed else final
+            if refused is not None:
+                return refused
+        return None
+
+
+def _sse_error(decision: Decision) -> bytes:
+    """The SSE ``error`` event that ends a withheld stream (what the SDKs raise on)."""
+    body = {**error_body(decision.error or "api_error", decision.message), "request_id": decision.request_id}
+    return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
 
 
 async def _read_all(receive: Receive) -> bytes:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from .fakes.servers import PostgresServer, free_port
+from .fakes.servers import PostgresServer, free_port, wait_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,14 +81,7 @@ def test_sigterm_in_the_middle_of_load_loses_no_answered_request(tmp_path: Path,
                     continue
                 answered.append(response.status_code)
 
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.post(f"http://127.0.0.1:{port}/chat", headers={"X-User": "warm"}, json={"prompt": "hi"}, timeout=2)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    wait_answering(f"http://127.0.0.1:{port}", server, "warm")
     loaders = [threading.Thread(target=load, args=(f"user-{n}",)) for n in range(8)]
     for t in loaders:
         t.start()

@@ -12,6 +12,8 @@ import pytest
 from aupguard import Keyring, Policy, Safeguards
 from aupguard.cli import main
 
+from .test_cli import run
+
 POLICY = """
 [ladder]
 window = "30d"
@@ -41,12 +43,6 @@ def seed(cli: list[str], keyring: Keyring, flags: dict[str, int]) -> dict[str, s
             for _ in range(n):
                 guard.check(user, prompt="nerve agent synthesis please")
         return {user: guard.hash_user(user) for user in flags}
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize(

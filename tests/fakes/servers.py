@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -127,6 +128,19 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
+
+
+def wait_answering(url: str, proc: subprocess.Popen[bytes], user: str, timeout: float = 30.0) -> None:
+    """Wait until the app ``proc`` serves answers ``POST {url}/chat`` (one guarded call by ``user``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.post(f"{url}/chat", headers={"X-User": user}, json={"prompt": "hi"}, timeout=2)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"{proc.args!r} did not start answering"
+            assert proc.poll() is None, f"{proc.args!r} exited with {proc.returncode}"
+            time.sleep(0.1)
 
 
 @pytest.fixture

@@ -10,14 +10,9 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-from .keys import GatewayKeys
-
-if TYPE_CHECKING:
-    pass
 
 from ..cli_support import OpenGuard, default_actor, when
+from .keys import GatewayKeys
 
 __all__ = ["add_gateway_commands"]
 

@@ -103,9 +103,8 @@ class GatewayKeys:
         """The user a key stands for, or None (no key, a wrong, revoked or stale one)."""
         if not key:
             return None
-        digest = _digest(key) if key.isascii() else ""
-        cached = self._cache.get(digest)
-        if cached is not None and cached[1] > self._clock():
+        digest, cached = self._cached(key)
+        if cached is not None:
             return cached[0]
         return self._remember(digest, self._look_up(key, digest))
 
@@ -113,13 +112,18 @@ class GatewayKeys:
         """``user_for`` for the event loop: a cached key inline, a store read in a thread."""
         if not key:
             return None
-        digest = _digest(key) if key.isascii() else ""
-        cached = self._cache.get(digest)
-        if cached is not None and cached[1] > self._clock():
+        digest, cached = self._cached(key)
+        if cached is not None:
             return cached[0]
         if _KEY.fullmatch(key) is None:  # not even the shape of a key: no store read, no thread
             return None
         return self._remember(digest, await asyncio.to_thread(self._look_up, key, digest))
+
+    def _cached(self, key: str) -> tuple[str, tuple[HashedUser | None] | None]:
+        """The key's digest, and what the cache still knows of it (None: ask the store)."""
+        digest = _digest(key) if key.isascii() else ""
+        cached = self._cache.get(digest)
+        return digest, (cached[0],) if cached is not None and cached[1] > self._clock() else None
 
     def _look_up(self, key: str, digest: str) -> HashedUser | None:
         match = _KEY.fullmatch(key)

@@ -13,18 +13,13 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..cli_support import OpenGuard, when
 from ..durations import DURATION_HELP, parse_duration
 from ..errors import AupguardError
 from .accounts import MIN_PASSWORD, ReviewerAccounts
 from .queue import ReviewQueue
 from .report import report_csv, report_json, violation_report
-
-if TYPE_CHECKING:
-    pass
-
-from ..cli_support import OpenGuard, when
 
 __all__ = ["add_review_commands"]
 

@@ -121,7 +121,8 @@ def test_prompt_policy_runs_before_moderation(make_guard: MakeGuard) -> None:
     assert spy.calls == 0
     ok = guard.check("u-1", prompt="what are your  OPENING hours?")
     assert ok.allowed and spy.calls == 1
-    assert ok.prompt == ResolvedPrompt("What are your opening hours?")  # the operator's wording
+    assert ok.prompt is not None and ok.prompt.text == "What are your opening hours?"  # the operator's wording
+    assert [p.text for p in ok.prompt.screened] == ["What are your opening hours?"]  # and what was screened
 
 
 def test_templates_render_server_side(make_guard: MakeGuard) -> None:
@@ -167,12 +168,16 @@ def test_fail_closed_answers_503_and_fail_open_serves(make_guard: MakeGuard) -> 
     assert decision.allowed and decision.moderation is not None and decision.moderation.errors == ("claude: timeout",)
 
 
-def test_verdicts_are_cached_by_normalised_text_but_failures_are_not(make_guard: MakeGuard) -> None:
+def test_verdicts_are_cached_by_exact_text_but_failures_are_not(make_guard: MakeGuard) -> None:
     paid = Scripted("claude")
     guard = make_guard(moderators=[paid])
     guard.check("u-1", prompt="Tell me a joke")
-    guard.check("u-2", prompt="  tell ME a   joke ")
+    guard.check("u-2", prompt="Tell me a joke")
     assert paid.calls == 1
+    # a text that only normalises like a judged one is judged itself: the moderator reads
+    # case, spacing and punctuation (a keyword rule would not), so its verdict may differ
+    guard.check("u-2", prompt="  tell ME a   joke ")
+    assert paid.calls == 2
     flaky = Scripted("flaky", fail="http 529")
     guard2 = make_guard({"moderation": {"fail": "open"}}, moderators=[flaky])
     guard2.check("u-1", prompt="same")

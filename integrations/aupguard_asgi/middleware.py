@@ -169,12 +169,14 @@ class _GuardedCall:
             return await self._refuse(_internal_error())
         prompt: PromptRequest | str | None = None
         receive: Receive = self.receive
+        parsed: dict[str, Any] | None = None
         if scope["method"] in BODY_METHODS:
             try:
                 self.body, disconnected = await read_body(self.receive, self.mw._max_body, _content_length(scope))
                 if disconnected:
                     return
-                prompt = self.mw._extract(parse_json(self.body))
+                parsed = parse_json(self.body)
+                prompt = self.mw._extract(parsed)
             except TooLarge:
                 limit = self.mw._max_body
                 message = f"The request body is larger than {limit} bytes."
@@ -185,6 +187,10 @@ class _GuardedCall:
         decision = await guard.acheck(user, surface=surface, prompt=prompt, defer_moderation=True)
         if not decision.allowed:
             return await self._refuse(decision)
+        cleaned = decision.body
+        if cleaned is not None and cleaned is not parsed:  # the app reads what was screened, cleaned
+            self.body = json.dumps(cleaned, ensure_ascii=False).encode("utf-8")
+            scope = self.scope = _with_length(scope, len(self.body))
         self.extra_headers = _header_list(decision)
         self.warning = decision.warning
         guarded = Guarded(user, decision)
@@ -283,6 +289,12 @@ def _with_hint(start: Message, body: bytes, warning: str | None) -> tuple[Messag
     headers = [(n, v) for n, v in start.get("headers", ()) if n.lower() != b"content-length"]
     headers.append((b"content-length", str(len(new_body)).encode()))
     return {**start, "headers": headers}, new_body
+
+
+def _with_length(scope: Scope, length: int) -> Scope:
+    """``scope`` with its ``content-length`` header saying ``length`` (the cleaned body's)."""
+    headers = [(n, v) for n, v in scope.get("headers", ()) if n != b"content-length"]
+    return {**scope, "headers": [*headers, (b"content-length", str(length).encode())]}
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -282,6 +282,7 @@ def _before_request() -> None:
             Decision(new_id(), False, 500, "api_error", "The service failed to identify the caller.")
         ) from None
     prompt: PromptRequest | str | None = None
+    parsed: dict[str, Any] | None = None
     if req.method in BODY_METHODS:
         cap = options.max_body_bytes
         length = req.content_length
@@ -292,7 +293,8 @@ def _before_request() -> None:
             body = req.get_data(cache=True)
             if length is None:  # chunked: werkzeug stops at the cap and raises on the next read
                 req.stream.read(1)
-            prompt = options.extract_prompt(parse_json(body))
+            parsed = parse_json(body)
+            prompt = options.extract_prompt(parsed)
         except RequestEntityTooLarge:
             message = f"The request body is larger than {cap} bytes."
             raise SafeguardsRefusal.of(guard.refusal(user, surface, "request_too_large", message)) from None
@@ -301,10 +303,21 @@ def _before_request() -> None:
     decision = guard.check(user, surface=surface, prompt=prompt)
     if not decision.allowed:
         raise SafeguardsRefusal.of(decision)
+    cleaned = decision.body
+    if cleaned is not None and cleaned is not parsed:  # the view reads what was screened, cleaned
+        _replace_body(req, json.dumps(cleaned, ensure_ascii=False).encode("utf-8"))
     app_globals = g._get_current_object()
     app_globals.aupguard_decision = decision
     app_globals.aupguard_guarded = guarded = Guarded(user, decision)
     app_globals.aupguard_token = set_guarded(guarded)  # also seen inside a nested app context
+
+
+def _replace_body(req: Request, body: bytes) -> None:
+    """Make ``request.data``, ``get_data()`` and ``get_json()`` give ``body``: werkzeug reads
+    them all from the cached data (read above with ``cache=True``); the JSON cache is reset."""
+    req._cached_data = body
+    req._cached_json = (Ellipsis, Ellipsis)
+    req.environ["CONTENT_LENGTH"] = str(len(body))
 
 
 def _guarded_from_flask() -> Guarded | None:

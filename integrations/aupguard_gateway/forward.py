@@ -1,9 +1,12 @@
 """Forwarding Messages-API requests to the upstream, answers streamed back chunk by chunk.
 
-The guarded call (identify, gates, limits, prompt policy, moderation) has run in
-``SafeguardsMiddleware`` before :meth:`Upstream.messages` is reached; it finds the decision
-in the context variable the middleware set. Here: ``metadata.user_id`` becomes the user's
-hash, the upstream key replaces the caller's gateway key, and the answer is passed on as it
+The guarded call (identify, gates, limits, prompt policy, moderation of every piece of the
+request) has run in ``SafeguardsMiddleware`` before :meth:`Upstream.messages` is reached; it
+finds the decision in the context variable the middleware set. What goes on is what was
+screened: the body the decision holds (:func:`aupguard.request_body.upstream_body`: cleaned
+of invisible characters; built from the decision where the prompt policy wrote the prompt),
+never the bytes the client sent. Here: ``metadata.user_id`` becomes the user's hash, the
+upstream key replaces the caller's gateway key, and the answer is passed on as it
 arrives (bytes untouched) while its events are read for the audit record (request id,
 message id, usage, text for capture, Claude's refusals). A client that goes away mid-stream
 closes the upstream stream, so the upstream stops generating.
@@ -33,6 +36,7 @@ from aupguard import Safeguards
 from aupguard.answers import AnswerFacts, linkable_id, record_answer
 from aupguard.context import current_guarded
 from aupguard.decision import Decision, error_body
+from aupguard.request_body import BadBody, parse_json, upstream_body
 from aupguard.screening import OutputStream
 
 __all__ = ["Upstream"]
@@ -105,14 +109,17 @@ class Upstream:
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, path: str, decision: Decision | None, user_hash: str = ""
     ) -> None:
-        body = await _read_all(receive)
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            await _error(send, 400, "invalid_request_error", "The request body must be a JSON object.")
-            return
+        if decision is not None:  # what goes on is what was screened: the body the decision holds
+            if decision.prompt is None:
+                await _error(send, 400, "invalid_request_error", "The request body must be a JSON object.")
+                return
+            data = upstream_body(decision.prompt)
+        else:
+            try:
+                data = parse_json(await _read_all(receive))
+            except BadBody as exc:
+                await _error(send, 400, "invalid_request_error", str(exc))
+                return
         user_hash = decision.user_hash or "" if decision is not None else user_hash
         metadata = data.get("metadata")
         if decision is not None or metadata is not None:  # never the caller's own id, always the hash

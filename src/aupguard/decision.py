@@ -6,6 +6,7 @@ Errors use Anthropic's error shape: ``{"type": "error", "error": {"type": kind, 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .ladder import Level
@@ -65,6 +66,12 @@ class Decision(NamedTuple):
         """This decision with its screened prompt, moderation result and pending flag (the
         last three fields): what ``_replace`` does, several times faster on the hot path."""
         return Decision(*self[:13], prompt, moderation, pending)
+
+    @property
+    def body(self) -> Mapping[str, Any] | None:
+        """The request body as it was screened, every piece of text cleaned of invisible
+        characters: what the app may send on (None when the call had no body)."""
+        return None if self.prompt is None else self.prompt.body
 
     def error_body(self) -> dict[str, Any]:
         """The JSON body for a refused call (Anthropic's error shape)."""

@@ -65,6 +65,10 @@ class PromptsPolicy:
     templates: Mapping[str, TemplateSpec] = field(default_factory=dict)
     corpus: str | None = None
     max_length: int = 32_000
+    # allowlist / templates / corpus: the client's own system prompt and tools, and its earlier
+    # turns, are refused unless allowed here (then screened like any end-user text)
+    allow_system: bool = False
+    allow_history: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,7 @@ class OpenAIModeration:
 @dataclass(frozen=True, slots=True)
 class ModerationPolicy:
     mode: str = "before"
+    scope: str = "request"  # request: every piece of the body; last_turn: the last user message only
     fail: str = "closed"
     timeout: float = 2.0
     retries: int = 0
@@ -277,10 +282,13 @@ PROMPTS_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "templates": (_templates, "a table of templates: id = {text = ..., variables = {...}}"),
     "corpus": (_text, "a folder of documents or a JSONL file of {id, text}"),
     "max_length": (_count, "an integer from 1 (characters in a prompt)"),
+    "allow_system": (_bool, "true or false"),
+    "allow_history": (_bool, "true or false"),
 }
 
 MODERATION_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "mode": (_choice(MODERATION_MODES), " | ".join(MODERATION_MODES)),
+    "scope": (_choice(("request", "last_turn")), "request | last_turn"),
     "fail": (_choice(("open", "closed")), "open | closed"),
     "timeout": (parse_duration, DURATION_HELP),
     "retries": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 3 else fail(), "0 to 3"),

@@ -19,6 +19,7 @@ from .errors import ConfigurationError
 from .gates import Refusal
 from .normalize import clean, normalize
 from .policy_moderation import PromptsPolicy, TemplateSpec, VariableSpec
+from .request_pieces import Piece
 
 __all__ = ["Corpus", "CorpusDocument", "PromptPolicy", "PromptRequest", "ResolvedPrompt"]
 
@@ -26,13 +27,25 @@ __all__ = ["Corpus", "CorpusDocument", "PromptPolicy", "PromptRequest", "Resolve
 @dataclass(frozen=True, slots=True)
 class PromptRequest:
     """What an end user sent: free ``text``, or a ``template`` id with ``variables``; plus
-    corpus ``documents`` by id, and whether the request carried documents of its own."""
+    corpus ``documents`` by id, and whether the request carried documents of its own.
+
+    Read from a request body (:func:`aupguard.request_body.prompt_from_body`), it also holds
+    every piece of end-user text in it (``pieces``, already cleaned), the cleaned ``body``,
+    the index of the prompt's turn in ``messages`` (``prompt_turn``), whether the client sent
+    turns besides the prompt (``history``) or instructions of its own (``system``: a system
+    prompt or tools), and how many images and PDFs it carried (``media``, not text)."""
 
     text: str | None = None
     template: str | None = None
     variables: Mapping[str, Any] = field(default_factory=dict)
     documents: tuple[str, ...] = ()
     inline_documents: bool = False
+    pieces: tuple[Piece, ...] = ()
+    body: Mapping[str, Any] | None = None
+    prompt_turn: int = -1
+    history: bool = False
+    system: bool = False
+    media: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +57,24 @@ class CorpusDocument:
 
 @dataclass(frozen=True, slots=True)
 class ResolvedPrompt:
-    """The text to moderate and send to Claude, and the corpus documents it refers to."""
+    """The prompt to send to Claude (``text``) and the corpus documents it refers to; every
+    piece of end-user text to moderate (``pieces``: the prompt and, from a request body, all
+    the rest of it); the client's body, cleaned (``body``: what the app is given); and whether
+    the policy wrote the prompt itself (``replaced``: an allowlisted wording, a rendered
+    template, a corpus question), so the client's own turn does not go on."""
 
     text: str
     documents: tuple[CorpusDocument, ...] = ()
+    pieces: tuple[Piece, ...] = ()
+    body: Mapping[str, Any] | None = None
+    replaced: bool = False
+    prompt_turn: int = -1
+    media: int = 0
+
+    @property
+    def screened(self) -> tuple[Piece, ...]:
+        """What the moderators see: ``pieces``, or the prompt alone when there are none."""
+        return self.pieces or ((Piece("prompt", "user", 0, "text", self.text),) if self.text else ())
 
 
 class Corpus:
@@ -91,7 +118,7 @@ class Corpus:
 class PromptPolicy:
     def __init__(self, policy: PromptsPolicy, corpus: Corpus | None = None) -> None:
         self.policy = policy
-        self._allowed = {normalize(p): p for p in policy.allowlist}
+        self._allowed = {normalize(p, punctuation=False): p for p in policy.allowlist}
         self._patterns = [re.compile(p, re.IGNORECASE) for p in policy.allowlist_patterns]
         self.corpus = corpus
         if policy.mode == "corpus" and corpus is None:
@@ -115,6 +142,11 @@ class PromptPolicy:
 
     def resolve(self, request: PromptRequest) -> ResolvedPrompt | Refusal:
         mode = self.policy.mode
+        if mode != "open":  # the policy writes the prompt: the client's own context is refused unless allowed
+            if request.system and not self.policy.allow_system:
+                return _refuse("a system prompt or tools of the client's are not accepted (prompts.allow_system)")
+            if request.history and not self.policy.allow_history:
+                return _refuse("earlier turns are not accepted, only the prompt (prompts.allow_history)")
         if mode == "templates":
             return self._template(request)
         if request.template is not None:
@@ -123,17 +155,17 @@ class PromptPolicy:
         if isinstance(text, Refusal):
             return text
         if mode == "allowlist":
-            norm = normalize(text)
+            norm = normalize(text, punctuation=False)
             if norm in self._allowed:  # what goes on is the operator's own wording
-                return ResolvedPrompt(self._allowed[norm])
+                return _resolved(request, self._allowed[norm])
             if any(p.fullmatch(norm) for p in self._patterns):
-                return ResolvedPrompt(text)
+                return _resolved(request, text)
             return _refuse("the prompt is not one of the allowed prompts (prompts.allowlist)")
         if mode == "corpus":
             return self._corpus(request, text)
         if request.documents:
             return _refuse("corpus documents are not enabled ([prompts] mode is not 'corpus')")
-        return ResolvedPrompt(text)
+        return ResolvedPrompt(text, (), request.pieces, request.body, False, request.prompt_turn, request.media)
 
     def _template(self, request: PromptRequest) -> ResolvedPrompt | Refusal:
         if request.template is None:
@@ -156,7 +188,7 @@ class PromptPolicy:
         extra = sorted(set(request.variables) - set(spec.variables))
         if extra:
             return _refuse(f"template {spec.id}: a variable it does not declare was sent")
-        return ResolvedPrompt(_render(spec, values))
+        return _resolved(request, _render(spec, values), where="template")
 
     def _corpus(self, request: PromptRequest, text: str) -> ResolvedPrompt | Refusal:
         if request.inline_documents:
@@ -170,7 +202,21 @@ class PromptPolicy:
             docs.append(doc)
         if not docs:
             return _refuse("name at least one document of the registered corpus (prompts.corpus)")
-        return ResolvedPrompt(text, tuple(docs))
+        return _resolved(request, text, tuple(docs))
+
+
+def _resolved(
+    request: PromptRequest, text: str, documents: tuple[CorpusDocument, ...] = (), where: str | None = None
+) -> ResolvedPrompt:
+    """A prompt the policy wrote: the client's prompt turn is replaced by ``text`` (what is
+    screened is what goes on); the rest of the request, where allowed, is screened as sent.
+    The corpus documents are the operator's and not screened."""
+    turn = request.prompt_turn
+    context = tuple(p for p in request.pieces if not (p.turn == turn and p.role == "user") or turn < 0)
+    if where is None:
+        where = "prompt" if turn < 0 or request.body is None or "messages" not in request.body else f"messages[{turn}]"
+    pieces = (*context, Piece(where, "user", turn, "text", text)) if text else context
+    return ResolvedPrompt(text, documents, pieces, request.body, True, turn, request.media)
 
 
 def _unique(docs: Mapping[str, CorpusDocument], doc_id: str, source: Path) -> None:

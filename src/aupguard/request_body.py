@@ -1,29 +1,40 @@
 """Reading and interpreting a guarded request's body, for every adapter (no framework here).
 
-The body is read up to a cap; JSON is decoded strictly (UTF-8, an object at the top); the
-end user's prompt is taken from the Anthropic Messages shape (the last user message),
-``{"prompt": ...}``, or ``{"template": ..., "variables": ...}``; corpus ``documents`` are ids.
+The body is read up to a cap; JSON is decoded once, strictly (UTF-8, an object at the top,
+bounded nesting, no NaN or Infinity, no integer past 4,300 digits, no lone surrogate: each a
+400 naming the problem). The end user's request is one of: the Anthropic Messages shape
+(every piece of text in it, see :mod:`aupguard.request_pieces`), ``{"prompt": ...}``, or
+``{"template": ..., "variables": ...}``; corpus ``documents`` are ids. :func:`upstream_body`
+gives the Messages-API body that may go on to Claude once the call was decided.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .normalize import clean
 from .prompt_policy import PromptRequest
+from .request_pieces import BadBody, MessagesText, Piece, read_messages
 
-__all__ = ["BadBody", "TooLarge", "prompt_from_body", "read_body"]
+if TYPE_CHECKING:
+    from .prompt_policy import ResolvedPrompt
+
+__all__ = ["MAX_DEPTH", "BadBody", "TooLarge", "parse_json", "prompt_from_body", "read_body", "upstream_body"]
 
 Message = MutableMapping[str, Any]
+#: Deepest nesting of JSON arrays and objects a guarded body may have (a Messages request
+#: with tool schemas needs a few dozen levels at most).
+MAX_DEPTH = 64
+#: Fields of ours, not the Messages API's: they never go on to Claude.
+OUR_FIELDS = ("prompt", "template", "variables", "documents")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]", re.IGNORECASE)
 
 
 class TooLarge(Exception):
     pass
-
-
-class BadBody(Exception):
-    """The body is not what a guarded route accepts; the message is safe to show."""
 
 
 async def read_body(receive: Callable[[], Awaitable[Message]], limit: int, declared: int | None) -> tuple[bytes, bool]:
@@ -46,7 +57,12 @@ async def read_body(receive: Callable[[], Awaitable[Message]], limit: int, decla
             return b"".join(chunks), False
 
 
+def _no_constant(name: str) -> Any:
+    raise BadBody(f"the request body is not valid JSON ({name} is not a JSON number)")
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or :class:`BadBody` saying what is wrong with it."""
     if not body:
         raise BadBody("the request body is empty; expected a JSON object")
     try:
@@ -54,32 +70,43 @@ def parse_json(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise BadBody("the request body is not valid UTF-8") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise BadBody(f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:
-        raise BadBody("the request body nests too deeply") from None
+        raise BadBody(f"the request body nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise BadBody("the request body holds a number too large to read") from None
     if not isinstance(data, dict):
         raise BadBody("the request body must be a JSON object")
+    _check_shape(data, _SURROGATE_ESCAPE.search(body) is not None)
     return data
 
 
-def _text_of(content: Any) -> tuple[str, bool]:
-    """The text of a message's content and whether it carries documents of its own."""
-    if isinstance(content, str):
-        return content, False
-    if not isinstance(content, list):
-        raise BadBody("messages[-1].content must be a string or a list of content blocks")
-    texts, documents = [], False
-    for block in content:
-        if not isinstance(block, dict):
-            raise BadBody("content blocks must be objects")
-        kind = block.get("type")
-        if kind == "text" and isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif kind in ("document", "image", "file"):
-            documents = True
-    return "\n".join(texts), documents
+def _check_shape(data: dict[str, Any], surrogates: bool) -> None:
+    """Bounded depth (every later walk over the body is then safe) and, when the text had a
+    surrogate escape, no lone surrogate (it cannot be encoded, moderated or sent on)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadBody(f"the request body nests deeper than {MAX_DEPTH} levels")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if surrogates:
+                for text in (key, item):
+                    if isinstance(text, str) and not _encodable(text):
+                        raise BadBody("the request body holds a lone UTF-16 surrogate (\\ud800-\\udfff)")
+            if isinstance(item, dict | list) and item:
+                stack.append((item, depth + 1))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def prompt_from_body(data: dict[str, Any]) -> PromptRequest:
@@ -87,21 +114,62 @@ def prompt_from_body(data: dict[str, Any]) -> PromptRequest:
     documents = data.get("documents", [])
     if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
         raise BadBody("documents must be a list of document ids")
+    shapes = [name for name in ("messages", "prompt", "template") if name in data]
+    if len(shapes) > 1 and shapes != ["messages", "template"]:
+        raise BadBody("send one of 'messages', 'prompt' or 'template', not several")
     if "template" in data:
         variables = data.get("variables", {})
         if not isinstance(data["template"], str) or not isinstance(variables, dict):
             raise BadBody("template must be a string and variables an object")
-        return PromptRequest(template=data["template"], variables=variables, documents=tuple(documents))
-    if "messages" in data:
-        messages = data["messages"]
-        if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
-            raise BadBody("messages must be a non-empty list of message objects")
-        last = messages[-1]
-        if last.get("role") != "user":
-            raise BadBody("the last message must have role 'user'")
-        text, inline = _text_of(last.get("content"))
-        return PromptRequest(text=text, documents=tuple(documents), inline_documents=inline)
-    prompt = data.get("prompt")
-    if not isinstance(prompt, str):
-        raise BadBody("expected 'messages' (Anthropic Messages shape), 'prompt' (a string) or 'template'")
-    return PromptRequest(text=prompt, documents=tuple(documents))
+        cleaned = {k: clean(v) if isinstance(v, str) else v for k, v in variables.items()}
+        found = read_messages(data if cleaned == variables else {**data, "variables": cleaned})
+        # the template is the prompt: turns sent with it are history
+        return _request(found, documents, template=data["template"], variables=cleaned, history=found.turns > 0)
+    if "messages" not in data:
+        prompt = data.get("prompt")
+        if not isinstance(prompt, str):
+            raise BadBody("expected 'messages' (Anthropic Messages shape), 'prompt' (a string) or 'template'")
+        text = clean(prompt)
+        found = read_messages(data if text == prompt else {**data, "prompt": text})
+        pieces = (*found.pieces, Piece("prompt", "user", 0, "text", text)) if text else found.pieces
+        return _request(found, documents, text=text, pieces=pieces, prompt_turn=0)
+    found = read_messages(data)
+    return _request(found, documents, text=found.prompt_text, history=found.history, prompt_turn=found.prompt_turn)
+
+
+def _request(found: MessagesText, documents: list[str], **fields: Any) -> PromptRequest:
+    fields.setdefault("pieces", found.pieces)
+    return PromptRequest(
+        documents=tuple(documents), inline_documents=found.documents > 0, body=found.body,
+        system=found.has_system, media=found.media, **fields,
+    )  # fmt: skip
+
+
+def upstream_body(prompt: ResolvedPrompt) -> dict[str, Any]:
+    """The Messages-API body to send to Claude for a decided call: the client's body as it was
+    screened and cleaned, or, where the prompt policy wrote the prompt (an allowlisted
+    wording, a template, a corpus question), a body built from the decision: the client's
+    parameters (model, max_tokens, ...) and, only when the policy allows them and they were
+    screened, its system prompt and earlier turns. Fields of ours (``prompt``, ``template``,
+    ``variables``, ``documents``) never go on."""
+    body = dict(prompt.body or {})
+    for name in OUR_FIELDS:
+        body.pop(name, None)
+    if "messages" in body and not prompt.replaced:
+        return body
+    sent = body.get("messages")
+    turns: list[Any] = sent if isinstance(sent, list) else []
+    content: Any = prompt.text
+    if prompt.documents:
+        content = [
+            *({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": d.text},
+               "title": d.id} for d in prompt.documents),
+            {"type": "text", "text": prompt.text},
+        ]  # fmt: skip
+    ask = {"role": "user", "content": content}
+    at = prompt.prompt_turn if 0 <= prompt.prompt_turn < len(turns) else None
+    if at is None:  # no user turn of the client's to replace: the prompt comes last
+        body["messages"] = [*turns, ask]
+    else:  # the user's turn becomes the policy's; a prefill after it stays
+        body["messages"] = [*turns[:at], ask, *turns[at + 1 :]]
+    return body

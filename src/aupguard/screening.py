@@ -24,6 +24,7 @@ from .ids import new_id
 from .moderation.base import Verdict
 from .moderation.chain import ModerationChain, ModerationResult
 from .prompt_policy import PromptPolicy, PromptRequest, ResolvedPrompt
+from .request_pieces import Piece
 from .stores import ReviewItem, StrikeRecord
 from .user_actions import UserActions, describe_change
 
@@ -94,6 +95,8 @@ class Screening(UserActions):
         # parallel only for callers that run the verdict themselves (acall, the adapters):
         # a plain check() never comes back allowed with moderation still to do
         pending = defer and bool(self.moderation) and self.policy.moderation.mode == "parallel"
+        if resolved.media:  # images and PDFs are not text: counted in the audit record, not screened
+            decision = decision._replace(reasons=(*decision.reasons, f"media:{resolved.media}"))
         return decision.with_prompt(resolved, None, pending)
 
     def _needs_moderation(self, decision: Decision) -> bool:
@@ -105,16 +108,26 @@ class Screening(UserActions):
             and self.policy.moderation.mode != "off"
         )
 
-    def screen(self, decision: Decision, text: str | None = None) -> Decision:
-        """Moderate the decision's prompt (or ``text``) and apply the verdict. For a decision
-        whose record is already written (parallel mode), the record is amended."""
-        prompt = text if text is not None else (decision.prompt.text if decision.prompt else "")
-        result = self.moderation.run(prompt)
+    def _pieces(self, decision: Decision) -> tuple[Piece, ...]:
+        """What the moderators see: every piece of end-user text in the request, or with
+        ``[moderation] scope = "last_turn"`` only those of the prompt's own turn."""
+        prompt = decision.prompt
+        if prompt is None:
+            return ()
+        pieces = prompt.screened
+        if self.policy.moderation.scope == "last_turn":
+            turn = prompt.prompt_turn
+            pieces = tuple(p for p in pieces if p.role == "user" and (p.turn == turn or p.turn < 0 or turn < 0))
+        return pieces
+
+    def screen(self, decision: Decision) -> Decision:
+        """Moderate every piece of the decision's request and apply the verdict. For a
+        decision whose record is already written (parallel mode), the record is amended."""
+        result = self.moderation.run_pieces(self._pieces(decision))
         return self._apply(decision, result, self._flag)
 
-    async def ascreen(self, decision: Decision, text: str | None = None) -> Decision:
-        prompt = text if text is not None else (decision.prompt.text if decision.prompt else "")
-        result = await self.moderation.arun(prompt)
+    async def ascreen(self, decision: Decision) -> Decision:
+        result = await self.moderation.arun_pieces(self._pieces(decision))
         if result.flagged and result.action in ("block", "review"):  # the store write runs off the loop
             await asyncio.to_thread(self._flag, decision, result, False)
         return self._apply(decision, result, lambda *_: None)
@@ -168,16 +181,20 @@ class Screening(UserActions):
         now = self._clock()
         category = result.categories[0] if result.categories else "unspecified"
         moderators = ",".join(result.moderators) or "moderation"
+        where = _places(result.where)
         strike = None
         if not output:
-            reason = f"prompt flagged: {', '.join(result.categories)}"
+            reason = f"prompt flagged: {', '.join(result.categories)}" + (f" (at {where})" if where else "")
             strike = StrikeRecord(new_id(), decision.user_hash, now, reason, category, moderators, "moderation")
+        source = "output" if output else "prompt"
         review = ReviewItem(
             new_id(), now, decision.user_hash, decision.request_id, strike.id if strike else None, result.action or "",
-            result.categories, result.moderators, "output" if output else "prompt",
+            result.categories, result.moderators, f"{source} at {where}" if where else source,
         )  # fmt: skip
         details = {"request_id": decision.request_id, "category": category, "source": moderators,
                    "review_item": review.id}  # fmt: skip
+        if where:
+            details["where"] = where
         strike_fields = None if strike is None else [getattr(strike, f.name) for f in fields(strike)][:7]
         review_fields = [
             list(v) if isinstance(v, tuple) else v for v in (getattr(review, f.name) for f in fields(review))
@@ -297,6 +314,11 @@ class Screening(UserActions):
             return future.result()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _places(where: tuple[str, ...]) -> str:
+    """The flagged pieces' places, for a strike's reason and a review item (a few at most)."""
+    return ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
 
 
 class OutputStream:

@@ -5,8 +5,12 @@ worse, so the remaining (slower, paid) moderators are skipped. Otherwise every m
 runs and the most severe action wins. A moderator that fails follows ``[moderation] fail``:
 ``open`` goes on without it (logged), ``closed`` makes the outcome *unavailable*.
 
-Outcomes are cached by a keyed digest of the normalised text for ``cache_ttl``, so a
-repeated prompt costs one dictionary lookup; failures are never cached.
+A request is screened piece by piece (:meth:`ModerationChain.run_pieces`): each piece of
+end-user text together with the end of the text before it (``CONTEXT`` characters, from a
+word boundary), so a phrase split across two blocks or two turns is still seen whole.
+Outcomes are cached by a keyed digest of the exact text judged for ``cache_ttl``, so a
+repeated prompt costs one dictionary lookup and turn 30 of a conversation costs one new
+moderator call (its new piece), not 30; failures are never cached.
 """
 
 from __future__ import annotations
@@ -20,14 +24,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..normalize import normalize
 from ..policy_moderation import ACTIONS, ModerationPolicy
+from ..request_pieces import Piece
 from .base import Moderator, ModeratorError, Verdict
 
-__all__ = ["ModerationChain", "ModerationResult"]
+__all__ = ["CONTEXT", "ModerationChain", "ModerationResult", "screening_units"]
 
 log = logging.getLogger("aupguard.moderation")
 _CACHE_LIMIT = 10_000
+#: Characters of the text before a piece that it is judged with.
+CONTEXT = 240
+#: Remote moderator calls in flight at once for one request's new pieces.
+_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,7 @@ class ModerationResult:
     unavailable: bool = False  # a moderator failed and the policy says fail closed
     errors: tuple[str, ...] = ()  # "moderator: kind" of each failure
     cached: bool = False
+    where: tuple[str, ...] = ()  # the flagged pieces' places in the request ("messages[2].content[0]")
 
     @property
     def flagged(self) -> bool:
@@ -54,8 +63,26 @@ class ModerationResult:
         out = [f"flagged:{c}" for c in self.categories] + [f"moderator:{m}" for m in self.moderators]
         if self.action:
             out.append(f"action:{self.action}")
+        out += [f"at:{w}" for w in self.where[:5]]
         out += [f"moderator_failed:{e}" for e in self.errors]
         return out
+
+
+def screening_units(pieces: Sequence[Piece]) -> list[tuple[Piece, str]]:
+    """Each piece with the text it is judged as: the piece after the last ``CONTEXT``
+    characters of the text before it (cut at a word boundary, so a cut word does not pass
+    for a whole one). Pure: the same conversation gives the same units on every turn, so
+    the units of earlier turns hit the cache."""
+    units: list[tuple[Piece, str]] = []
+    before = ""
+    for piece in pieces:
+        text = f"{before}\n{piece.text}" if before else piece.text
+        units.append((piece, text))
+        before = text[-CONTEXT:]
+        if len(text) > CONTEXT:
+            cut = next((i for i, ch in enumerate(before) if ch.isspace()), len(before))
+            before = before[cut + 1 :]
+    return units
 
 
 class ModerationChain:
@@ -94,6 +121,64 @@ class ModerationChain:
             found = [own.get(c, self.policy.default_action) for c in verdict.categories] or [self.policy.default_action]
             return min(found, key=ACTIONS.index)
         return self.policy.action_for(verdict.categories)
+
+    # -- a whole request --------------------------------------------------------------
+
+    def run_pieces(self, pieces: Sequence[Piece]) -> ModerationResult:
+        """Moderate every piece of a request (see :func:`screening_units`); the outcome is
+        the most severe one, naming where the flagged pieces are."""
+        if len(pieces) == 1:  # the common case: one prompt, no context
+            return self._located(((pieces[0], self.run(pieces[0].text)),))
+        results = []
+        for piece, text in screening_units(pieces):
+            result = self.run(text)
+            results.append((piece, result))
+            if result.unavailable or result.action == "block":  # nothing later can change the outcome
+                break
+        return self._located(results)
+
+    async def arun_pieces(self, pieces: Sequence[Piece]) -> ModerationResult:
+        if self._all_local:  # no I/O: the sync path, inline
+            return self.run_pieces(pieces)
+        units = screening_units(pieces)
+        results: list[tuple[Piece, ModerationResult] | None] = [None] * len(units)
+        todo = []
+        for i, (piece, text) in enumerate(units):
+            hit = self._cached(self._digest(text))
+            if hit is None:
+                todo.append(i)
+            else:
+                results[i] = (piece, hit)
+        gate = asyncio.Semaphore(_CONCURRENCY)
+
+        async def judge(i: int) -> None:
+            async with gate:
+                results[i] = (units[i][0], await self.arun(units[i][1]))
+
+        await asyncio.gather(*(judge(i) for i in todo))
+        return self._located([r for r in results if r is not None])
+
+    def _located(self, results: Sequence[tuple[Piece, ModerationResult]]) -> ModerationResult:
+        """One outcome for a request's pieces: an unavailable moderator (fail closed) wins,
+        then the most severe action; ``where`` names the flagged pieces."""
+        for _, result in results:
+            if result.unavailable:
+                return result
+        flagged = [(p, r) for p, r in results if r.flagged]
+        errors = tuple(dict.fromkeys(e for _, r in results for e in r.errors))
+        if not flagged:
+            if not errors:
+                return results[0][1] if len(results) == 1 else self._clean
+            return ModerationResult(None, (), (), False, errors)
+        if len(results) == 1:
+            piece, result = results[0]
+            return ModerationResult(result.action, result.categories, result.verdicts, False, errors, False,
+                                    (piece.where,))  # fmt: skip
+        action = min((r.action for _, r in flagged if r.action is not None), key=ACTIONS.index)
+        categories = tuple(dict.fromkeys(c for _, r in flagged for c in r.categories))
+        verdicts = tuple(dict.fromkeys(v for _, r in flagged for v in r.verdicts if v.flagged))
+        where = tuple(dict.fromkeys(p.where for p, _ in flagged))
+        return ModerationResult(action, categories, verdicts, False, errors, False, where)
 
     # -- running -----------------------------------------------------------------------
 
@@ -189,7 +274,8 @@ class ModerationChain:
     def _digest(self, text: str) -> bytes | None:
         if self._all_local:  # local verdicts cost less than the cache itself
             return None
-        return hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"), key=self._key, digest_size=16).digest()
+        # the exact text judged: a text that merely normalises like a judged one is judged itself
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self._key, digest_size=16).digest()
 
     def _cached(self, key: bytes | None) -> ModerationResult | None:
         if key is None:

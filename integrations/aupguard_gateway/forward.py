@@ -177,7 +177,7 @@ class Upstream:
                     with contextlib.suppress(ValueError):
                         facts.see_message(json.loads(content))
                     if self._moderates_output:
-                        screened = await self.guard.ascreen_output(decision, "".join(facts.text))
+                        screened = await self.guard.ascreen_output(decision, facts.moderated_text)
                         if not screened.allowed:  # withheld: the record says why, the answer is still linked
                             finish()
                             await _error(send, screened.status, screened.error or "api_error", screened.message)
@@ -264,10 +264,10 @@ class _EventTap:
                 continue
             kind = event.get("type")
             refused: Decision | None = None
-            if kind == "content_block_delta":
+            if kind == "content_block_delta":  # text, thinking and tool-use input alike
                 delta = event.get("delta")
-                text = delta.get("text") if isinstance(delta, dict) else None
-                if isinstance(text, str):
+                text = _delta_text(delta) if isinstance(delta, dict) else None
+                if text is not None:
                     refused = await self.output.afeed(text)
             elif kind in ("message_delta", "message_stop"):  # no more text: judge what is left
                 final = await self.output.afinish()
@@ -275,6 +275,14 @@ class _EventTap:
             if refused is not None:
                 return refused
         return None
+
+
+def _delta_text(delta: dict[str, Any]) -> str | None:
+    for name in ("text", "thinking", "partial_json"):
+        value = delta.get(name)
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def _sse_error(decision: Decision) -> bytes:

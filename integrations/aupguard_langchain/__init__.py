@@ -7,6 +7,11 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("aupguard_langchain needs LangChain: pip install 'aupguard[langchain]'") from exc
 
-from .callback import AsyncSafeguardsCallbackHandler, SafeguardsCallbackHandler, instrument_chat_model
+from .callback import (
+    AsyncSafeguardsCallbackHandler,
+    SafeguardsCallbackHandler,
+    SyncRunNotGuarded,
+    instrument_chat_model,
+)
 
-__all__ = ["AsyncSafeguardsCallbackHandler", "SafeguardsCallbackHandler", "instrument_chat_model"]
+__all__ = ["AsyncSafeguardsCallbackHandler", "SafeguardsCallbackHandler", "SyncRunNotGuarded", "instrument_chat_model"]

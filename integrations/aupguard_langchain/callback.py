@@ -1,7 +1,8 @@
 """``SafeguardsCallbackHandler``: the guarded call for LangChain chat models and LLMs.
 
 ``on_chat_model_start`` / ``on_llm_start`` run the whole check (account, terms, suspension,
-limits, prompt policy, moderation) on the end user's last message and stop the run with
+limits, prompt policy on the last human message, moderation of every message of the call:
+system, history, AI turns with their tool calls, tool results) and stop the run with
 :class:`aupguard.Refused` when it may not proceed; ``on_llm_end`` / ``on_llm_error``
 complete the audit record (message id, usage). The user comes from the constructor or from
 ``config["metadata"]["user_id"]``.
@@ -14,6 +15,7 @@ the same task: an instrumented client then links its ids to this record and send
 from __future__ import annotations
 
 import contextlib
+import sys
 from contextvars import Token
 from typing import Any
 from uuid import UUID
@@ -22,11 +24,14 @@ from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
-from aupguard import Decision, Refused, Safeguards
+from aupguard import Decision, PromptRequest, Refused, Safeguards
 from aupguard.answers import linkable_id
 from aupguard.context import Guarded, reset_guarded, set_guarded
+from aupguard.request_body import BadBody, prompt_from_body
 
-__all__ = ["AsyncSafeguardsCallbackHandler", "SafeguardsCallbackHandler", "instrument_chat_model"]
+from .messages import as_messages_body, prompts_body
+
+__all__ = ["AsyncSafeguardsCallbackHandler", "SafeguardsCallbackHandler", "SyncRunNotGuarded", "instrument_chat_model"]
 
 SURFACE = "langchain"
 
@@ -39,16 +44,12 @@ def instrument_chat_model(guard: Safeguards, model: Any) -> Any:
     return model
 
 
-def _last_user_text(messages: list[list[BaseMessage]]) -> str:
-    for message in reversed(messages[0] if messages else []):
-        if message.type == "human":
-            content = message.content
-            if isinstance(content, str):
-                return content
-            return "\n".join(
-                str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"
-            )
-    return ""
+def _request(body: dict[str, Any]) -> PromptRequest | str:
+    """The call as the core reads it, or the reason it cannot be screened."""
+    try:
+        return prompt_from_body(body, origin="chain")
+    except BadBody as exc:
+        return str(exc)
 
 
 class _Runs:
@@ -65,6 +66,16 @@ class _Runs:
             return self.user_id
         found = (metadata or {}).get("user_id")
         return found if isinstance(found, str) else None
+
+    def check(self, user: str | None, request: PromptRequest | str) -> Decision:
+        if isinstance(request, str):  # a shape the core cannot screen: refused, and recorded
+            return self.guard.refusal(user, SURFACE, "invalid_request_error", request)
+        return self.guard.check(user, surface=SURFACE, prompt=request)
+
+    async def acheck(self, user: str | None, request: PromptRequest | str) -> Decision:
+        if isinstance(request, str):
+            return await self.guard.arefusal(user, SURFACE, "invalid_request_error", request)
+        return await self.guard.acheck(user, surface=SURFACE, prompt=request)
 
     def begin(self, run_id: UUID, user: str | None, decision: Decision) -> None:
         if not decision.allowed:
@@ -127,7 +138,9 @@ class SafeguardsCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None, **kwargs: Any,
     ) -> None:  # fmt: skip
         user = self._runs.user(metadata)
-        decision = self._runs.guard.check(user, surface=SURFACE, prompt=_last_user_text(messages))
+        decision = self._runs.check(
+            user, _request(as_messages_body(messages[0] if messages else [], kwargs.get("invocation_params")))
+        )
         self._runs.begin(run_id, user, decision)
 
     def on_llm_start(
@@ -135,7 +148,7 @@ class SafeguardsCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None, **kwargs: Any,
     ) -> None:  # fmt: skip
         user = self._runs.user(metadata)
-        decision = self._runs.guard.check(user, surface=SURFACE, prompt=prompts[-1] if prompts else "")
+        decision = self._runs.check(user, _request(prompts_body(prompts)))
         self._runs.begin(run_id, user, decision)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
@@ -145,10 +158,35 @@ class SafeguardsCallbackHandler(BaseCallbackHandler):
         self._runs.end(run_id, None)
 
 
+class SyncRunNotGuarded(BaseException):
+    """An :class:`AsyncSafeguardsCallbackHandler` was attached to a sync run (``invoke``,
+    ``stream``, ``batch``). LangChain runs an async handler's coroutine there on a loop of its
+    own and swallows every ``Exception`` it raises, so a refusal would be lost and the model
+    called anyway. This is a ``BaseException``, which LangChain does not swallow: the run
+    stops. Attach :class:`SafeguardsCallbackHandler` to sync runs (it also serves async ones)."""
+
+
+def _refuse_a_sync_run() -> None:
+    """Stop the run when this coroutine is being run by LangChain's sync callback manager
+    (its ``_run_coros``, which swallows errors): the chain must never go on unguarded."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_run_coros" and frame.f_globals.get("__name__") == _SYNC_MANAGER:
+            raise SyncRunNotGuarded(
+                "AsyncSafeguardsCallbackHandler cannot guard a sync run (LangChain swallows its errors there): "
+                "use SafeguardsCallbackHandler"
+            )
+        frame = frame.f_back  # type: ignore[assignment]
+
+
+_SYNC_MANAGER = "langchain_core.callbacks.manager"
+
+
 class AsyncSafeguardsCallbackHandler(AsyncCallbackHandler):
     """The async twin, for ``ainvoke`` / ``astream`` / ``abatch``: store reads and remote
-    moderators run off the event loop. Under a sync ``invoke`` LangChain swallows an async
-    handler's errors: use :class:`SafeguardsCallbackHandler` there."""
+    moderators run off the event loop. Attached to a sync run it stops the run with
+    :class:`SyncRunNotGuarded` (LangChain would swallow its refusals there): use
+    :class:`SafeguardsCallbackHandler` for sync runs."""
 
     raise_error = True
     run_inline = True
@@ -160,16 +198,20 @@ class AsyncSafeguardsCallbackHandler(AsyncCallbackHandler):
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID,
         metadata: dict[str, Any] | None = None, **kwargs: Any,
     ) -> None:  # fmt: skip
+        _refuse_a_sync_run()
         user = self._runs.user(metadata)
-        decision = await self._runs.guard.acheck(user, surface=SURFACE, prompt=_last_user_text(messages))
+        decision = await self._runs.acheck(
+            user, _request(as_messages_body(messages[0] if messages else [], kwargs.get("invocation_params")))
+        )
         self._runs.begin(run_id, user, decision)
 
     async def on_llm_start(
         self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
         metadata: dict[str, Any] | None = None, **kwargs: Any,
     ) -> None:  # fmt: skip
+        _refuse_a_sync_run()
         user = self._runs.user(metadata)
-        decision = await self._runs.guard.acheck(user, surface=SURFACE, prompt=prompts[-1] if prompts else "")
+        decision = await self._runs.acheck(user, _request(prompts_body(prompts)))
         self._runs.begin(run_id, user, decision)
 
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:

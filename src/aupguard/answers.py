@@ -9,6 +9,7 @@ Claude's own refusal, the same way for all of them.
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ class AnswerFacts:
         self.input_tokens = 0
         self.output_tokens = 0
         self.text: list[str] = []
+        self.other: list[str] = []  # thinking and tool-use input: not the answer's text, still moderated
         self.stop_reason: str | None = None
         self.stop_details: Any = None
 
@@ -45,9 +47,21 @@ class AnswerFacts:
             self.stop_reason = getattr(delta, "stop_reason", None) or self.stop_reason
             self.stop_details = getattr(delta, "stop_details", None) or self.stop_details
         elif kind == "content_block_delta":
-            text = getattr(getattr(event, "delta", None), "text", None)
+            delta = getattr(event, "delta", None)
+            text = getattr(delta, "text", None)
             if isinstance(text, str):
                 self.text.append(text)
+            else:
+                other = getattr(delta, "thinking", None) or getattr(delta, "partial_json", None)
+                if isinstance(other, str):
+                    self.other.append(other)
+
+    @property
+    def moderated_text(self) -> str:
+        """What output moderation reads: the text, then thinking and tool-use input."""
+        if not self.other:
+            return "".join(self.text)
+        return "".join(self.text) + "\n" + "\n".join(self.other)
 
     def see_json(self, event: Any) -> None:
         """One SSE event's decoded ``data`` (plain JSON)."""
@@ -64,9 +78,14 @@ class AnswerFacts:
             self.stop_reason = _str(delta.get("stop_reason")) or self.stop_reason
             self.stop_details = _namespace(delta.get("stop_details")) or self.stop_details
         elif kind == "content_block_delta":
-            text = _dict(event.get("delta")).get("text")
+            delta = _dict(event.get("delta"))
+            text = delta.get("text")
             if isinstance(text, str):
                 self.text.append(text)
+            else:
+                other = delta.get("thinking") or delta.get("partial_json")
+                if isinstance(other, str):
+                    self.other.append(other)
 
     def see_message(self, message: Any) -> None:
         """A whole message (a JSON answer that was not streamed)."""
@@ -77,8 +96,14 @@ class AnswerFacts:
         self.stop_reason = _str(message.get("stop_reason"))
         self.stop_details = _namespace(message.get("stop_details"))
         for block in message.get("content") or []:
-            if isinstance(block, dict) and isinstance(block.get("text"), str):
+            if not isinstance(block, dict):
+                continue
+            if isinstance(block.get("text"), str):
                 self.text.append(block["text"])
+            elif isinstance(block.get("thinking"), str):
+                self.other.append(block["thinking"])
+            elif block.get("type") in ("tool_use", "server_tool_use", "mcp_tool_use") and "input" in block:
+                self.other.append(json.dumps(block["input"], ensure_ascii=False))
 
     def _see_message_head(self, message: dict[str, Any]) -> None:
         self.message_id = _str(message.get("id"))

@@ -6,7 +6,11 @@ Through the SDK's own ``middleware=`` hook (no monkeypatching), for every ``POST
   ``with guard.as_user("u-42"):``; a call with no user follows ``[identity] require_account``
   (refused with :class:`~aupguard.screening.Refused` before anything is sent);
 - a call made under ``as_user`` outside an adapter is checked (account, terms, suspension,
-  limits) and gets its own audit record, surface ``anthropic``;
+  limits, and moderation of every piece of its body: the app's system prompt, every turn,
+  tool results, documents) and gets its own audit record, surface ``anthropic``; the body
+  sent is the one screened, cleaned of invisible characters. A body an adapter screened
+  already is not screened again (the adapter's decision stands for the call). The SDK's
+  retries of one call are one guarded call: checked, counted and recorded once;
 - ``metadata.user_id`` is set to the user's keyed hash, replacing anything the app put there;
 - Anthropic's ``request-id`` header and the ``msg_...`` id are linked to the audit record
   (streams: from ``message_start``, as the app reads the stream);
@@ -19,7 +23,8 @@ Through the SDK's own ``middleware=`` hook (no monkeypatching), for every ``POST
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +35,8 @@ from anthropic._request import APIRequest
 from .answers import AnswerFacts, linkable_id, record_answer
 from .context import Guarded, current_guarded, reset_guarded, set_guarded
 from .decision import Decision
+from .prompt_policy import PromptRequest
+from .request_body import BadBody, prompt_from_body, upstream_body
 
 if TYPE_CHECKING:
     from anthropic._response import APIResponse, AsyncAPIResponse
@@ -72,19 +79,72 @@ def _is_messages(request: APIRequest) -> bool:
     return request.method.lower() == "post" and request.url.rstrip("/").endswith("/v1/messages")
 
 
+_ATTEMPTS = 4096  # calls whose decision is kept for the SDK's retries (the oldest go first)
+
+
 class GuardMiddleware(Middleware):
     def __init__(self, guard: Safeguards) -> None:
         self.guard = guard
+        self._attempts: OrderedDict[str, Decision] = OrderedDict()
 
     # -- before the request ------------------------------------------------------------
 
     @staticmethod
-    def _prepare(request: APIRequest, decision: Decision) -> APIRequest:
-        if decision.user_hash is None:  # an anonymous call (require_account = false)
+    def _prepare(request: APIRequest, decision: Decision, own: bool) -> APIRequest:
+        screened = decision.prompt if own else None  # what this middleware screened is what goes on
+        if screened is not None and screened.body is not None:
+            body = upstream_body(screened)
+        elif decision.user_hash is None:  # an anonymous call (require_account = false)
             return request
-        body = dict(request.json) if isinstance(request.json, dict) else {}
-        body["metadata"] = {**dict(body.get("metadata") or {}), "user_id": decision.user_hash}
+        else:
+            body = dict(request.json) if isinstance(request.json, dict) else {}
+        if decision.user_hash is not None:
+            body["metadata"] = {**dict(body.get("metadata") or {}), "user_id": decision.user_hash}
         return request.copy(body=body)
+
+    @staticmethod
+    def _request_of(request: APIRequest) -> PromptRequest | str:
+        """The call's body as the core screens it (the app wrote it: moderated, not held to
+        the prompt policy), or why it cannot be screened."""
+        body = request.json
+        if not isinstance(body, Mapping):
+            return "the request body must be a JSON object"
+        try:
+            return prompt_from_body(dict(body), origin="app")
+        except BadBody as exc:
+            return str(exc)
+
+    def _retried(self, request: APIRequest) -> Decision | None:
+        """The decision of a call the SDK is retrying (same idempotency key): one call, one check."""
+        key = request.options.idempotency_key
+        return self._attempts.get(key) if key and request.retries_taken else None
+
+    def _remember(self, request: APIRequest, decision: Decision) -> Decision:
+        key = request.options.idempotency_key
+        if key:
+            self._attempts[key] = decision
+            if len(self._attempts) > _ATTEMPTS:
+                self._attempts.popitem(last=False)
+        return decision
+
+    def _own(self, request: APIRequest) -> Decision:
+        retried = self._retried(request)
+        if retried is not None:
+            return retried
+        user, found = _as_user.get(), self._request_of(request)
+        if isinstance(found, str):  # refused, and recorded like any refusal
+            return self._remember(request, self.guard.refusal(user, "anthropic", "invalid_request_error", found))
+        return self._remember(request, self.guard.check(user, surface="anthropic", prompt=found))
+
+    async def _aown(self, request: APIRequest) -> Decision:
+        retried = self._retried(request)
+        if retried is not None:
+            return retried
+        user, found = _as_user.get(), self._request_of(request)
+        if isinstance(found, str):
+            decision = await self.guard.arefusal(user, "anthropic", "invalid_request_error", found)
+            return self._remember(request, decision)
+        return self._remember(request, await self.guard.acheck(user, surface="anthropic", prompt=found))
 
     def _hash_batch(self, request: APIRequest) -> APIRequest:
         """A message batch carries many requests, each with the app's own ``metadata.user_id``:
@@ -177,14 +237,14 @@ class GuardMiddleware(Middleware):
             return call_next(request)
         guarded = current_guarded()
         own = guarded is None  # no adapter: this call is the guarded call, with its own record
-        decision = self.guard.check(_as_user.get(), surface="anthropic") if guarded is None else guarded.decision
+        decision = self._own(request) if guarded is None else guarded.decision
         self._allowed(decision)  # also a refused decision handed over by the app
         if guarded is None:
             guarded = Guarded(_as_user.get(), decision)
         guarded.tokens_counted = True
         token = set_guarded(guarded) if own else None
         try:
-            response = call_next(self._prepare(request, decision))
+            response = call_next(self._prepare(request, decision, own))
             if request.stream and response.status_code < 400:
                 self._tap_stream(decision, response.headers, response.parse())
                 return response
@@ -204,14 +264,14 @@ class GuardMiddleware(Middleware):
             return await call_next(request)
         guarded = current_guarded()
         own = guarded is None
-        decision = await self.guard.acheck(_as_user.get(), surface="anthropic") if guarded is None else guarded.decision
+        decision = await self._aown(request) if guarded is None else guarded.decision
         self._allowed(decision)  # also a refused decision handed over by the app
         if guarded is None:
             guarded = Guarded(_as_user.get(), decision)
         guarded.tokens_counted = True
         token = set_guarded(guarded) if own else None
         try:
-            response = await call_next(self._prepare(request, decision))
+            response = await call_next(self._prepare(request, decision, own))
             if request.stream and response.status_code < 400:
                 self._tap_stream(decision, response.headers, await response.parse())
                 return response

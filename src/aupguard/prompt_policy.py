@@ -33,7 +33,13 @@ class PromptRequest:
     every piece of end-user text in it (``pieces``, already cleaned), the cleaned ``body``,
     the index of the prompt's turn in ``messages`` (``prompt_turn``), whether the client sent
     turns besides the prompt (``history``) or instructions of its own (``system``: a system
-    prompt or tools), and how many images and PDFs it carried (``media``, not text)."""
+    prompt or tools), and how many images and PDFs it carried (``media``, not text).
+
+    ``origin`` says who wrote the request: ``client`` (a body a client sent through an
+    adapter: the whole prompt policy applies), ``chain`` (a LangChain call: the app wrote the
+    system prompt and keeps the history, so they are screened but not refused), ``app`` (a
+    call the app makes through the instrumented client outside any adapter: screened by the
+    moderators, not held to the prompt policy, which governs what end users send)."""
 
     text: str | None = None
     template: str | None = None
@@ -46,6 +52,7 @@ class PromptRequest:
     history: bool = False
     system: bool = False
     media: int = 0
+    origin: str = "client"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +149,9 @@ class PromptPolicy:
 
     def resolve(self, request: PromptRequest) -> ResolvedPrompt | Refusal:
         mode = self.policy.mode
-        if mode != "open":  # the policy writes the prompt: the client's own context is refused unless allowed
+        if request.origin == "app":
+            mode = "open"
+        elif mode != "open" and request.origin == "client":  # the client's own context: refused unless allowed
             if request.system and not self.policy.allow_system:
                 return _refuse("a system prompt or tools of the client's are not accepted (prompts.allow_system)")
             if request.history and not self.policy.allow_history:

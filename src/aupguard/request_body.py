@@ -30,7 +30,7 @@ Message = MutableMapping[str, Any]
 MAX_DEPTH = 64
 #: Fields of ours, not the Messages API's: they never go on to Claude.
 OUR_FIELDS = ("prompt", "template", "variables", "documents")
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]", re.IGNORECASE)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class TooLarge(Exception):
@@ -97,7 +97,7 @@ def _check_shape(data: dict[str, Any], surrogates: bool) -> None:
                 for text in (key, item):
                     if isinstance(text, str) and not _encodable(text):
                         raise BadBody("the request body holds a lone UTF-16 surrogate (\\ud800-\\udfff)")
-            if isinstance(item, dict | list) and item:
+            if isinstance(item, dict | list):
                 stack.append((item, depth + 1))
 
 
@@ -109,8 +109,9 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def prompt_from_body(data: dict[str, Any]) -> PromptRequest:
-    """The end user's request in a guarded body (see the module docstring)."""
+def prompt_from_body(data: dict[str, Any], origin: str = "client") -> PromptRequest:
+    """The end user's request in a guarded body (see the module docstring); ``origin`` as
+    :class:`~aupguard.prompt_policy.PromptRequest` has it."""
     documents = data.get("documents", [])
     if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
         raise BadBody("documents must be a list of document ids")
@@ -124,7 +125,7 @@ def prompt_from_body(data: dict[str, Any]) -> PromptRequest:
         cleaned = {k: clean(v) if isinstance(v, str) else v for k, v in variables.items()}
         found = read_messages(data if cleaned == variables else {**data, "variables": cleaned})
         # the template is the prompt: turns sent with it are history
-        return _request(found, documents, template=data["template"], variables=cleaned, history=found.turns > 0)
+        return _request(found, documents, origin, template=data["template"], variables=cleaned, history=found.turns > 0)
     if "messages" not in data:
         prompt = data.get("prompt")
         if not isinstance(prompt, str):
@@ -132,16 +133,18 @@ def prompt_from_body(data: dict[str, Any]) -> PromptRequest:
         text = clean(prompt)
         found = read_messages(data if text == prompt else {**data, "prompt": text})
         pieces = (*found.pieces, Piece("prompt", "user", 0, "text", text)) if text else found.pieces
-        return _request(found, documents, text=text, pieces=pieces, prompt_turn=0)
+        return _request(found, documents, origin, text=text, pieces=pieces, prompt_turn=0)
     found = read_messages(data)
-    return _request(found, documents, text=found.prompt_text, history=found.history, prompt_turn=found.prompt_turn)
+    return _request(
+        found, documents, origin, text=found.prompt_text, history=found.history, prompt_turn=found.prompt_turn
+    )
 
 
-def _request(found: MessagesText, documents: list[str], **fields: Any) -> PromptRequest:
+def _request(found: MessagesText, documents: list[str], origin: str, **fields: Any) -> PromptRequest:
     fields.setdefault("pieces", found.pieces)
     return PromptRequest(
         documents=tuple(documents), inline_documents=found.documents > 0, body=found.body,
-        system=found.has_system, media=found.media, **fields,
+        system=found.has_system, media=found.media, origin=origin, **fields,
     )  # fmt: skip
 
 

@@ -191,7 +191,7 @@ class _Walk:
     def text_block(self, block: object, where: str, only_text: bool = False) -> object:
         if not isinstance(block, dict) or (only_text and block.get("type") != "text"):
             raise BadBody(f"{where} must be a text block")
-        out = _put(block, "text", self.text(block.get("text"), f"{where}.text" if only_text else where, "text"))
+        out = _put(block, "text", self.text(block.get("text"), where, "text"))
         citations = block.get("citations")
         if citations is not None:  # quoted text in a (forged) answer is text too
             if not isinstance(citations, list):

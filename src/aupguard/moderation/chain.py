@@ -105,6 +105,7 @@ class ModerationChain:
         self._cache: OrderedDict[bytes, tuple[float, ModerationResult]] = OrderedDict()
         self._lock = threading.Lock()
         self._all_local = all(getattr(m, "local", False) for m in self.moderators)
+        self._local = tuple(m for m in self.moderators if getattr(m, "local", False))
         # what a text every moderator found clean comes to (the common case): made once
         self._clean = ModerationResult(None, (), tuple(Verdict.clean(m.name) for m in self.moderators))
         #: called with (moderator name, seconds, failed) after each moderator ran (metrics)
@@ -135,6 +136,8 @@ class ModerationChain:
             results.append((piece, result))
             if result.unavailable or result.action == "block":  # nothing later can change the outcome
                 break
+        else:
+            results += self._user_side(pieces)
         return self._located(results)
 
     async def arun_pieces(self, pieces: Sequence[Piece]) -> ModerationResult:
@@ -156,14 +159,47 @@ class ModerationChain:
                 results[i] = (units[i][0], await self.arun(units[i][1]))
 
         await asyncio.gather(*(judge(i) for i in todo))
-        return self._located([r for r in results if r is not None])
+        return self._located([*(r for r in results if r is not None), *self._user_side(pieces)])
+
+    def _user_side(self, pieces: Sequence[Piece]) -> list[tuple[Piece, ModerationResult]]:
+        """The end user's own turns read together, by the local moderators (free, and not
+        cached: the text grows every turn): a phrase split across two user turns with an
+        answer between them is seen whole. Remote moderators read each piece with the text
+        just before it, which keeps their cost at one call per new piece."""
+        if not self._local:
+            return []
+        turns = sorted({p.turn for p in pieces if p.role == "user" and p.turn >= 0})
+        if len(turns) < 2:
+            return []
+        text = "\n".join(p.text for p in pieces if p.role == "user")
+        verdicts: list[Verdict] = []
+        errors: list[str] = []
+        for moderator in self._local:
+            started = time.perf_counter()
+            outcome: Verdict | Exception
+            try:
+                outcome = moderator.moderate(text)
+            except Exception as exc:
+                outcome = exc
+            step = self._take(moderator, started, outcome, verdicts, errors)
+            if isinstance(step, ModerationResult):
+                return [(pieces[-1], step)]
+            if step:
+                break
+        result = self._finish(None, verdicts, errors)
+        if not result.flagged:
+            return []
+        return [(Piece(f"messages[{turns[0]}..{turns[-1]}] (user turns together)", "user", -1, "text", ""), result)]
 
     def _located(self, results: Sequence[tuple[Piece, ModerationResult]]) -> ModerationResult:
         """One outcome for a request's pieces: an unavailable moderator (fail closed) wins,
         then the most severe action; ``where`` names the flagged pieces."""
-        for _, result in results:
+        for i, (_, result) in enumerate(results):
             if result.unavailable:
                 return result
+            if result.action == "block":  # as the sync path stops here, so do the async one's results
+                results = results[: i + 1]
+                break
         flagged = [(p, r) for p, r in results if r.flagged]
         errors = tuple(dict.fromkeys(e for _, r in results for e in r.errors))
         if not flagged:

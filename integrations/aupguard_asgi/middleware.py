@@ -26,8 +26,10 @@ from starlette.requests import Request
 from aupguard import Decision, PromptRequest, Safeguards
 from aupguard.context import Guarded, reset_guarded, set_guarded
 from aupguard.request_body import BadBody, TooLarge, parse_json, prompt_from_body, read_body
+from aupguard.routes import RouteSet, squashed
+from aupguard.routes import route_path as _route_path
 
-__all__ = ["SafeguardsMiddleware"]
+__all__ = ["SafeguardsMiddleware", "route_path"]
 
 log = logging.getLogger("aupguard.asgi")
 
@@ -56,8 +58,9 @@ class SafeguardsMiddleware:
     - ``identify(request)``: the user id or None (sync or async); default: the authenticated
       ``scope["user"]`` (Starlette's AuthenticationMiddleware), then ``user_header`` when set.
     - ``user_header``: a header trusted to carry the user id (only behind your own gateway).
-    - ``routes``: paths to guard (``"/v1/chat"``, or a prefix ``"/v1/*"``), or a predicate
-      over the ASGI scope; default: every HTTP route.
+    - ``routes``: paths to guard (``"/v1/chat"``, or a prefix ``"/v1/*"``), relative to the
+      app's mount point (see :mod:`aupguard.routes`), or a predicate over the ASGI scope;
+      default: every HTTP route.
     - ``extract_prompt(json_body)``: the end user's prompt; default: Anthropic Messages shape
       (last user message), ``{"prompt": ...}`` or ``{"template": ..., "variables": ...}``.
     - ``max_body_bytes``: larger bodies get 413.
@@ -85,9 +88,7 @@ class SafeguardsMiddleware:
             raise TypeError("routes takes a list of paths (or a predicate), not one string")
         self._guard_all = routes is None
         self._predicate = routes if callable(routes) else None
-        listed = [] if routes is None or callable(routes) else list(routes)
-        self._exact = frozenset(r for r in listed if not r.endswith("*"))
-        self._prefixes = tuple(r[:-1] for r in listed if r.endswith("*"))
+        self._routes = RouteSet([] if routes is None or callable(routes) else routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -105,8 +106,7 @@ class SafeguardsMiddleware:
             return True
         if self._predicate is not None:
             return bool(self._predicate(scope))
-        path: str = scope["path"]
-        return path in self._exact or path.startswith(self._prefixes)
+        return self._routes.matches(route_path(scope))
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -137,10 +137,11 @@ class SafeguardsMiddleware:
         return None
 
     def surface_of(self, scope: Scope) -> str:
-        """The audit log's name for the route: the path, without control characters, cut to
-        200 characters. (Paths that carry ids or emails put them in the log: guard such
-        routes with a predicate-free prefix and keep ids in the body, or name them yourself.)"""
-        return _surface(scope.get("path", "") or "/")
+        """The audit log's name for the route: the path within the app (without the mount
+        point, repeated or trailing slashes), without control characters, cut to 200
+        characters. (Paths that carry ids or emails put them in the log: keep ids in the
+        body.)"""
+        return _surface(squashed(route_path(scope)))
 
 
 class _GuardedCall:
@@ -253,6 +254,12 @@ class _GuardedCall:
                    *_header_list(decision)]  # fmt: skip
         await self.send({"type": "http.response.start", "status": decision.status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
+
+
+def route_path(scope: Scope) -> str:
+    """The request's path within the app (``scope["path"]`` minus ``root_path``, which a
+    ``Mount`` or ``uvicorn --root-path`` puts in both): what ``routes`` is matched against."""
+    return _route_path(scope.get("path", "") or "/", scope.get("root_path", ""))
 
 
 def _header_list(decision: Decision) -> list[tuple[bytes, bytes]]:

@@ -23,6 +23,7 @@ from aupguard import Decision, Policy, PromptRequest, Safeguards
 from aupguard.context import Guarded, register_lookup, reset_guarded, set_guarded
 from aupguard.ids import new_id
 from aupguard.request_body import BadBody, parse_json, prompt_from_body
+from aupguard.routes import RouteSet
 from flask import Flask, Request, Response, current_app, g, request
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
@@ -87,14 +88,11 @@ class _AppState:
     guard: Safeguards
     options: Options
     by_endpoint: dict[str | None, Options | object | None] = field(default_factory=dict)
-    exact: frozenset[str] = frozenset()  # of ``routes``: whole paths
-    prefixes: tuple[str, ...] = ()  # of ``routes``: "prefix*" without the star
+    routes: RouteSet = field(default_factory=lambda: RouteSet(()))
     surfaces: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        routes = self.options.routes or ()
-        self.exact = frozenset(r for r in routes if not r.endswith("*"))
-        self.prefixes = tuple(r[:-1] for r in routes if r.endswith("*"))
+        self.routes = RouteSet(self.options.routes or ())
 
     def surface_of(self, req: Request) -> str:
         """The audit log's name for the view: its URL rule (the path without one), cut to 200."""
@@ -231,8 +229,8 @@ def _view_options(app: Flask, state: _AppState, req: Request) -> Options | None:
             state.by_endpoint[endpoint] = found
     if found is not _BY_PATH:
         return found  # type: ignore[return-value]
-    path = req.path
-    return state.options if path in state.exact or path.startswith(state.prefixes) else None
+    # req.path is relative to the app's mount point (SCRIPT_NAME), as Flask's routing sees it
+    return state.options if state.routes.matches(req.path) else None
 
 
 _UNKNOWN = object()

@@ -128,12 +128,13 @@ class SafeguardsMiddleware:
             except NotImplementedError:
                 return str(user.display_name)
         if self._user_header is not None:
+            sent: bytes | None = None
             for name, value in scope.get("headers", ()):
                 if name == self._user_header:
-                    try:
-                        return bytes(value).decode("utf-8") or None
-                    except UnicodeDecodeError:
-                        raise _BadIdentity("the user id header is not valid UTF-8") from None
+                    if sent is not None:  # behind a proxy that appends, the first may be the client's
+                        raise _BadIdentity("the user id header is sent more than once")
+                    sent = bytes(value)
+            return None if sent is None else _header_user(sent)
         return None
 
     def surface_of(self, scope: Scope) -> str:
@@ -260,6 +261,16 @@ def route_path(scope: Scope) -> str:
     """The request's path within the app (``scope["path"]`` minus ``root_path``, which a
     ``Mount`` or ``uvicorn --root-path`` puts in both): what ``routes`` is matched against."""
     return _route_path(scope.get("path", "") or "/", scope.get("root_path", ""))
+
+
+def _header_user(value: bytes) -> str | None:
+    try:
+        user = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadIdentity("the user id header is not valid UTF-8") from None
+    if "," in user:  # what a proxy or a WSGI server makes of two values: never pick one
+        raise _BadIdentity("the user id header holds more than one value (a comma)")
+    return user or None
 
 
 def _header_list(decision: Decision) -> list[tuple[bytes, bytes]]:

@@ -245,8 +245,15 @@ def _identify(app: Flask, req: Request, options: Options) -> str | None:
         if getattr(current_user, "is_authenticated", False):
             return str(current_user.get_id())
     if options.user_header:
-        return req.environ.get(_environ_key(options.user_header)) or None
+        value: str | None = req.environ.get(_environ_key(options.user_header))
+        if value is not None and "," in value:  # WSGI servers join a repeated header with ","
+            raise _BadIdentity("the user id header holds more than one value (sent twice, or a comma)")
+        return value or None
     return None
+
+
+class _BadIdentity(Exception):
+    """The request carries a user id that cannot be one; the message is safe to show."""
 
 
 def _environ_key(header: str) -> str:
@@ -274,6 +281,8 @@ def _before_request() -> None:
     surface = options.surface or state.surface_of(req)
     try:
         user = _identify(app, req, options)
+    except _BadIdentity as exc:
+        raise SafeguardsRefusal.of(guard.refusal(None, surface, "invalid_request_error", str(exc))) from None
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
         log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
         raise SafeguardsRefusal.of(

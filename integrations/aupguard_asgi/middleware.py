@@ -169,6 +169,8 @@ class _GuardedCall:
         except Exception as exc:  # the app's identify failed: its bug, logged without its message
             log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
             return await self._refuse(_internal_error())
+        if user is None and guard.policy.identity.require_account:  # 401 before any body is read
+            return await self._refuse(await guard.acheck(None, surface=surface))
         prompt: PromptRequest | str | None = None
         receive: Receive = self.receive
         if scope["method"] in BODY_METHODS:
@@ -182,7 +184,7 @@ class _GuardedCall:
                 message = f"The request body is larger than {limit} bytes."
                 return await self._refuse(await guard.arefusal(user, surface, "request_too_large", message))
             except BadBody as exc:
-                return await self._refuse(await guard.arefusal(user, surface, "invalid_request_error", str(exc)))
+                return await self._refuse(await guard.arefusal(user, surface, exc.kind, str(exc)))
             receive = self._replay  # the app gets the body read for the checks, then the client's messages
         decision = await guard.acheck(user, surface=surface, prompt=prompt, defer_moderation=True)
         if not decision.allowed:

@@ -304,7 +304,7 @@ def _before_request() -> None:
             message = f"The request body is larger than {cap} bytes."
             raise SafeguardsRefusal.of(guard.refusal(user, surface, "request_too_large", message)) from None
         except BadBody as exc:
-            raise SafeguardsRefusal.of(guard.refusal(user, surface, "invalid_request_error", str(exc))) from None
+            raise SafeguardsRefusal.of(guard.refusal(user, surface, exc.kind, str(exc))) from None
     decision = guard.check(user, surface=surface, prompt=prompt)
     if not decision.allowed:
         raise SafeguardsRefusal.of(decision)

@@ -23,7 +23,12 @@ class TooLarge(Exception):
 
 
 class BadBody(Exception):
-    """The body is not what a guarded route accepts; the message is safe to show."""
+    """The body is not what a guarded route accepts; the message is safe to show. ``kind``
+    is the error kind answered (by default 400 ``invalid_request_error``)."""
+
+    def __init__(self, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 async def read_body(receive: Callable[[], Awaitable[Message]], limit: int, declared: int | None) -> tuple[bytes, bool]:

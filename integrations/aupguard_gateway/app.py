@@ -108,6 +108,7 @@ def build_gateway(
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # "/v1/messages/" is a 404 in Anthropic's shape, as upstream
     app.state.upstream = forward
     app.state.keys = gateway_keys
     return app

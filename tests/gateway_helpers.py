@@ -15,12 +15,13 @@ UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 
 
 @contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve ``app`` (with its lifespan) until the block ends; yields its base URL."""
+def serving(app: Any, **config: Any) -> Iterator[str]:
+    """Serve ``app`` (with its lifespan) until the block ends; yields its base URL.
+    ``config``: more ``uvicorn.Config`` options (``root_path="/api"`` is ``--root-path``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY then
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

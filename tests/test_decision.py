@@ -113,6 +113,8 @@ def test_allowed_decision_has_no_error_body() -> None:
         ("user_suspended", 403),
         ("prompt_not_allowed", 403),
         ("content_flagged", 403),
+        ("permission_error", 403),  # the gateway's operator controls
+        ("request_timeout", 408),  # the gateway's body deadline
         ("request_too_large", 413),
         ("rate_limited", 429),
         ("safeguards_unavailable", 503),
@@ -123,7 +125,7 @@ def test_error_status_maps_the_designed_kinds(kind: str, status_code: int) -> No
 
 
 def test_error_status_uses_only_the_designed_statuses() -> None:
-    assert set(ERROR_STATUS.values()) == {400, 401, 403, 413, 429, 503}
+    assert set(ERROR_STATUS.values()) == {400, 401, 403, 408, 413, 429, 503}
 
 
 # -- account gate ----------------------------------------------------------------------------

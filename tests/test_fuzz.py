@@ -48,11 +48,14 @@ pytestmark = pytest.mark.timeout(max(300, EXAMPLES // 10))
 CAP = 2_000  # max_body_bytes in the fuzzed apps: bodies around it are generated too
 RULES = [{"category": "weapons", "action": "block", "keywords": ["nerve agent synthesis"]}]
 POLICY = {"moderation": {"rules": RULES}, "limits": {"default": "100000/minute"},
-          "prompts": {"max_length": 1_500}}  # fmt: skip
+          "prompts": {"max_length": 1_500},
+          # wrong keys from the one fuzzing address would otherwise turn every later case into 429
+          "gateway": {"bad_key_limit": "1000000/minute"}}  # fmt: skip
 #: what the guard may answer itself, each in Anthropic's error shape
 GUARD_STATUSES = {400, 401, 403, 413, 429}
-#: what the apps and their routers answer (the guard passes the request on)
-APP_STATUSES = {200, 404, 405}
+#: what the apps and their routers answer (the guard passes the request on; 307: Starlette's
+#: redirect of "/v1/chat/" to "/v1/chat", guarded all the same)
+APP_STATUSES = {200, 307, 404, 405}
 
 # -- inputs ----------------------------------------------------------------------------------
 
@@ -100,7 +103,10 @@ header_text = st.text(st.characters(min_codepoint=32, max_codepoint=255, exclude
 users = st.none() | st.sampled_from(["alice", "bob", "", " ", "a" * 300]) | header_text
 content_types = st.sampled_from([None, "application/json", "text/plain", "application/json; charset=utf-16", "x/y;;"])
 methods = st.sampled_from(["POST", "POST", "POST", "GET", "PUT", "OPTIONS", "DELETE"])
-paths = st.sampled_from(["/v1/chat", "/v1/chat", "/v1/other", "/health", "/v1/%00", "/v1/ünï"])
+paths = st.sampled_from(["/v1/chat", "/v1/chat", "/v1/other", "/health", "/v1/%00", "/v1/ünï", "/v1/chat/",
+                         "//v1//chat", "/V1/CHAT", "/v1", "/"])  # fmt: skip
+#: the mount point the app is served under (``Mount`` / ``--root-path``): ``path`` starts with it
+roots = st.sampled_from(["", "", "/api", "/api/v1"])
 
 
 @st.composite
@@ -133,7 +139,8 @@ def anything(draw: st.DrawFn) -> dict[str, Any]:
     if content_type is not None:
         headers.append(("content-type", content_type))
     cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=2)))
-    return {"method": draw(methods), "path": draw(paths), "body": body, "headers": headers, "cuts": cuts}
+    return {"method": draw(methods), "path": draw(paths), "body": body, "headers": headers, "cuts": cuts,
+            "root": draw(roots)}  # fmt: skip
 
 
 requests = well_formed() | anything()
@@ -146,7 +153,7 @@ def _check_answer(status: int, content_type: str, body: bytes) -> None:
         assert document["type"] == "error" and isinstance(document["error"]["message"], str)
         assert document["error"]["type"] in {"invalid_request_error", "authentication_required", "user_suspended",
                                              "terms_not_accepted", "prompt_not_allowed", "content_flagged",
-                                             "request_too_large", "rate_limited"}  # fmt: skip
+                                             "permission_error", "request_too_large", "rate_limited"}  # fmt: skip
 
 
 class _Memory:
@@ -191,6 +198,7 @@ async def _asgi_call(app: Starlette, case: dict[str, Any]) -> tuple[int, str, by
     chunks = [body[a:b] for a, b in itertools.pairwise(cuts)]
     messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
     answer: dict[str, Any] = {"status": 0, "type": "", "body": b""}
+    root = case.get("root", "")
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0) if messages else {"type": "http.disconnect"}
@@ -205,7 +213,8 @@ async def _asgi_call(app: Starlette, case: dict[str, Any]) -> tuple[int, str, by
 
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": case["method"],
-        "scheme": "http", "path": case["path"], "raw_path": case["path"].encode("utf-8"), "root_path": "",
+        "scheme": "http", "path": root + case["path"], "raw_path": (root + case["path"]).encode("utf-8"),
+        "root_path": root,
         "query_string": b"", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000),
         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in case["headers"]],
     }  # fmt: skip
@@ -279,14 +288,42 @@ def gateway_requests(draw: st.DrawFn, keys: list[str]) -> dict[str, Any]:
         document: Any = {"model": "claude-sonnet-5-5", "max_tokens": draw(st.integers(-5, 50)),
                          "messages": [{"role": "user", "content": text}],
                          "stream": draw(st.booleans())}  # fmt: skip
+        document.update(draw(st.dictionaries(st.sampled_from(list(OPERATOR_FIELDS)), st.just(None), max_size=2)))
+        for field in [f for f, v in document.items() if v is None]:  # the operator controls' shapes
+            document[field] = draw(OPERATOR_FIELDS[field])
         body = json.dumps(document).encode("utf-8", errors="surrogatepass")
     else:
         body = draw(bodies())
-    path = draw(st.sampled_from(["/v1/messages", "/v1/messages", "/v1/messages/count_tokens", "/v1/other"]))
-    name = draw(st.sampled_from(["x-api-key", "authorization"]))
+    path = draw(st.sampled_from(["/v1/messages", "/v1/messages", "/v1/messages/count_tokens", "/v1/other",
+                                 "/v1/messages/", "//v1/messages"]))  # fmt: skip
+    name = draw(st.sampled_from(["x-api-key", "x-api-key", "authorization", None]))  # None: no key header
     value = key if name == "x-api-key" else f"Bearer {key}"
-    headers = [(name, value), ("content-type", "application/json"), ("anthropic-version", "2023-06-01")]
-    return {"method": draw(methods), "path": path, "body": body, "cuts": [], "headers": headers}
+    headers = [("content-type", "application/json"), ("anthropic-version", "2023-06-01")]
+    if name is not None:
+        headers.append((name, value))
+    beta = draw(st.sampled_from([None, None, None, "interleaved-thinking-2025-05-14", "files-api-2025-04-14", ",",
+                                 "", "x" * 30]))  # fmt: skip
+    if beta is not None:
+        headers.append(("anthropic-beta", beta))
+    return {"method": draw(methods), "path": path, "body": body, "cuts": [], "headers": headers,
+            "root": draw(st.sampled_from(["", "/llm"]))}  # fmt: skip
+
+
+#: shapes for the gateway's operator controls (``[gateway]`` models, tools, MCP, files, fields)
+OPERATOR_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "tools": st.lists(st.fixed_dictionaries({"name": st.text(max_size=8)}, optional={
+        "type": st.sampled_from(["custom", "web_search_20250305", "code_execution_20250825", "bash_20250124", 3]),
+        "input_schema": st.just({"type": "object"})}), max_size=3) | json_values,
+    "mcp_servers": st.lists(st.fixed_dictionaries({"type": st.just("url"),
+                                                   "url": st.sampled_from(["https://mcp.example.com", "", 5])}),
+                            max_size=2) | json_values,
+    "container": st.text(max_size=10) | json_values,
+    "documents": json_values,
+    "model": st.sampled_from(["claude-haiku-4-5", "", "*"]) | json_values,
+    "max_tokens": st.integers(-(10**30), 10**30) | json_values,
+    "system": st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "document"]), "source": st.just(
+        {"type": "file", "file_id": "file_1"})}), max_size=2),
+}  # fmt: skip
 
 
 def test_gateway_answers_only_documented_statuses(fuzz_guard: Safeguards, messages_double: MessagesDouble) -> None:

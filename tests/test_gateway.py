@@ -304,9 +304,10 @@ def test_the_end_of_a_streamed_answer_is_judged_before_the_message_ends(output_m
 
 
 def test_anthropic_headers_pass_through(gw: Gateway) -> None:
-    gw.client(default_headers={"anthropic-beta": "some-beta-2026"}).messages.create(**ASK)  # type: ignore[arg-type]
+    beta = "interleaved-thinking-2025-05-14"  # allowed by default ([gateway] betas)
+    gw.client(default_headers={"anthropic-beta": beta}).messages.create(**ASK)  # type: ignore[arg-type]
     (sent,) = gw.double.requests
-    assert sent.headers["anthropic-beta"] == "some-beta-2026" and sent.headers["anthropic-version"]
+    assert sent.headers["anthropic-beta"] == beta and sent.headers["anthropic-version"]
 
 
 def test_unknown_paths_answer_in_anthropic_shape(gw: Gateway) -> None:

@@ -8,6 +8,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("aupguard_asgi needs Starlette: pip install 'aupguard[asgi]'") from exc
 
 from .metrics import metrics_app
-from .middleware import SafeguardsMiddleware
+from .middleware import SafeguardsMiddleware, route_path
 
-__all__ = ["SafeguardsMiddleware", "metrics_app"]
+__all__ = ["SafeguardsMiddleware", "metrics_app", "route_path"]

@@ -26,8 +26,10 @@ from starlette.requests import Request
 from aupguard import Decision, PromptRequest, Safeguards
 from aupguard.context import Guarded, reset_guarded, set_guarded
 from aupguard.request_body import BadBody, TooLarge, parse_json, prompt_from_body, read_body
+from aupguard.routes import RouteSet, squashed
+from aupguard.routes import route_path as _route_path
 
-__all__ = ["SafeguardsMiddleware"]
+__all__ = ["SafeguardsMiddleware", "route_path"]
 
 log = logging.getLogger("aupguard.asgi")
 
@@ -56,8 +58,9 @@ class SafeguardsMiddleware:
     - ``identify(request)``: the user id or None (sync or async); default: the authenticated
       ``scope["user"]`` (Starlette's AuthenticationMiddleware), then ``user_header`` when set.
     - ``user_header``: a header trusted to carry the user id (only behind your own gateway).
-    - ``routes``: paths to guard (``"/v1/chat"``, or a prefix ``"/v1/*"``), or a predicate
-      over the ASGI scope; default: every HTTP route.
+    - ``routes``: paths to guard (``"/v1/chat"``, or a prefix ``"/v1/*"``), relative to the
+      app's mount point (see :mod:`aupguard.routes`), or a predicate over the ASGI scope;
+      default: every HTTP route.
     - ``extract_prompt(json_body)``: the end user's prompt; default: Anthropic Messages shape
       (last user message), ``{"prompt": ...}`` or ``{"template": ..., "variables": ...}``.
     - ``max_body_bytes``: larger bodies get 413.
@@ -85,9 +88,7 @@ class SafeguardsMiddleware:
             raise TypeError("routes takes a list of paths (or a predicate), not one string")
         self._guard_all = routes is None
         self._predicate = routes if callable(routes) else None
-        listed = [] if routes is None or callable(routes) else list(routes)
-        self._exact = frozenset(r for r in listed if not r.endswith("*"))
-        self._prefixes = tuple(r[:-1] for r in listed if r.endswith("*"))
+        self._routes = RouteSet([] if routes is None or callable(routes) else routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -105,8 +106,7 @@ class SafeguardsMiddleware:
             return True
         if self._predicate is not None:
             return bool(self._predicate(scope))
-        path: str = scope["path"]
-        return path in self._exact or path.startswith(self._prefixes)
+        return self._routes.matches(route_path(scope))
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -128,19 +128,21 @@ class SafeguardsMiddleware:
             except NotImplementedError:
                 return str(user.display_name)
         if self._user_header is not None:
+            sent: bytes | None = None
             for name, value in scope.get("headers", ()):
                 if name == self._user_header:
-                    try:
-                        return bytes(value).decode("utf-8") or None
-                    except UnicodeDecodeError:
-                        raise _BadIdentity("the user id header is not valid UTF-8") from None
+                    if sent is not None:  # behind a proxy that appends, the first may be the client's
+                        raise _BadIdentity("the user id header is sent more than once")
+                    sent = bytes(value)
+            return None if sent is None else _header_user(sent)
         return None
 
     def surface_of(self, scope: Scope) -> str:
-        """The audit log's name for the route: the path, without control characters, cut to
-        200 characters. (Paths that carry ids or emails put them in the log: guard such
-        routes with a predicate-free prefix and keep ids in the body, or name them yourself.)"""
-        return _surface(scope.get("path", "") or "/")
+        """The audit log's name for the route: the path within the app (without the mount
+        point, repeated or trailing slashes), without control characters, cut to 200
+        characters. (Paths that carry ids or emails put them in the log: keep ids in the
+        body.)"""
+        return _surface(squashed(route_path(scope)))
 
 
 class _GuardedCall:
@@ -167,6 +169,8 @@ class _GuardedCall:
         except Exception as exc:  # the app's identify failed: its bug, logged without its message
             log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
             return await self._refuse(_internal_error())
+        if user is None and guard.policy.identity.require_account:  # 401 before any body is read
+            return await self._refuse(await guard.acheck(None, surface=surface))
         prompt: PromptRequest | str | None = None
         receive: Receive = self.receive
         parsed: dict[str, Any] | None = None
@@ -182,7 +186,7 @@ class _GuardedCall:
                 message = f"The request body is larger than {limit} bytes."
                 return await self._refuse(await guard.arefusal(user, surface, "request_too_large", message))
             except BadBody as exc:
-                return await self._refuse(await guard.arefusal(user, surface, "invalid_request_error", str(exc)))
+                return await self._refuse(await guard.arefusal(user, surface, exc.kind, str(exc)))
             receive = self._replay  # the app gets the body read for the checks, then the client's messages
         decision = await guard.acheck(user, surface=surface, prompt=prompt, defer_moderation=True)
         if not decision.allowed:
@@ -259,6 +263,22 @@ class _GuardedCall:
                    *_header_list(decision)]  # fmt: skip
         await self.send({"type": "http.response.start", "status": decision.status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
+
+
+def route_path(scope: Scope) -> str:
+    """The request's path within the app (``scope["path"]`` minus ``root_path``, which a
+    ``Mount`` or ``uvicorn --root-path`` puts in both): what ``routes`` is matched against."""
+    return _route_path(scope.get("path", "") or "/", scope.get("root_path", ""))
+
+
+def _header_user(value: bytes) -> str | None:
+    try:
+        user = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadIdentity("the user id header is not valid UTF-8") from None
+    if "," in user:  # what a proxy or a WSGI server makes of two values: never pick one
+        raise _BadIdentity("the user id header holds more than one value (a comma)")
+    return user or None
 
 
 def _header_list(decision: Decision) -> list[tuple[bytes, bytes]]:

@@ -23,6 +23,7 @@ from aupguard import Decision, Policy, PromptRequest, Safeguards
 from aupguard.context import Guarded, register_lookup, reset_guarded, set_guarded
 from aupguard.ids import new_id
 from aupguard.request_body import BadBody, parse_json, prompt_from_body
+from aupguard.routes import RouteSet
 from flask import Flask, Request, Response, current_app, g, request
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
@@ -87,14 +88,11 @@ class _AppState:
     guard: Safeguards
     options: Options
     by_endpoint: dict[str | None, Options | object | None] = field(default_factory=dict)
-    exact: frozenset[str] = frozenset()  # of ``routes``: whole paths
-    prefixes: tuple[str, ...] = ()  # of ``routes``: "prefix*" without the star
+    routes: RouteSet = field(default_factory=lambda: RouteSet(()))
     surfaces: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        routes = self.options.routes or ()
-        self.exact = frozenset(r for r in routes if not r.endswith("*"))
-        self.prefixes = tuple(r[:-1] for r in routes if r.endswith("*"))
+        self.routes = RouteSet(self.options.routes or ())
 
     def surface_of(self, req: Request) -> str:
         """The audit log's name for the view: its URL rule (the path without one), cut to 200."""
@@ -231,8 +229,8 @@ def _view_options(app: Flask, state: _AppState, req: Request) -> Options | None:
             state.by_endpoint[endpoint] = found
     if found is not _BY_PATH:
         return found  # type: ignore[return-value]
-    path = req.path
-    return state.options if path in state.exact or path.startswith(state.prefixes) else None
+    # req.path is relative to the app's mount point (SCRIPT_NAME), as Flask's routing sees it
+    return state.options if state.routes.matches(req.path) else None
 
 
 _UNKNOWN = object()
@@ -247,8 +245,15 @@ def _identify(app: Flask, req: Request, options: Options) -> str | None:
         if getattr(current_user, "is_authenticated", False):
             return str(current_user.get_id())
     if options.user_header:
-        return req.environ.get(_environ_key(options.user_header)) or None
+        value: str | None = req.environ.get(_environ_key(options.user_header))
+        if value is not None and "," in value:  # WSGI servers join a repeated header with ","
+            raise _BadIdentity("the user id header holds more than one value (sent twice, or a comma)")
+        return value or None
     return None
+
+
+class _BadIdentity(Exception):
+    """The request carries a user id that cannot be one; the message is safe to show."""
 
 
 def _environ_key(header: str) -> str:
@@ -276,6 +281,8 @@ def _before_request() -> None:
     surface = options.surface or state.surface_of(req)
     try:
         user = _identify(app, req, options)
+    except _BadIdentity as exc:
+        raise SafeguardsRefusal.of(guard.refusal(None, surface, "invalid_request_error", str(exc))) from None
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
         log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
         raise SafeguardsRefusal.of(
@@ -299,7 +306,7 @@ def _before_request() -> None:
             message = f"The request body is larger than {cap} bytes."
             raise SafeguardsRefusal.of(guard.refusal(user, surface, "request_too_large", message)) from None
         except BadBody as exc:
-            raise SafeguardsRefusal.of(guard.refusal(user, surface, "invalid_request_error", str(exc))) from None
+            raise SafeguardsRefusal.of(guard.refusal(user, surface, exc.kind, str(exc))) from None
     decision = guard.check(user, surface=surface, prompt=prompt)
     if not decision.allowed:
         raise SafeguardsRefusal.of(decision)

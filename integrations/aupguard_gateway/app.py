@@ -3,7 +3,10 @@
 
 Callers authenticate with a per-user gateway key (``aupguard keys create --user U``) in
 ``x-api-key`` or ``Authorization: Bearer``, which is what the official SDKs send when
-``api_key`` is the gateway key and ``base_url`` the gateway. The upstream key stays here.
+``api_key`` is the gateway key and ``base_url`` the gateway; :class:`~.gate.KeyGate` checks
+it from the headers before any body is read. The upstream key stays here. What a caller
+may ask of the operator's account (models, tools, betas, ...) is checked on the parsed body
+by :mod:`aupguard.gateway.controls`, before the safeguards spend a moderator call on it.
 """
 
 from __future__ import annotations
@@ -24,25 +27,20 @@ from starlette.types import Receive, Scope, Send
 from aupguard import Safeguards
 from aupguard.decision import error_body
 from aupguard.errors import ConfigurationError
+from aupguard.gateway.controls import check_body
 from aupguard.gateway.keys import GatewayKeys
 from aupguard.identity import HashedUser
+from aupguard.prompt_policy import PromptRequest
+from aupguard.request_body import BadBody, prompt_from_body
 from aupguard_asgi import SafeguardsMiddleware
 
 from .forward import Upstream
+from .gate import USER, KeyGate, gateway_key
 
 __all__ = ["MESSAGES", "build_gateway", "gateway_key"]
 
 MESSAGES = "/v1/messages"
 COUNT_TOKENS = "/v1/messages/count_tokens"
-
-
-def gateway_key(headers: Any) -> str | None:
-    """The caller's key: ``x-api-key`` (what the SDK sends), else ``Authorization: Bearer``."""
-    key: str | None = headers.get("x-api-key")
-    if key:
-        return key
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def build_gateway(
@@ -66,17 +64,21 @@ def build_gateway(
     forward = Upstream(guard, upstream or policy.upstream, key, timeout=policy.timeout)
     gateway_keys = keys or GatewayKeys(guard)
 
-    async def identify(request: Request) -> HashedUser | None:
-        return await gateway_keys.auser_for(gateway_key(request.headers))
+    def identify(request: Request) -> HashedUser | None:
+        user: HashedUser | None = request.scope.get(USER)  # the key gate found it
+        return user
+
+    # the fields of ours the prompt mode reads (they never go on: see upstream_body)
+    ours = frozenset(OWN_FIELDS.get(guard.policy.prompts.mode, ()))
+
+    def extract_prompt(body: dict[str, Any]) -> PromptRequest:
+        refused = check_body(body, policy, ours)  # the operator's controls, before any moderator runs
+        if refused is not None:
+            raise BadBody(refused.message, refused.error)
+        return prompt_from_body(body)
 
     async def count_tokens(scope: Scope, receive: Receive, send: Send) -> None:
-        user = await gateway_keys.auser_for(gateway_key(Request(scope).headers))
-        if user is None:
-            refusal = await guard.arefusal(
-                None, COUNT_TOKENS, "authentication_required", "A valid gateway key is required."
-            )
-            await _json(refusal.error_body(), refusal.status)(scope, receive, send)
-            return
+        user: HashedUser = scope[USER]  # the key gate let no keyless call through
         refused = await guard.astanding(user, surface=COUNT_TOKENS)  # suspended, terms: no upstream call
         if refused is not None:
             await _json(refused.error_body(), refused.status, refused.headers())(scope, receive, send)
@@ -96,20 +98,26 @@ def build_gateway(
             Route(COUNT_TOKENS, _Endpoint(count_tokens), methods=["POST"]),
         ],
         middleware=[
+            Middleware(KeyGate, guard=guard, keys=gateway_keys, surfaces=(MESSAGES, COUNT_TOKENS)),
             Middleware(
                 SafeguardsMiddleware,
                 safeguards=guard,
                 identify=identify,
                 routes=[MESSAGES],
+                extract_prompt=extract_prompt,
                 max_body_bytes=policy.max_body,
-            )
+            ),
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # "/v1/messages/" is a 404 in Anthropic's shape, as upstream
     app.state.upstream = forward
     app.state.keys = gateway_keys
     return app
+
+
+OWN_FIELDS = {"templates": ("template", "variables"), "corpus": ("documents",)}
 
 
 class _Endpoint:

@@ -25,6 +25,8 @@ ERROR_STATUS: dict[str, int] = {
     "user_suspended": 403,
     "prompt_not_allowed": 403,
     "content_flagged": 403,
+    "permission_error": 403,  # the gateway's operator does not allow what was asked
+    "request_timeout": 408,  # the request body did not arrive in time
     "request_too_large": 413,
     "rate_limited": 429,
     "safeguards_unavailable": 503,

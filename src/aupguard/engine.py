@@ -277,26 +277,33 @@ class Safeguards(Screening, VersionedDecisions):
         else:
             self.capture.record(decision, kind, text)
 
-    def refusal(self, user_id: str | None, surface: str, error: str, message: str) -> Decision:
+    def refusal(
+        self, user_id: str | None, surface: str, error: str, message: str, *, reasons: tuple[str, ...] = ()
+    ) -> Decision:
         """Record and return a refusal an adapter decided before the engine could (a body
-        too large or malformed): every refused request has its audit record too."""
-        decision, row = self._adapter_refusal(user_id, surface, error, message)
+        too large or malformed): every refused request has its audit record too.
+        ``reasons``: text-free reasons for the record."""
+        decision, row = self._adapter_refusal(user_id, surface, error, message, reasons)
         self.audit.record(row)
         return decision
 
-    async def arefusal(self, user_id: str | None, surface: str, error: str, message: str) -> Decision:
-        decision, row = self._adapter_refusal(user_id, surface, error, message)
+    async def arefusal(
+        self, user_id: str | None, surface: str, error: str, message: str, *, reasons: tuple[str, ...] = ()
+    ) -> Decision:
+        decision, row = self._adapter_refusal(user_id, surface, error, message, reasons)
         await self.audit.arecord(row)
         return decision
 
     def _adapter_refusal(
-        self, user_id: str | None, surface: str, error: str, message: str
+        self, user_id: str | None, surface: str, error: str, message: str, reasons: tuple[str, ...] = ()
     ) -> tuple[Decision, AuditRow]:
         try:
             user_hash = None if user_id is None else self.hasher.hash(user_id)
         except InvalidUserId:
             user_hash = None
         decision = self._refuse(new_id(), Refusal(error, message), user_hash, None)
+        if reasons:
+            decision = decision._replace(reasons=reasons)
         return decision, self._record(decision, _surface_or_default(surface), self._clock())
 
     def _identify(self, user_id: object, surface: str, now: float) -> str | Decision:

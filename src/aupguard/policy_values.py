@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["any_text", "boolean", "choice", "count", "fail", "optional_text", "text"]
+import limits
+
+__all__ = ["any_text", "boolean", "choice", "count", "fail", "optional_text", "rate", "text"]
 
 
 def fail() -> object:
@@ -54,3 +56,13 @@ def choice(options: tuple[str, ...]) -> Callable[[object], str]:
         raise ValueError
 
     return parse
+
+
+def rate(value: object) -> str:
+    """One ``limits`` rate such as ``"20/minute"``, with an amount of at least 1."""
+    if not isinstance(value, str):
+        raise ValueError
+    items = limits.parse_many(value)  # raises ValueError on a malformed rate
+    if len(items) != 1 or items[0].amount < 1:
+        raise ValueError
+    return value

@@ -29,7 +29,12 @@ __all__ = ["BadBody", "MessagesText", "Piece", "read_messages"]
 
 class BadBody(Exception):
     """The body is not what a guarded route accepts; the message is safe to show (it names
-    fields, never their text)."""
+    fields, never their text). ``kind`` is the error kind answered (by default 400
+    ``invalid_request_error``)."""
+
+    def __init__(self, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,54 @@
+"""Which request paths are guarded: the ``routes`` option of every adapter (no framework here).
+
+A path is matched as the app's router sees it: relative to the app's mount point (for ASGI,
+the path minus ``root_path``, as Starlette's routing computes it; for WSGI, ``PATH_INFO``),
+so a guarded app mounted under a prefix, or served behind ``--root-path``, stays guarded.
+Matching errs towards guarding: repeated slashes, a trailing slash and letter case are
+ignored, so ``/v1/chat`` also guards ``/v1/chat/``, ``//v1//chat`` and ``/V1/Chat`` (a
+router, or a proxy in front of it, may treat them as the same route).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = ["RouteSet", "route_path", "squashed"]
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+def route_path(path: str, root_path: str) -> str:
+    """The path within the app mounted at ``root_path`` (Starlette's ``get_route_path``): an
+    ASGI server or a ``Mount`` puts the prefix in both ``path`` and ``root_path``."""
+    if not root_path or not path.startswith(root_path):
+        return path
+    if len(path) == len(root_path):
+        return "/"
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
+
+
+def squashed(path: str) -> str:
+    """``path`` with repeated slashes collapsed and without a trailing slash (``/`` stays)."""
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    return path or "/"
+
+
+class RouteSet:
+    """Exact paths and ``"prefix*"`` patterns, matched as the module docstring says."""
+
+    __slots__ = ("_exact", "_prefixes")
+
+    def __init__(self, routes: Iterable[str]) -> None:
+        listed = list(routes)
+        self._exact = frozenset(squashed(r).lower() for r in listed if not r.endswith("*"))
+        # a prefix is matched against the squashed path plus "/", so "/v1/*" guards "/v1/" too
+        self._prefixes = tuple(_SLASHES.sub("/", r[:-1]).lower() for r in listed if r.endswith("*"))
+
+    def matches(self, path: str) -> bool:
+        """Whether ``path`` (relative to the app's mount point) is guarded."""
+        path = squashed(path).lower()
+        return path in self._exact or (path + "/").startswith(self._prefixes)

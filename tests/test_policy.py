@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from aupguard import policy as policy_module
+from aupguard.durations import parse_duration
 from aupguard.errors import PolicyError
 from aupguard.policy import (
     IdentityPolicy,
@@ -374,6 +376,35 @@ def test_overflowing_integer_duration_is_a_policy_error() -> None:
     # A mapping (e.g. Flask config) can hold any Python int; it must not escape as OverflowError.
     error = policy_error({"ladder": {"window": 10**400}})
     assert error.key == "ladder.window"
+
+
+def test_a_suspension_past_the_year_9999_is_refused_at_load(tmp_path: Path) -> None:
+    # It used to load, and every later request of a user it suspended was a 500
+    # (OverflowError when the standing gate showed the end of the suspension).
+    with pytest.raises(PolicyError) as info:
+        Policy.from_toml(write(tmp_path, '[ladder]\nsuspend_for = "3000000d"\n'), env={})
+    assert info.value.key == "ladder.suspend_for"
+    assert "at most 36500d" in str(info.value)
+    error = policy_error({}, env={"AUPGUARD_LADDER__SUSPEND_FOR": "1000000w"})
+    assert error.key == "ladder.suspend_for"
+    assert Policy.from_mapping({"ladder": {"suspend_for": "36500d"}}, env={}).ladder.suspend_for == 36500 * DAY
+    assert {"ladder.suspend_for", "ladder.window", "moderation.timeout", "gateway.timeout"} <= set(DURATION_KEYS)
+
+
+DURATION_KEYS = [
+    f"{table}.{key}"
+    for table, (_, specs) in policy_module._FIELDS.items()
+    for key, (parse, _) in specs.items()
+    if parse in (parse_duration, policy_module._optional_duration)
+]
+
+
+@pytest.mark.parametrize("dotted", DURATION_KEYS)
+def test_every_policy_duration_is_bounded_and_the_error_names_its_key(dotted: str) -> None:
+    table, key = dotted.split(".")
+    extra = {"version": "v1"} if table == "terms" else {}
+    for too_long in ("36501d", 1e300):
+        assert policy_error({table: {key: too_long, **extra}}).key == dotted
 
 
 def test_zero_rate_is_rejected() -> None:

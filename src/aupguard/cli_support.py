@@ -4,10 +4,11 @@ and the type of the callable that opens an engine from the parsed arguments."""
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .timestamps import utc_text
 
 if TYPE_CHECKING:
     from .engine import Safeguards
@@ -20,7 +21,7 @@ OpenGuard = Callable[[argparse.Namespace], "Safeguards"]
 
 def when(ts: float | None) -> str:
     """A timestamp as UTC text; ``-`` for none."""
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "-" if ts is None else utc_text(ts)
 
 
 def command(parent: Any, name: str, about: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:

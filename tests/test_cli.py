@@ -213,3 +213,14 @@ def test_doctor_checks_postgres_and_redis_without_showing_passwords(
     code, out, err = run(capsys, "--policy", str(bad), "doctor")
     assert code == 1 and "does not answer" in out
     assert "hunter2" not in out + err
+
+
+@pytest.mark.parametrize("url", ["https://ops:s3cr3t-pa55@api.example.com", "ftp://api.example.com"])
+def test_gateway_upstream_override_is_checked_like_the_policy_key(
+    cli: list[str], capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    # `--upstream` was passed on unchecked: its credentials went out in the Host header and
+    # the start-up line printed them.
+    code, out, err = run(capsys, *cli, "gateway", "--upstream", url)
+    assert code == 2 and "--upstream" in err and out == ""
+    assert "s3cr3t-pa55" not in err and "ops:" not in err

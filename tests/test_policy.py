@@ -545,3 +545,60 @@ def test_policy_is_frozen(target: Any, attribute: str, value: object) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(obj, attribute, value)
     assert getattr(obj, attribute) == before
+
+
+URL_KEYS = [("gateway", "upstream"), ("moderation.claude", "base_url"), ("moderation.openai", "url")]
+
+
+def _nest(dotted: str, key: str, value: object) -> dict[str, Any]:
+    table, _, sub = dotted.partition(".")
+    inner: dict[str, Any] = {key: value}
+    return {table: {sub: inner} if sub else inner}
+
+
+@pytest.mark.parametrize(("dotted", "key"), URL_KEYS)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ops:s3cr3t-pa55@api.example.com",
+        "https://s3cr3t-pa55@api.example.com/v1",  # a token as the user name is a secret too
+        "http://ops:s3cr3t-pa55@127.0.0.1:8080/v1/moderations",
+        "https://ops:s3cr3t-pa55@@api.example.com",
+    ],
+)
+def test_a_url_with_credentials_is_refused_and_the_secret_is_not_shown(dotted: str, key: str, url: str) -> None:
+    # The gateway sent `user:pass@` of its upstream on in the Host header; a moderator URL
+    # would carry them to its server the same way. They belong in the key's variable.
+    error = policy_error(_nest(dotted, key, url))
+    assert error.key == f"{dotted}.{key}"
+    assert "without credentials" in str(error)
+    assert "s3cr3t-pa55" not in str(error) and "s3cr3t-pa55" not in repr(error.value)
+    assert "ops" not in str(error.value)
+
+
+def test_an_upstream_with_credentials_in_the_environment_is_refused_too() -> None:
+    error = policy_error({}, env={"AUPGUARD_GATEWAY__UPSTREAM": "https://ops:s3cr3t-pa55@api.example.com"})
+    assert error.key == "gateway.upstream" and "s3cr3t-pa55" not in str(error)
+
+
+@pytest.mark.parametrize(("dotted", "key"), URL_KEYS)
+@pytest.mark.parametrize("url", ["ftp://api.example.com", "api.example.com", "https://", "https://h:port"])
+def test_a_moderator_or_upstream_url_must_be_http(dotted: str, key: str, url: str) -> None:
+    assert policy_error(_nest(dotted, key, url)).key == f"{dotted}.{key}"
+
+
+def test_plain_urls_still_load() -> None:
+    policy = Policy.from_mapping(
+        {
+            "gateway": {"upstream": "https://api.anthropic.com/"},
+            "moderation": {
+                "claude": {"base_url": "http://127.0.0.1:9000"},
+                "openai": {"url": "https://mod.example.com/v1/moderations"},
+            },
+        },
+        env={},
+    )
+    assert policy.gateway.upstream == "https://api.anthropic.com"
+    assert policy.moderation.claude is not None and policy.moderation.claude.base_url == "http://127.0.0.1:9000"
+    assert policy.moderation.openai is not None
+    assert policy.moderation.openai.url == "https://mod.example.com/v1/moderations"

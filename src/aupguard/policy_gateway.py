@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from .durations import DURATION_HELP, parse_duration
-from .policy_values import count, text
+from .policy_values import count, http_url, text
 
 __all__ = ["GATEWAY_FIELDS", "GatewayPolicy"]
 
@@ -26,16 +25,12 @@ class GatewayPolicy:
     max_body: int = 32 * 1024 * 1024  # request bodies larger than this get 413
 
 
-def _upstream(value: object) -> str:
-    if isinstance(value, str):
-        parts = urlsplit(value)
-        if parts.scheme in ("http", "https") and parts.netloc and not parts.query and not parts.fragment:
-            return value.rstrip("/")
-    raise ValueError
+_UPSTREAM = "an http:// or https:// URL without query, e.g. 'https://api.anthropic.com'"
+_upstream = http_url("gateway.upstream", _UPSTREAM)
 
 
 GATEWAY_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
-    "upstream": (_upstream, "an http:// or https:// URL without query, e.g. 'https://api.anthropic.com'"),
+    "upstream": (_upstream, _UPSTREAM),
     "upstream_key_env": (text, "the name of an environment variable holding the upstream API key"),
     "timeout": (parse_duration, DURATION_HELP),
     "key_cache": (parse_duration, DURATION_HELP),

@@ -18,7 +18,7 @@ from .errors import PolicyError
 from .normalize import normalize
 from .policy_values import boolean as _bool
 from .policy_values import choice as _choice
-from .policy_values import count, fail
+from .policy_values import count, fail, http_url
 from .policy_values import text as _text
 
 __all__ = [
@@ -199,7 +199,7 @@ def _claude(value: object) -> ClaudeModeration:
     specs = {
         "model": (_text, "a Claude model id"),
         "api_key_env": (_text, "an environment variable name"),
-        "base_url": (_text, "an http(s) URL"),
+        "base_url": (http_url("moderation.claude.base_url", "an http(s) URL"), "an http(s) URL"),
     }
     return ClaudeModeration(**_fields_of("moderation.claude", _table(value, "moderation.claude"), specs))
 
@@ -210,9 +210,12 @@ def _threshold(value: object) -> float:
     raise ValueError
 
 
+_OPENAI_URL = http_url("moderation.openai.url", "the full URL of a /v1/moderations endpoint")
+
+
 def _openai(value: object) -> OpenAIModeration:
     specs = {
-        "url": (_text, "the full URL of a /v1/moderations endpoint"),
+        "url": (_OPENAI_URL, "the full URL of a /v1/moderations endpoint"),
         "api_key_env": (_text, "an environment variable name"),
         "model": (_text, "a moderation model id"),
         "threshold": (_threshold, "a score in (0, 1]"),

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
-__all__ = ["any_text", "boolean", "choice", "count", "fail", "optional_text", "text"]
+from .errors import PolicyError
+
+__all__ = ["any_text", "boolean", "choice", "count", "fail", "http_url", "optional_text", "text"]
 
 
 def fail() -> object:
@@ -51,6 +54,32 @@ def choice(options: tuple[str, ...]) -> Callable[[object], str]:
     def parse(value: object) -> str:
         if value in options:
             return str(value)
+        raise ValueError
+
+    return parse
+
+
+def http_url(key: str, allowed: str) -> Callable[[object], str]:
+    """An http(s) URL with a host and no query or fragment, returned without a trailing ``/``.
+
+    Credentials in it (``https://user:secret@host``) are refused: they would be sent as-is
+    (the gateway put them in its Host header) and sit in a file that is not a secret store.
+    The error shows the URL with its credentials masked, so the secret is never printed."""
+
+    def parse(value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            raise ValueError from None
+        if "@" in parts.netloc:
+            host = parts.netloc.rpartition("@")[2]
+            masked = parts._replace(netloc=f"***@{host}").geturl()
+            raise PolicyError(key, masked, allowed + ", without credentials (user:password@) in it")
+        if parts.scheme in ("http", "https") and parts.hostname and not parts.query and not parts.fragment:
+            return value.rstrip("/")
         raise ValueError
 
     return parse

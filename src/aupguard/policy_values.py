@@ -8,7 +8,28 @@ from urllib.parse import urlsplit
 
 from .errors import PolicyError
 
-__all__ = ["any_text", "boolean", "choice", "count", "fail", "http_url", "optional_text", "text"]
+__all__ = [
+    "Refused",
+    "allowed_and_why",
+    "any_text",
+    "boolean",
+    "choice",
+    "count",
+    "fail",
+    "http_url",
+    "optional_text",
+    "text",
+]
+
+
+class Refused(ValueError):
+    """A value refused for a reason the operator needs (which shape of a regex, ...): the
+    loader adds the reason to what is allowed. It must not quote a secret."""
+
+
+def allowed_and_why(allowed: str, exc: ValueError) -> str:
+    """What a ``PolicyError`` says is allowed: ``allowed``, with the reason of a :class:`Refused`."""
+    return f"{allowed} (refused: {exc})" if isinstance(exc, Refused) else allowed
 
 
 def fail() -> object:

@@ -602,3 +602,11 @@ def test_plain_urls_still_load() -> None:
     assert policy.moderation.claude is not None and policy.moderation.claude.base_url == "http://127.0.0.1:9000"
     assert policy.moderation.openai is not None
     assert policy.moderation.openai.url == "https://mod.example.com/v1/moderations"
+
+
+def test_the_trusted_proxy_header_is_a_header_name() -> None:
+    assert Policy().review.trusted_proxy_header is None  # the socket peer: no header is believed
+    policy = Policy.from_mapping({"review": {"trusted_proxy_header": "X-Forwarded-For"}}, env={})
+    assert policy.review.trusted_proxy_header == "x-forwarded-for"
+    for bad in ("X Forwarded For", "X-Forwarded-For:", 5, "-x"):
+        assert policy_error({"review": {"trusted_proxy_header": bad}}).key == "review.trusted_proxy_header"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aupguard import Keyring
+from aupguard import Keyring, generate_key_entry
 from aupguard.cli import main
 
 POLICY = """
@@ -153,6 +153,7 @@ def test_bad_policy_is_one_clear_line(
 
 def test_errors_never_show_a_traceback_or_the_raw_id(cli: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     huge = "secret-" + "x" * (10 * 1024 * 1024)
+    assert run(capsys, *cli, "user", "accept-terms", "u-1")[0] == 0  # the store exists: status reads it
     code, _, err = run(capsys, *cli, "user", "status", huge)
     assert code == 2 and "user id is" in err and "secret-" not in err
     code, _, err = run(capsys, *cli, "user", "void-strike", "no-such-strike", "--reason", "x")
@@ -207,9 +208,92 @@ def test_doctor_checks_postgres_and_redis_without_showing_passwords(
     code, out, _ = run(capsys, "--policy", str(good), "doctor")
     assert code == 0, out
     assert "schema version" in out and f"ok  counters: {redis_url}" in out
+    assert "ok  hash key and store: the store holds no user records yet" in out
+    assert run(capsys, "--policy", str(good), "user", "strike", "u-42", "--reason", "malware")[0] == 0
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", generate_key_entry("k9"))
+    code, out, _ = run(capsys, "--policy", str(good), "doctor")
+    assert code == 1 and "ERR hash key and store: the store holds 1 user records, none under" in out
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
     bad = tmp_path / "bad.toml"
     dead = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
     bad.write_text(f'[storage]\nstore = "{pg_url}"\ncounters = "{dead}"\ntimeout = "200ms"\n')
     code, out, err = run(capsys, "--policy", str(bad), "doctor")
     assert code == 1 and "does not answer" in out
     assert "hunter2" not in out + err
+
+
+@pytest.mark.parametrize("url", ["https://ops:s3cr3t-pa55@api.example.com", "ftp://api.example.com"])
+def test_gateway_upstream_override_is_checked_like_the_policy_key(
+    cli: list[str], capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    # `--upstream` was passed on unchecked: its credentials went out in the Host header and
+    # the start-up line printed them.
+    code, out, err = run(capsys, *cli, "gateway", "--upstream", url)
+    assert code == 2 and "--upstream" in err and out == ""
+    assert "s3cr3t-pa55" not in err and "ops:" not in err
+
+
+READING_COMMANDS = [
+    ["user", "status", "u-42"],
+    ["user", "events", "u-42"],
+    ["audit", "find", "--user", "u-42"],
+    ["capture", "export"],
+    ["review", "list"],
+    ["report", "violations"],
+    ["reviewer", "list"],
+    ["keys", "list", "--user", "u-42"],
+]
+
+
+@pytest.mark.parametrize("command", READING_COMMANDS, ids=" ".join)
+def test_a_command_that_reads_never_creates_the_store(
+    cli: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    # A mistyped --store used to create a new empty database, and `user status` then said
+    # "level ok, strikes 0" with exit 0 about a user the real store has suspended.
+    typo = tmp_path / "aupgaurd.db"
+    code, out, err = run(capsys, "--policy", cli[1], "--store", f"sqlite:///{typo}", *command)
+    assert code == 2 and out == ""
+    assert f"no store at {typo}" in err and "never creates one" in err
+    assert not typo.exists()
+
+
+def test_user_status_says_when_the_store_has_no_record_of_the_user(
+    cli: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, *cli, "user", "strike", "u-42", "--reason", "malware")[0] == 0
+    code, out, _ = run(capsys, *cli, "user", "status", "u-7")
+    assert code == 0 and "level     ok" in out
+    assert "no record for this user under key t1" in out
+    code, out, _ = run(capsys, *cli, "user", "status", "u-7", "--strict")
+    assert code == 1 and "no record for this user under key t1" in out
+    code, out, err = run(capsys, *cli, "user", "status", "u-7", "--json", "--strict")
+    assert code == 1 and json.loads(out)["recorded"] is False and "no record for this user" in err
+    code, out, _ = run(capsys, *cli, "user", "status", "u-42", "--strict")
+    assert code == 0 and "level     warned" in out and "no record" not in out
+    code, out, _ = run(capsys, *cli, "user", "status", "u-42", "--json")
+    assert json.loads(out)["recorded"] is True
+
+
+def test_user_status_under_a_wrong_hash_key_is_no_record(
+    cli: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run(capsys, *cli, "user", "suspend", "u-42", "--reason", "fraud")[0] == 0
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", generate_key_entry("t1"))  # same key id, another secret
+    code, out, _ = run(capsys, *cli, "user", "status", "u-42", "--strict")
+    assert code == 1 and "level     ok" in out and "no record for this user under key t1" in out
+
+
+def test_doctor_checks_the_store_against_the_hash_key(
+    cli: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, key_entry: str
+) -> None:
+    assert run(capsys, *cli, "user", "strike", "u-42", "--reason", "malware")[0] == 0
+    code, out, _ = run(capsys, *cli, "doctor")
+    assert code == 0 and "ok  hash key and store: 1 of 1 user records under the current key t1" in out
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", f"{generate_key_entry('t2')}\n{key_entry}")  # rotated: t1 is previous
+    code, out, _ = run(capsys, *cli, "doctor")
+    assert code == 0 and "none of 1 user records under the current key t2 yet; 1 under previous keys" in out
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", generate_key_entry("k9"))  # the wrong ring
+    code, out, _ = run(capsys, *cli, "doctor")
+    assert code == 1
+    assert "ERR hash key and store: the store holds 1 user records, none under the key ids of this key ring (k9)" in out

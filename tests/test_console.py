@@ -4,6 +4,7 @@ session cookie, CSRF on every POST, no page without login, security headers, a m
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 from starlette.applications import Starlette
@@ -116,6 +117,47 @@ def test_password_guessing_is_throttled_before_the_password_is_checked(guard: Sa
     assert blocked.status_code == 429 and blocked.headers["retry-after"] == "60"  # even the right password waits
     other = client.post("/login", data={"csrf": token, "name": "eli", "password": PASSWORD}, follow_redirects=False)
     assert other.status_code == 303  # another reviewer from the same address is not locked out
+
+
+ATTACKER, REVIEWER, PROXY = "203.0.113.7", "198.51.100.20", "10.0.0.1"
+
+
+def fail_five_times(client: TestClient, headers: Callable[[int], dict[str, str]] = lambda n: {}) -> int:
+    """Five wrong passwords for dana (try ``n`` sends ``headers(n)``), then the right one: its status."""
+    token = csrf_of(client.get("/login", headers=headers(0)).text)
+    for n in range(5):
+        data = {"csrf": token, "name": "dana", "password": f"guess {n}"}
+        assert client.post("/login", data=data, headers=headers(n)).status_code == 401
+    data = {"csrf": token, "name": "dana", "password": PASSWORD}
+    return client.post("/login", data=data, headers=headers(5), follow_redirects=False).status_code
+
+
+def test_failures_from_one_address_lock_the_name_for_that_address_only(guard: Safeguards) -> None:
+    # The throttle counted tries per name alone: anyone could lock a reviewer out from anywhere.
+    app = review_console(guard)
+    assert fail_five_times(TestClient(app, client=(ATTACKER, 40000))) == 429
+    log_in(TestClient(app, client=(REVIEWER, 40001)))  # dana, from her own address, is let in
+
+
+def test_a_spoofed_forwarded_for_is_ignored_without_a_trusted_proxy_header(guard: Safeguards) -> None:
+    app = review_console(guard)
+    spoofed = lambda n: {"X-Forwarded-For": f"192.0.2.{n}"}  # noqa: E731 - a new "address" every try
+    assert fail_five_times(TestClient(app, client=(ATTACKER, 40000)), spoofed) == 429
+    log_in(TestClient(app, client=(REVIEWER, 40001)))
+
+
+def test_behind_a_trusted_proxy_the_address_is_the_last_one_it_wrote(
+    make_guard: MakeGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    review = {"secure_cookie": False, "trusted_proxy_header": "X-Forwarded-For"}
+    guard = review_guard(make_guard, monkeypatch, policy={"review": review})
+    add_reviewer(guard, "dana")
+    app = review_console(guard)
+    # every request comes from the proxy; the client may put anything before what the proxy appends
+    attacker = TestClient(app, client=(PROXY, 40000), headers={"X-Forwarded-For": f"{REVIEWER}, {ATTACKER}"})
+    assert fail_five_times(attacker) == 429
+    reviewer = TestClient(app, client=(PROXY, 40001), headers={"X-Forwarded-For": REVIEWER})
+    log_in(reviewer)
 
 
 def test_login_forms_per_address_are_bounded(guard: Safeguards) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aupguard.durations import format_duration, parse_duration
+from aupguard.durations import MAX_DURATION, format_duration, parse_duration
 
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -88,14 +88,28 @@ def test_rejects_an_integer_too_large_for_a_float() -> None:
         parse_duration(10**400)
 
 
+def test_the_longest_duration_is_a_hundred_years() -> None:
+    # Every time computed from a policy duration (now + suspend_for, a timeout given to a
+    # thread) must stay representable: year 9999 is the end of datetime, and a thread's wait
+    # overflows after ~292 years. A hundred years is long enough for any operator.
+    assert parse_duration("36500d") == MAX_DURATION == parse_duration(MAX_DURATION)
+    for longer in ("36501d", "5300w", "1000000000000d", MAX_DURATION + 1, 10**300, 1e308):
+        with pytest.raises(ValueError, match="at most 100 years"):
+            parse_duration(longer)
+
+
 @given(amount=st.integers(min_value=1, max_value=10**9), unit=st.sampled_from(sorted(UNITS)))
 def test_integer_amount_times_unit_round_trips(amount: int, unit: str) -> None:
     expected = amount * UNITS[unit]
+    if expected > MAX_DURATION:
+        with pytest.raises(ValueError, match="at most 100 years"):
+            parse_duration(f"{amount}{unit}")
+        return
     assert parse_duration(f"{amount}{unit}") == pytest.approx(expected, rel=1e-12)
     assert parse_duration(f" {amount} {unit} ") == pytest.approx(expected, rel=1e-12)
 
 
-@given(seconds=st.floats(min_value=1e-6, max_value=1e12, allow_nan=False, allow_infinity=False))
+@given(seconds=st.floats(min_value=1e-6, max_value=MAX_DURATION, allow_nan=False, allow_infinity=False))
 def test_positive_numbers_are_returned_unchanged(seconds: float) -> None:
     assert parse_duration(seconds) == seconds
 
@@ -130,7 +144,7 @@ def test_format_duration(seconds: float, text: str) -> None:
         st.tuples(st.integers(1, 59), st.just("s")),
         st.tuples(st.integers(1, 59), st.just("m")),
         st.tuples(st.integers(1, 23), st.just("h")),
-        st.tuples(st.integers(1, 100_000), st.just("d")),
+        st.tuples(st.integers(1, 36_500), st.just("d")),
     )
 )
 def test_format_of_a_whole_unit_reads_like_the_policy_and_parses_back(pair: tuple[int, str]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -347,3 +349,40 @@ def test_memory_counters_sweep_at_most_once_a_second_and_still_expire(make_guard
     while any(storage.events.get(k) for k in list(storage.events) if mine in k):
         assert _time.monotonic() < deadline, "expired entries were never swept"
         _time.sleep(0.02)
+
+
+def test_a_suspension_stored_past_the_year_9999_still_refuses_with_403(tmp_path: Path, keyring: Keyring) -> None:
+    # An older aupguard accepted `[ladder] suspend_for` of any length; the suspensions it
+    # recorded outlive the upgrade. The standing gate showed their end with a datetime and
+    # raised OverflowError: every request of that user was a 500.
+    store = f"sqlite:///{tmp_path / 'aupguard.db'}"
+    loaded = Policy.from_mapping({"storage": {"spill": str(tmp_path / "spill")}}, env={})
+    old_ladder = dataclasses.replace(loaded.ladder, warn=1, throttle=1, suspend=1, suspend_for=1e15)
+    old = Safeguards(loaded.replace(ladder=old_ladder), store=store, keyring=keyring)
+    old.strike("u-1", reason="flagged", category="cyber")
+    old.close()
+    guard = Safeguards(loaded, store=store, keyring=keyring)
+    try:
+        decision = guard.check("u-1")
+        assert (decision.status, decision.error) == (403, "user_suspended")
+        assert "after 9999-01-01" in decision.message
+        assert decision.retry_after is not None and decision.retry_after < 8000 * 365 * DAY
+    finally:
+        guard.close()
+
+
+def test_an_infinite_stored_suspension_end_is_a_403_too(tmp_path: Path, keyring: Keyring) -> None:
+    store = f"sqlite:///{tmp_path / 'aupguard.db'}"
+    policy = Policy.from_mapping({"storage": {"spill": str(tmp_path / "spill")}}, env={})
+    guard = Safeguards(policy, store=store, keyring=keyring)
+    guard.suspend("u-1", reason="spam")
+    user_hash = guard.status("u-1").user_hash
+    guard.close()
+    with sqlite3.connect(tmp_path / "aupguard.db") as db:  # as a hand edit or another tool could leave it
+        db.execute("UPDATE users SET suspended_until = ? WHERE user_hash = ?", (float("inf"), user_hash))
+    guard = Safeguards(policy, store=store, keyring=keyring)
+    try:
+        decision = guard.check("u-1")
+        assert (decision.status, decision.error) == (403, "user_suspended")
+    finally:
+        guard.close()

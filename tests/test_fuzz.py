@@ -29,6 +29,8 @@ from starlette.routing import Route
 
 from aupguard import Policy, PolicyError, Safeguards
 from aupguard.cli import main as cli_main
+from aupguard.moderation import RulesModerator
+from aupguard.prompt_policy import PromptPolicy, PromptRequest
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
 from flask import Flask, request
@@ -365,14 +367,67 @@ policy_keys = st.sampled_from(["warn", "throttle", "suspend", "window", "default
                                "allowlist", "templates", "max_length", "x"])  # fmt: skip
 
 
+# the shapes hardened by name: durations past what a clock holds, regexes that backtrack
+# exponentially (alone, with a backreference or a word boundary), URLs carrying credentials
+durations = st.sampled_from(["36500d", "36501d", "3000000d", "1000000w", "9" * 400 + "d", 1e300, 10**400, 2**63])
+regexes = st.sampled_from(
+    [
+        r"(a+)+$",
+        r"(a+)+\1",
+        r"(a|a)*\1",
+        r"\b(a+)+\b",
+        r"(?=x)(a*)*",
+        r"((a|b)+)+\2",
+        r"[[:alpha:]]+",
+        r"\N{BULLET}",
+        r"a{,3}b",
+        r"\bбомба\b",
+        r"(?x) a (b)",
+        r"(",
+        r"\u00e9",
+    ]
+)
+secret_urls = st.sampled_from(["https://ops:fuzz-secret@h.example", "http://fuzz-secret@127.0.0.1:1/v1",
+                               "https://h.example/", "http://h:port", "ftp://h.example"])  # fmt: skip
+hardened = st.one_of(
+    st.builds(lambda d: {"ladder": {"suspend_for": d}}, durations),
+    st.builds(lambda d, k: {"moderation" if k == "timeout" else "review": {k: d}}, durations,
+              st.sampled_from(["timeout", "claim_for", "session_for"])),
+    st.builds(lambda r: {"moderation": {"rules": [{"category": "a", "patterns": r}]}}, st.lists(regexes, min_size=1)),
+    st.builds(lambda r: {"prompts": {"mode": "allowlist", "allowlist_patterns": r}}, st.lists(regexes, min_size=1)),
+    st.builds(lambda r: {"prompts": {"mode": "templates", "templates": {"t": {"text": "{v}", "variables": {
+        "v": {"type": "string", "pattern": r}}}}}}, regexes),
+    st.builds(lambda u: {"gateway": {"upstream": u}}, secret_urls),
+    st.builds(lambda u: {"moderation": {"openai": {"url": u}}}, secret_urls),
+)  # fmt: skip
+ADVERSARIAL = "a" * 40 + "!"
+
+
+def _use_hardened(policy: Policy) -> None:
+    """A policy that loaded runs its regexes on an adversarial text: linear time, so it returns."""
+    RulesModerator(policy.moderation.rules).moderate(ADVERSARIAL)
+    prompts = policy.prompts
+    if prompts.mode == "allowlist":
+        PromptPolicy(prompts).resolve(PromptRequest(text=ADVERSARIAL))
+    if prompts.mode == "templates":
+        PromptPolicy(prompts).resolve(PromptRequest(template="t", variables={"v": ADVERSARIAL}))
+
+
 def test_policy_tables_and_files_fail_only_with_policy_errors(tmp_path: Path) -> None:
     @FUZZ
     @given(data=st.dictionaries(tables, st.dictionaries(policy_keys, json_values, max_size=4) | json_values,
                                 max_size=4),
-           text=st.text(max_size=200))  # fmt: skip
-    def run(data: dict[str, Any], text: str) -> None:
+           text=st.text(max_size=200), shaped=hardened)  # fmt: skip
+    def run(data: dict[str, Any], text: str, shaped: dict[str, Any]) -> None:
         with contextlib.suppress(PolicyError):  # anything else fails the test
             Policy.from_mapping(data, env={})
+        try:
+            _use_hardened(Policy.from_mapping(shaped, env={}))
+        except PolicyError as exc:
+            refused = str(exc)
+        else:
+            refused = ""
+        assert "fuzz-secret" not in refused  # a URL's credentials are never shown
         path = tmp_path / "p.toml"
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
         with contextlib.suppress(PolicyError):

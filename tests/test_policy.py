@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from aupguard import policy as policy_module
+from aupguard.durations import parse_duration
 from aupguard.errors import PolicyError
 from aupguard.policy import (
     IdentityPolicy,
@@ -376,6 +378,35 @@ def test_overflowing_integer_duration_is_a_policy_error() -> None:
     assert error.key == "ladder.window"
 
 
+def test_a_suspension_past_the_year_9999_is_refused_at_load(tmp_path: Path) -> None:
+    # It used to load, and every later request of a user it suspended was a 500
+    # (OverflowError when the standing gate showed the end of the suspension).
+    with pytest.raises(PolicyError) as info:
+        Policy.from_toml(write(tmp_path, '[ladder]\nsuspend_for = "3000000d"\n'), env={})
+    assert info.value.key == "ladder.suspend_for"
+    assert "at most 36500d" in str(info.value)
+    error = policy_error({}, env={"AUPGUARD_LADDER__SUSPEND_FOR": "1000000w"})
+    assert error.key == "ladder.suspend_for"
+    assert Policy.from_mapping({"ladder": {"suspend_for": "36500d"}}, env={}).ladder.suspend_for == 36500 * DAY
+    assert {"ladder.suspend_for", "ladder.window", "moderation.timeout", "gateway.timeout"} <= set(DURATION_KEYS)
+
+
+DURATION_KEYS = [
+    f"{table}.{key}"
+    for table, (_, specs) in policy_module._FIELDS.items()
+    for key, (parse, _) in specs.items()
+    if parse in (parse_duration, policy_module._optional_duration)
+]
+
+
+@pytest.mark.parametrize("dotted", DURATION_KEYS)
+def test_every_policy_duration_is_bounded_and_the_error_names_its_key(dotted: str) -> None:
+    table, key = dotted.split(".")
+    extra = {"version": "v1"} if table == "terms" else {}
+    for too_long in ("36501d", 1e300):
+        assert policy_error({table: {key: too_long, **extra}}).key == dotted
+
+
 def test_zero_rate_is_rejected() -> None:
     # "0/minute" would refuse every call: a misconfiguration, not a rate.
     error = policy_error({"limits": {"default": "0/minute"}})
@@ -514,3 +545,68 @@ def test_policy_is_frozen(target: Any, attribute: str, value: object) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(obj, attribute, value)
     assert getattr(obj, attribute) == before
+
+
+URL_KEYS = [("gateway", "upstream"), ("moderation.claude", "base_url"), ("moderation.openai", "url")]
+
+
+def _nest(dotted: str, key: str, value: object) -> dict[str, Any]:
+    table, _, sub = dotted.partition(".")
+    inner: dict[str, Any] = {key: value}
+    return {table: {sub: inner} if sub else inner}
+
+
+@pytest.mark.parametrize(("dotted", "key"), URL_KEYS)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ops:s3cr3t-pa55@api.example.com",
+        "https://s3cr3t-pa55@api.example.com/v1",  # a token as the user name is a secret too
+        "http://ops:s3cr3t-pa55@127.0.0.1:8080/v1/moderations",
+        "https://ops:s3cr3t-pa55@@api.example.com",
+    ],
+)
+def test_a_url_with_credentials_is_refused_and_the_secret_is_not_shown(dotted: str, key: str, url: str) -> None:
+    # The gateway sent `user:pass@` of its upstream on in the Host header; a moderator URL
+    # would carry them to its server the same way. They belong in the key's variable.
+    error = policy_error(_nest(dotted, key, url))
+    assert error.key == f"{dotted}.{key}"
+    assert "without credentials" in str(error)
+    assert "s3cr3t-pa55" not in str(error) and "s3cr3t-pa55" not in repr(error.value)
+    assert "ops" not in str(error.value)
+
+
+def test_an_upstream_with_credentials_in_the_environment_is_refused_too() -> None:
+    error = policy_error({}, env={"AUPGUARD_GATEWAY__UPSTREAM": "https://ops:s3cr3t-pa55@api.example.com"})
+    assert error.key == "gateway.upstream" and "s3cr3t-pa55" not in str(error)
+
+
+@pytest.mark.parametrize(("dotted", "key"), URL_KEYS)
+@pytest.mark.parametrize("url", ["ftp://api.example.com", "api.example.com", "https://", "https://h:port"])
+def test_a_moderator_or_upstream_url_must_be_http(dotted: str, key: str, url: str) -> None:
+    assert policy_error(_nest(dotted, key, url)).key == f"{dotted}.{key}"
+
+
+def test_plain_urls_still_load() -> None:
+    policy = Policy.from_mapping(
+        {
+            "gateway": {"upstream": "https://api.anthropic.com/"},
+            "moderation": {
+                "claude": {"base_url": "http://127.0.0.1:9000"},
+                "openai": {"url": "https://mod.example.com/v1/moderations"},
+            },
+        },
+        env={},
+    )
+    assert policy.gateway.upstream == "https://api.anthropic.com"
+    assert policy.moderation.claude is not None and policy.moderation.claude.base_url == "http://127.0.0.1:9000"
+    assert policy.moderation.openai is not None
+    assert policy.moderation.openai.url == "https://mod.example.com/v1/moderations"
+
+
+def test_the_trusted_proxy_header_is_a_header_name() -> None:
+    assert Policy().review.trusted_proxy_header is None  # the socket peer: no header is believed
+    policy = Policy.from_mapping({"review": {"trusted_proxy_header": "X-Forwarded-For"}}, env={})
+    assert policy.review.trusted_proxy_header == "x-forwarded-for"
+    for bad in ("X Forwarded For", "X-Forwarded-For:", 5, "-x"):
+        assert policy_error({"review": {"trusted_proxy_header": bad}}).key == "review.trusted_proxy_header"

@@ -86,6 +86,8 @@ def test_cli_until_keeps_its_offset_and_limit_must_be_positive(
     assert main([*store, "user", "suspend", "u", "--reason", "r", "--until", "2090-01-01T00:00+05:00", "--json"]) == 0
     assert '"until": ' + str(dt.datetime(2089, 12, 31, 19, 0, tzinfo=dt.UTC).timestamp()) in capsys.readouterr().out
     assert main([*store, "user", "suspend", "u", "--reason", "r", "--for", "99999999w"]) == 2
+    assert "duration must be positive and at most 100 years" in capsys.readouterr().err
+    assert main([*store, "user", "suspend", "u", "--reason", "r", "--until", "9999-06-01T00:00"]) == 2
     assert "must end in the future and before the year 9999" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*store, "audit", "find", "--user", "u", "--limit", "0"])

@@ -19,7 +19,7 @@ from aupguard.stores.review_records import ConsoleSession
 
 from .items import ItemViews
 from .sessions import SessionManager
-from .throttle import LoginThrottle
+from .throttle import LoginThrottle, client_address
 from .users import UserViews
 from .web import HERE, Console, Handler, SecurityHeaders, login_required, url
 
@@ -30,16 +30,17 @@ PUBLIC_PATHS = ("/login", "/console.css")
 MAX_LOGIN_FORM = 4096
 
 
-def _address(request: Request) -> str:
-    return request.client.host if request.client else "-"
-
-
 def review_console(guard: Safeguards) -> Starlette:
     """The console for ``guard``'s store. Reviewers log in with accounts made by
     ``aupguard reviewer add``; ``[review]`` in the policy sets claims, sessions and cookies."""
     console = Console(ReviewQueue(guard), SessionManager(guard))
     accounts = ReviewerAccounts(guard.store, guard._clock)
     throttle = LoginThrottle(guard)
+    proxy_header = guard.policy.review.trusted_proxy_header
+
+    def _address(request: Request) -> str:
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers.getlist(proxy_header) if proxy_header else [], proxy_header)
 
     def too_many(request: Request) -> Response:
         message = "Too many login attempts. Wait a minute, then reload the login page."

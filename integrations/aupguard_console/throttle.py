@@ -1,6 +1,12 @@
-"""Login throttling: password tries per reviewer name and per client address, and login
-forms per client address, counted in the engine's counter store (shared by every worker
-when it is Redis). Checked before the password is hashed, so scrypt is no lever for a flood."""
+"""Login throttling: password tries per reviewer name *and* client address, password tries
+per client address, and login forms per client address, counted in the engine's counter
+store (shared by every worker when it is Redis). Checked before the password is hashed, so
+scrypt is no lever for a flood.
+
+Why name and address together: counted per name alone, anyone could lock a reviewer out by
+failing their name five times a minute from anywhere. The address is the socket peer's, or
+with ``[review] trusted_proxy_header`` the last one the proxy wrote in that header
+(:func:`client_address`): a header the client sets itself is never believed."""
 
 from __future__ import annotations
 
@@ -12,9 +18,21 @@ from limits.strategies import MovingWindowRateLimiter
 
 from aupguard import Safeguards
 
-__all__ = ["LoginThrottle"]
+__all__ = ["LoginThrottle", "client_address"]
 
 log = logging.getLogger("aupguard.console")
+
+
+def client_address(peer: str | None, headers: list[str], trusted_header: str | None) -> str:
+    """The client address to count login tries against. ``headers`` are the values of
+    ``trusted_header`` in the request; a proxy appends the address it saw, so the last entry
+    is the one it wrote (the client may have sent any before it). Without a trusted header,
+    or when the request did not carry it, the socket peer."""
+    if trusted_header is not None:
+        entries = [entry.strip() for value in headers for entry in value.split(",")]
+        if entries and entries[-1]:
+            return entries[-1]
+    return peer or "-"
 
 
 class LoginThrottle:
@@ -41,5 +59,8 @@ class LoginThrottle:
         return await self._hit(self._per_address, "form", address)
 
     async def attempt_allowed(self, address: str, name: str) -> bool:
-        """One password try: within both the address's and the name's budget."""
-        return await self._hit(self._per_address, "address", address) and await self._hit(self._per_name, "name", name)
+        """One password try: within the address's budget and that of the name from this
+        address (the address first in the key, so no name can spell another address's key)."""
+        return await self._hit(self._per_address, "address", address) and await self._hit(
+            self._per_name, "name", address, name
+        )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .cli_support import command, default_actor, when
+from .cli_support import command, default_actor, require_store, when
 from .durations import DURATION_HELP, parse_duration
 from .engine import Safeguards
 from .errors import AupguardError
@@ -33,13 +33,26 @@ def load_policy(path: str | None) -> Policy:
     return Policy.from_toml(chosen) if chosen else Policy.from_mapping({})
 
 
+#: (command, action) pairs that only read (or delete) records: on a store that is not there
+#: they stop with an error instead of creating an empty one
+READING = {
+    ("user", "status"), ("user", "events"), ("user", "void-strike"), ("audit", "find"), ("capture", "export"),
+    ("capture", "purge"), ("capture", "forget"), ("review", "list"), ("review", "show"), ("report", "violations"),
+    ("reviewer", "list"), ("keys", "list"), ("keys", "revoke"),
+}  # fmt: skip
+
+
 def _guard(args: argparse.Namespace) -> Safeguards:
-    return Safeguards(load_policy(args.policy), store=args.store)
+    policy = load_policy(args.policy)
+    if (args.command, getattr(args, f"{args.command}_command", None)) in READING:
+        require_store(args.store or policy.storage.store)
+    return Safeguards(policy, store=args.store)
 
 
-def _print_status(status: UserStatus, as_json: bool) -> None:
+def _print_status(status: UserStatus, as_json: bool, *, recorded: bool | None = None) -> None:
     if as_json:
-        print(json.dumps({**asdict(status), "level": status.level.value}))
+        extra = {} if recorded is None else {"recorded": recorded}
+        print(json.dumps({**asdict(status), "level": status.level.value, **extra}))
         return
     print(f"user      {status.user_hash}")
     print(f"level     {status.level.value}")
@@ -54,12 +67,21 @@ def cmd_user(args: argparse.Namespace) -> int:
     with _guard(args) as guard:
         action = args.user_command
         if action == "status":
-            _print_status(guard.status(args.user), args.json)
+            status = guard.status(args.user)
+            # "ok, 0 strikes" is also what a wrong id, store or hash key would show: say which it is
+            recorded = guard.store.has_user(status.user_hash) or bool(guard.audit.find(user_id=args.user, limit=1))
+            _print_status(status, args.json, recorded=recorded)
+            if not recorded:
+                kid = status.user_hash.partition("_")[0]
+                print(
+                    f"no record for this user under key {kid} (check the user id, --store and the hash key)",
+                    file=sys.stderr if args.json else sys.stdout,
+                )
             if not args.json:
                 for s in guard.strikes(args.user, limit=20):
                     voided = f"  VOIDED ({s.void_reason})" if s.voided_at else ""
                     print(f"  strike {s.id}  {when(s.at)}  {s.category}  {s.reason}{voided}")
-            return 0
+            return 1 if args.strict and not recorded else 0
         if action == "strike":
             result = guard.strike(
                 args.user,
@@ -241,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_user)
         return p
 
-    user_cmd("status", "show a user's level, counting strikes and strike ledger")
+    p = user_cmd("status", "show a user's level, counting strikes and strike ledger")
+    p.add_argument("--strict", action="store_true", help="exit 1 when the store holds no record of this user")
     p = user_cmd("strike", "record a usage-policy strike", reason=True)
     p.add_argument("--category", default="unspecified", help="violation category")
     p.add_argument("--source", default="manual", help="what found it (manual, moderator name, ...)")

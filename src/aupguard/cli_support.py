@@ -4,15 +4,19 @@ and the type of the callable that opens an engine from the parsed arguments."""
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .errors import AupguardError
+from .stores import sqlite_file
+from .timestamps import utc_text
 
 if TYPE_CHECKING:
     from .engine import Safeguards
 
-__all__ = ["OpenGuard", "command", "default_actor", "when"]
+__all__ = ["OpenGuard", "command", "default_actor", "require_store", "when"]
 
 #: opens the engine the arguments name (policy, store); a context manager
 OpenGuard = Callable[[argparse.Namespace], "Safeguards"]
@@ -20,7 +24,17 @@ OpenGuard = Callable[[argparse.Namespace], "Safeguards"]
 
 def when(ts: float | None) -> str:
     """A timestamp as UTC text; ``-`` for none."""
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "-" if ts is None else utc_text(ts)
+
+
+def require_store(uri: str) -> None:
+    """Refuse to read a SQLite store that is not there: opening it would create an empty one,
+    and a mistyped ``--store`` would then report a bad actor as clean."""
+    path = sqlite_file(uri)
+    if path is not None and not Path(path).is_file():
+        raise AupguardError(
+            f"no store at {path}: this command only reads, and never creates one (check --store or [storage] store)"
+        )
 
 
 def command(parent: Any, name: str, about: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from .durations import format_duration
 from .errors import AupguardError
 from .identity import Keyring
 from .policy import Policy
-from .stores import redact_uri, store_from_uri
+from .stores import SQLStore, redact_uri, store_from_uri
 from .throttle import counters_from_uri
 
 __all__ = ["Finding", "Practice", "assess", "check_environment"]
@@ -136,6 +136,7 @@ def _prompts(policy: Policy) -> Practice:
 def check_environment(policy: Policy, *, store: str | None = None) -> list[Finding]:
     """Load the key ring and open the store the way the engine would."""
     findings: list[Finding] = []
+    ring: Keyring | None = None
     try:
         ring = Keyring.from_policy(policy.identity)
         findings.append(
@@ -163,11 +164,42 @@ def check_environment(policy: Policy, *, store: str | None = None) -> list[Findi
         opened = store_from_uri(uri, migrate=False, timeout=policy.storage.store_timeout)  # report, not change
         try:
             findings.append(Finding(True, "store", f"{opened.uri} (schema version {opened.schema_version()})"))
+            if ring is not None:
+                findings.append(_key_matches_store(ring, opened))
         finally:
             opened.close()
     except AupguardError as exc:
         findings.append(Finding(False, "store", str(exc)))
     return [*findings, _counters(policy)]
+
+
+def _key_matches_store(ring: Keyring, store: SQLStore) -> Finding:
+    """Whether the store's records were made with this key ring. Every stored user hash
+    starts with its key id; a store full of records under none of the ring's ids means a
+    wrong key (or a wrong store): every user would look new, and clean."""
+    total = store.count_user_records()
+    if total == 0:
+        return Finding(True, "hash key and store", "the store holds no user records yet")
+    current = store.count_user_records(ring.current.kid)
+    previous = sum(store.count_user_records(key.kid) for key in ring.keys if key.kid != ring.current.kid)
+    if current:
+        return Finding(
+            True, "hash key and store", f"{current} of {total} user records under the current key {ring.current.kid}"
+        )
+    if previous:
+        return Finding(
+            True,
+            "hash key and store",
+            f"none of {total} user records under the current key {ring.current.kid} yet; {previous} under previous "
+            "keys (carried over on each user's next call)",
+        )
+    kids = ", ".join(key.kid for key in ring.keys)
+    return Finding(
+        False,
+        "hash key and store",
+        f"the store holds {total} user records, none under the key ids of this key ring ({kids}): "
+        "a wrong hash key or a wrong store? Every user would look new and clean",
+    )
 
 
 def _counters(policy: Policy) -> Finding:

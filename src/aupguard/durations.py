@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DURATION_HELP", "format_duration", "parse_duration"]
+__all__ = ["DURATION_HELP", "MAX_DURATION", "format_duration", "parse_duration"]
 
-DURATION_HELP = "a duration such as '500ms', '2s', '15m', '12h', '30d', '2w' (or seconds as a number)"
+#: the longest duration a policy may give: 100 years. Every time computed from one (``now +
+#: suspend_for``, a timeout handed to a thread or socket) stays one a ``datetime``, a float
+#: and the OS can hold; a longer one is refused at load, naming its key.
+MAX_DURATION = 36_500 * 86400.0
+
+DURATION_HELP = (
+    "a duration such as '500ms', '2s', '15m', '12h', '30d', '2w' (or seconds as a number), at most 36500d (100 years)"
+)
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PATTERN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*")
 
 
 def parse_duration(value: object) -> float:
-    """Return the duration in seconds; raise ``ValueError`` for anything else than a positive one."""
+    """Return the duration in seconds; raise ``ValueError`` for anything else than a positive
+    one of at most :data:`MAX_DURATION`."""
     if isinstance(value, bool):
         raise ValueError("not a duration")
     if isinstance(value, int | float):
@@ -28,8 +36,8 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
         raise ValueError("not a duration")
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError("duration must be positive and finite")
+    if not 0 < seconds <= MAX_DURATION:  # also refuses NaN and infinity
+        raise ValueError("duration must be positive and at most 100 years")
     return seconds
 
 

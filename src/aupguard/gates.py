@@ -6,13 +6,13 @@ limiter hit) and turns the verdicts into a :class:`~aupguard.decision.Decision`.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from .decision import whole_seconds
 from .ladder import Level, UserStatus
 from .policy import Policy
 from .throttle import Hit
+from .timestamps import clamp, utc_text
 
 __all__ = ["Refusal", "account_gate", "standing_gate", "throttle_gate", "warning_for"]
 
@@ -45,11 +45,12 @@ def standing_gate(status: UserStatus, policy: Policy, now: float) -> Refusal | N
     if status.level is Level.SUSPENDED:
         if status.until is None:
             return Refusal("user_suspended", "This account is suspended for repeated usage policy violations.")
-        end = dt.datetime.fromtimestamp(status.until, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        # a stored end past what a datetime holds (an older policy's) is shown and counted clamped
+        end = utc_text(status.until, "%Y-%m-%d %H:%M UTC")
         return Refusal(
             "user_suspended",
             f"This account is suspended for repeated usage policy violations until {end}.",
-            whole_seconds(status.until - now),
+            whole_seconds(clamp(status.until) - now),
         )
     return None
 

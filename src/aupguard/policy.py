@@ -21,7 +21,7 @@ from .errors import PolicyError
 from .policy_gateway import GATEWAY_FIELDS, GatewayPolicy
 from .policy_moderation import MODERATION_FIELDS, PROMPTS_FIELDS, ModerationPolicy, PromptsPolicy
 from .policy_review import REVIEW_FIELDS, ReviewPolicy
-from .policy_values import any_text, boolean, choice, count, optional_text, text
+from .policy_values import allowed_and_why, any_text, boolean, choice, count, optional_text, text
 
 __all__ = [
     "ENV_PREFIX",
@@ -263,8 +263,8 @@ def _build_section(name: str, table: Mapping[str, Any]) -> Any:
             values[key] = parse(raw)
         except PolicyError:  # a nested value names its own path
             raise
-        except ValueError:
-            raise PolicyError(f"{name}.{key}", raw, allowed) from None
+        except ValueError as exc:
+            raise PolicyError(f"{name}.{key}", raw, allowed_and_why(allowed, exc)) from None
     required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
     for key in required:
         if key not in values:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .durations import DURATION_HELP, parse_duration
-from .policy_values import boolean, count, rate, text
+from .policy_values import boolean, count, http_url, rate, text
 
 __all__ = ["GATEWAY_FIELDS", "SAFE_BETAS", "GatewayPolicy"]
 
@@ -49,12 +49,8 @@ class GatewayPolicy:
     files: bool = False  # file ids (Files API) in content blocks
 
 
-def _upstream(value: object) -> str:
-    if isinstance(value, str):
-        parts = urlsplit(value)
-        if parts.scheme in ("http", "https") and parts.netloc and not parts.query and not parts.fragment:
-            return value.rstrip("/")
-    raise ValueError
+_UPSTREAM = "an http:// or https:// URL without query, e.g. 'https://api.anthropic.com'"
+_upstream = http_url("gateway.upstream", _UPSTREAM)
 
 
 def _patterns(value: object) -> tuple[str, ...]:
@@ -87,7 +83,7 @@ def _field_names(value: object) -> tuple[str, ...]:
 
 
 GATEWAY_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
-    "upstream": (_upstream, "an http:// or https:// URL without query, e.g. 'https://api.anthropic.com'"),
+    "upstream": (_upstream, _UPSTREAM),
     "upstream_key_env": (text, "the name of an environment variable holding the upstream API key"),
     "timeout": (parse_duration, DURATION_HELP),
     "key_cache": (parse_duration, DURATION_HELP),

@@ -6,7 +6,6 @@ raises :class:`PolicyError` naming the full path, e.g. ``moderation.rules[2].act
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,9 +15,10 @@ from typing import Any
 from .durations import DURATION_HELP, parse_duration
 from .errors import PolicyError
 from .normalize import normalize
+from .operator_regex import compile_operator_regex
+from .policy_values import Refused, allowed_and_why, count, fail, http_url
 from .policy_values import boolean as _bool
 from .policy_values import choice as _choice
-from .policy_values import count, fail
 from .policy_values import text as _text
 
 __all__ = [
@@ -127,14 +127,16 @@ def _texts(value: object) -> tuple[str, ...]:
     raise ValueError
 
 
-def _regexes(value: object) -> tuple[str, ...]:
+def _regexes(value: object, *, ignore_case: bool = True) -> tuple[str, ...]:
+    """Patterns compiled as they will run (:mod:`aupguard.operator_regex`): a shape that
+    would backtrack exponentially is refused here, with the reason."""
     patterns = _texts(value)
     for p in patterns:
         try:
-            compiled = re.compile(p, re.IGNORECASE)
-        except re.error:
-            raise ValueError from None
-        if compiled.search("") is not None:  # it would match (or flag) every text
+            compiled = compile_operator_regex(p, ignore_case=ignore_case)
+        except ValueError as exc:
+            raise Refused(f"{p!r}: {exc}") from None
+        if compiled.search(""):  # it would match (or flag) every text
             raise ValueError
     return patterns
 
@@ -164,8 +166,8 @@ def _fields_of(
             out[name] = parse(raw)
         except PolicyError:
             raise
-        except ValueError:
-            raise PolicyError(f"{key}.{name}", raw, allowed) from None
+        except ValueError as exc:
+            raise PolicyError(f"{key}.{name}", raw, allowed_and_why(allowed, exc)) from None
     return out
 
 
@@ -204,7 +206,7 @@ def _claude(value: object) -> ClaudeModeration:
     specs = {
         "model": (_text, "a Claude model id"),
         "api_key_env": (_text, "an environment variable name"),
-        "base_url": (_text, "an http(s) URL"),
+        "base_url": (http_url("moderation.claude.base_url", "an http(s) URL"), "an http(s) URL"),
     }
     return ClaudeModeration(**_fields_of("moderation.claude", _table(value, "moderation.claude"), specs))
 
@@ -215,9 +217,12 @@ def _threshold(value: object) -> float:
     raise ValueError
 
 
+_OPENAI_URL = http_url("moderation.openai.url", "the full URL of a /v1/moderations endpoint")
+
+
 def _openai(value: object) -> OpenAIModeration:
     specs = {
-        "url": (_text, "the full URL of a /v1/moderations endpoint"),
+        "url": (_OPENAI_URL, "the full URL of a /v1/moderations endpoint"),
         "api_key_env": (_text, "an environment variable name"),
         "model": (_text, "a moderation model id"),
         "threshold": (_threshold, "a score in (0, 1]"),
@@ -231,7 +236,7 @@ def _openai(value: object) -> OpenAIModeration:
 _VARIABLE_KEYS = {
     "type": (_choice(VARIABLE_TYPES), " | ".join(VARIABLE_TYPES)),
     "max_length": (_count, "an integer from 1"),
-    "pattern": (lambda v: _regexes([v])[0], "a valid regular expression"),
+    "pattern": (lambda v: _regexes([v], ignore_case=False)[0], "a valid regular expression"),
     "values": (_texts, "a list of allowed strings"),
     "min": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) else fail(), "an integer"),
     "max": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) else fail(), "an integer"),

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from . import operator_regex
 from .errors import ConfigurationError
 from .gates import Refusal
 from .normalize import clean, normalize
@@ -126,7 +126,7 @@ class PromptPolicy:
     def __init__(self, policy: PromptsPolicy, corpus: Corpus | None = None) -> None:
         self.policy = policy
         self._allowed = {normalize(p, punctuation=False): p for p in policy.allowlist}
-        self._patterns = [re.compile(p, re.IGNORECASE) for p in policy.allowlist_patterns]
+        self._patterns = [operator_regex.compile_operator_regex(p, ignore_case=True) for p in policy.allowlist_patterns]
         self.corpus = corpus
         if policy.mode == "corpus" and corpus is None:
             if not policy.corpus:
@@ -249,7 +249,7 @@ def _check_variable(var: VariableSpec, value: object) -> str | None:
         return None if value in var.values else f"must be one of {', '.join(var.values)}"
     if len(value) > var.max_length:
         return f"is longer than {var.max_length} characters"
-    if var.pattern is not None and re.fullmatch(var.pattern, value) is None:
+    if var.pattern is not None and not operator_regex.fullmatch(var.pattern, value):
         return "does not match its pattern"
     return None
 

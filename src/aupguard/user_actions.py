@@ -16,6 +16,7 @@ from .ladder import UserState, UserStatus, derive_status, lift_after_void, suspe
 from .policy import LadderPolicy, Policy
 from .stores import AuditEvent, SQLStore, StrikeRecord
 from .stores.records import Describe
+from .timestamps import LATEST
 
 if TYPE_CHECKING:
     from .identity import UserHasher
@@ -282,9 +283,6 @@ class UserActions:
         return await asyncio.to_thread(lambda: self.accept_terms(user_id, version, **kwargs))
 
 
-_LATEST_END = dt.datetime(9999, 1, 1, tzinfo=dt.UTC).timestamp()
-
-
 def _suspension_end(until: object, now: float) -> float | None:
     if until is None:
         return None
@@ -296,6 +294,6 @@ def _suspension_end(until: object, now: float) -> float | None:
         end = float(until)
     else:
         raise TypeError("suspend(until=...) takes a datetime, epoch seconds or None")
-    if not now < end < _LATEST_END:  # also refuses NaN
+    if not now < end < LATEST:  # also refuses NaN
         raise ValueError("a suspension must end in the future and before the year 9999")
     return end

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 
 from ..cli_support import OpenGuard, default_actor, when
+from ..errors import PolicyError
+from ..policy_values import http_url
 from .keys import GatewayKeys
 
 __all__ = ["add_gateway_commands"]
@@ -40,7 +42,24 @@ def _keys(args: argparse.Namespace, open_guard: OpenGuard) -> int:
     return 0
 
 
+_UPSTREAM_HELP = "an http:// or https:// URL without query"
+_upstream_url = http_url("--upstream", _UPSTREAM_HELP)
+
+
+def _upstream_arg(value: str | None) -> str | None:
+    """``--upstream`` checked like ``[gateway] upstream``: credentials in it are refused unshown."""
+    if value is None:
+        return None
+    try:
+        return _upstream_url(value)
+    except PolicyError:
+        raise
+    except ValueError:
+        raise PolicyError("--upstream", value, _UPSTREAM_HELP) from None
+
+
 def _gateway(args: argparse.Namespace, open_guard: OpenGuard) -> int:
+    upstream_arg = _upstream_arg(args.upstream)
     try:
         import uvicorn
 
@@ -49,7 +68,7 @@ def _gateway(args: argparse.Namespace, open_guard: OpenGuard) -> int:
         raise ImportError("aupguard gateway needs Starlette and uvicorn: pip install 'aupguard[gateway]'") from None
     guard = open_guard(args)
     try:
-        app = build_gateway(guard, upstream=args.upstream)
+        app = build_gateway(guard, upstream=upstream_arg)
         upstream = app.state.upstream.url
         print(f"aupguard gateway on http://{args.host}:{args.port} -> {upstream}  (Ctrl-C stops)")
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

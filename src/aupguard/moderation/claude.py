@@ -10,8 +10,9 @@ Decisions, so the chain can rely on them:
 
 - Anything that is not a usable verdict raises :class:`ModeratorError` (the chain applies
   ``[moderation] fail``): ``timeout``, ``connection error``, ``http <status>``,
-  ``unparseable answer`` (no JSON object, or one without a boolean ``violation`` or with a
-  non-list ``categories``). The moderated text never appears in an error.
+  ``unparseable answer`` (no JSON object, more than one, or one without a boolean
+  ``violation`` or with a non-list ``categories``). The moderated text never appears in an
+  error.
 - Category names in the answer are matched to the configured ones ignoring case, spaces,
   hyphens and underscores ("Violent Crimes" → ``violent_crimes``); names that match none are
   dropped, so verdicts only ever carry categories the policy knows. A violation whose
@@ -97,20 +98,27 @@ def build_prompt(text: str, categories: Mapping[str, str]) -> str:
     return _INSTRUCTIONS.format(text=_CLOSING_TAG.sub(r"<\\/\1", text), categories=listing)
 
 
-def _first_json_object(answer: str) -> dict[str, Any] | None:
-    """The first JSON object in ``answer``: models sometimes wrap it in a code fence or put
-    a sentence before it, so try each ``{`` until one decodes to an object."""
+def _only_json_object(answer: str) -> dict[str, Any] | None:
+    """The one JSON object in ``answer``, or None when there is none or more than one.
+
+    Models sometimes wrap the verdict in a code fence or put a sentence before it, so each
+    ``{`` is tried until one decodes; the scan then goes on after that object. A second
+    object means the answer cannot be trusted: the moderated text can make the model echo a
+    ``{"violation": false}`` of the attacker's before (or after) its own verdict."""
     decoder = json.JSONDecoder()
+    found: list[dict[str, Any]] = []
     start = answer.find("{")
     while start != -1:
         try:
-            value, _ = decoder.raw_decode(answer, start)
+            value, end = decoder.raw_decode(answer, start)
         except ValueError:
-            value = None
+            value, end = None, start + 1
         if isinstance(value, dict):
-            return value
-        start = answer.find("{", start + 1)
-    return None
+            found.append(value)
+            if len(found) > 1:
+                return None
+        start = answer.find("{", end)
+    return found[0] if found else None
 
 
 class ClaudeModerator:
@@ -228,7 +236,7 @@ class ClaudeModerator:
             suffix = f" ({category})" if category else ""
             return Verdict(True, (), self.name, f"the model refused to classify the text{suffix}")
         answer = "".join(block.text for block in message.content if block.type == "text")
-        data = _first_json_object(answer)
+        data = _only_json_object(answer)
         violation = data.get("violation") if data else None
         names = (data.get("categories") or []) if data else None  # null or missing: none named
         explanation = data.get("explanation") if data else None

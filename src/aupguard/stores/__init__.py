@@ -21,6 +21,7 @@ __all__ = [
     "StrikeRecord",
     "redact_uri",
     "register_store",
+    "sqlite_file",
     "store_from_uri",
 ]
 
@@ -32,6 +33,11 @@ _SCHEMES: dict[str, StoreFactory] = {}
 def register_store(scheme: str, factory: StoreFactory) -> None:
     """Make ``scheme://...`` URIs open stores built by ``factory(uri, options)``."""
     _SCHEMES[scheme] = factory
+
+
+def sqlite_file(uri: str) -> str | None:
+    """The file a ``sqlite:///path`` URI names (relative to the working folder), else None."""
+    return uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
 
 
 def _sqlite(uri: str, options: Mapping[str, Any]) -> SQLStore:

@@ -232,6 +232,16 @@ class SQLStore(CaptureTables, ReviewTables, GatewayKeyTables):
         )
         return bool(self._read(lambda conn: conn.execute(sql, (user_hash, user_hash)).fetchone()[0]))
 
+    def count_user_records(self, kid: str | None = None) -> int:
+        """Rows about users (users, strikes, audit records), all of them or those hashed under
+        key ``kid`` (hashes read ``<kid>_<hex>``): what ``doctor`` compares with the key ring."""
+        where = "user_hash IS NOT NULL" if kid is None else "user_hash LIKE ? ESCAPE '!'"
+        params = () if kid is None else (f"{kid}!_%",) * 3  # a key id is letters and digits only
+        tables = ("users", "strikes", "decisions")
+        count = " + ".join(f"(SELECT count(*) FROM {t} WHERE {where})" for t in tables)  # noqa: S608 - fixed text
+        sql = self._q(f"SELECT {count}")
+        return int(self._read(lambda conn: conn.execute(sql, params).fetchone()[0]))
+
     def rekey_user(self, old_hash: str, new_hash: str, *, event: AuditEvent) -> None:
         """Carry a user's records from a previous key's hash to the current one."""
 

@@ -37,6 +37,7 @@ from flask import Flask, request
 
 from .conftest import MakeGuard
 from .fakes.messages_double import MessagesDouble
+from .request_shapes import SHAPES
 
 EXAMPLES = int(os.environ.get("AUPGUARD_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
@@ -86,9 +87,21 @@ prompt_body = st.fixed_dictionaries({"prompt": content | json_values})
 documents = messages_body | prompt_body | json_values
 
 
+ODD_JSON = [
+    b'{"prompt": "x", "max_tokens": ' + b"9" * 4301 + b"}",
+    b'{"prompt": ' + b"[" * 975 + b"]" * 975 + b"}",
+    b'{"messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+    b'{"prompt": "x", "top_p": -Infinity}',
+    b'{"prompt": "\\ud800 lone"}',
+    b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\udfff"}]}]}',
+]
+
+
 @st.composite
 def bodies(draw: st.DrawFn) -> bytes:
-    kind = draw(st.sampled_from(["json", "json", "json", "binary", "encoded", "big", "bom"]))
+    kind = draw(st.sampled_from(["json", "json", "json", "binary", "encoded", "big", "bom", "odd"]))
+    if kind == "odd":  # JSON that Python reads badly: a huge integer, deep nesting, NaN, a lone surrogate
+        return draw(st.sampled_from(ODD_JSON))
     if kind == "binary":
         return draw(st.binary(max_size=300))
     if kind == "big":
@@ -116,9 +129,11 @@ def well_formed(draw: st.DrawFn) -> dict[str, Any]:
     """A request the guard takes to the engine: a known route, a user, a JSON prompt of any
     Unicode (normalisation, moderation, the prompt policy and the audit see it)."""
     text = draw(st.text(max_size=300) | words | st.text(st.characters(codec="utf-8"), max_size=100))
-    shape = draw(st.sampled_from(["prompt", "messages", "blocks"]))
+    shape = draw(st.sampled_from(["prompt", "messages", "blocks", "whole", "whole"]))
     document: Any = {"prompt": text}
-    if shape == "messages":
+    if shape == "whole":  # text in any place a Messages request carries it (tests/request_shapes.py)
+        document = SHAPES[draw(st.sampled_from(sorted(SHAPES)))](text)
+    elif shape == "messages":
         document = {"messages": [{"role": "user", "content": text}]}
     elif shape == "blocks":
         document = {"messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]}
@@ -400,7 +415,7 @@ hardened = st.one_of(
     st.builds(lambda u: {"gateway": {"upstream": u}}, secret_urls),
     st.builds(lambda u: {"moderation": {"openai": {"url": u}}}, secret_urls),
 )  # fmt: skip
-ADVERSARIAL = "a" * 40 + "!"
+ADVERSARIAL = "a" * 40 + "b"  # not punctuation: the normal form reads that as a space
 
 
 def _use_hardened(policy: Policy) -> None:

@@ -272,3 +272,17 @@ def test_the_async_handler_stops_a_sync_run_instead_of_failing_open(
         asyncio.run(model.ainvoke(HARMFUL, config=config))
     messages_double.messages.text("fine")
     assert asyncio.run(model.ainvoke(BENIGN, config=config)).content == "fine"
+
+
+def test_langchain_with_an_instrumented_model_sends_no_hidden_text(
+    make_guard: MakeGuard, messages_double: MessagesDouble
+) -> None:
+    guard = make_guard({"moderation": {"rules": RULES}})
+    model = instrument_chat_model(
+        guard, ChatAnthropic(model="claude-haiku-4-5", api_key="test-key", base_url=messages_double.url, max_retries=0)
+    )
+    config: Any = {"callbacks": [SafeguardsCallbackHandler(guard)], "metadata": {"user_id": "alice"}}
+    model.invoke([SystemMessage("Be brief." + TAG_HIDDEN[5:]), HumanMessage(TAG_HIDDEN)], config=config)
+    (sent,) = messages_double.requests_to("/v1/messages")
+    assert not any(0xE0000 <= ord(c) <= 0xE0FFF for c in sent.raw.decode())
+    assert "hello" in sent.raw.decode() and "Be brief." in sent.raw.decode()

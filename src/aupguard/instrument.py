@@ -37,6 +37,7 @@ from .context import Guarded, current_guarded, reset_guarded, set_guarded
 from .decision import Decision
 from .prompt_policy import PromptRequest
 from .request_body import BadBody, prompt_from_body, upstream_body
+from .request_pieces import read_messages
 
 if TYPE_CHECKING:
     from anthropic._response import APIResponse, AsyncAPIResponse
@@ -94,10 +95,10 @@ class GuardMiddleware(Middleware):
         screened = decision.prompt if own else None  # what this middleware screened is what goes on
         if screened is not None and screened.body is not None:
             body = upstream_body(screened)
-        elif decision.user_hash is None:  # an anonymous call (require_account = false)
+        elif not isinstance(request.json, dict):
             return request
-        else:
-            body = dict(request.json) if isinstance(request.json, dict) else {}
+        else:  # an adapter screened the call: what the app sends is still cleaned of hidden text
+            body = _cleaned(request.json)
         if decision.user_hash is not None:
             body["metadata"] = {**dict(body.get("metadata") or {}), "user_id": decision.user_hash}
         return request.copy(body=body)
@@ -283,6 +284,16 @@ class GuardMiddleware(Middleware):
         finally:
             if token is not None:
                 reset_guarded(token)
+
+
+def _cleaned(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with invisible characters removed from every piece of text (an adapter
+    screened the call, and a LangChain callback cannot change what its model sends). A
+    body the walk cannot read goes as the app wrote it: the adapter screened what it saw."""
+    try:
+        return dict(read_messages(body).body)
+    except BadBody:
+        return dict(body)
 
 
 def _text_of(message: Any) -> str:

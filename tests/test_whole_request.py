@@ -286,3 +286,60 @@ def test_langchain_with_an_instrumented_model_sends_no_hidden_text(
     (sent,) = messages_double.requests_to("/v1/messages")
     assert not any(0xE0000 <= ord(c) <= 0xE0FFF for c in sent.raw.decode())
     assert "hello" in sent.raw.decode() and "Be brief." in sent.raw.decode()
+
+
+# -- other ways in -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("adapter", ["asgi", "flask_app"])
+@pytest.mark.parametrize("method", ["GET", "DELETE", "OPTIONS"])
+def test_a_body_sent_with_any_method_is_screened(
+    adapter: str, method: str, make_guard: MakeGuard, messages_double: MessagesDouble
+) -> None:
+    """A handler that reads a body whatever the method gets only a screened one."""
+    guard = make_guard({"moderation": {"rules": RULES}})
+    seen: list[bytes] = []
+    body = SHAPES["system string"](HARMFUL)
+    if adapter == "asgi":
+
+        async def read(req: Request) -> JSONResponse:
+            seen.append(await req.body())
+            return JSONResponse({})
+
+        app = Starlette(routes=[Route("/v1/ask", read, methods=[method])])
+        app.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user")
+        with serving(app) as url:
+            answer = httpx.request(method, f"{url}/v1/ask", json=body, headers={"x-user": "alice"}, timeout=10)
+        status, error = answer.status_code, answer.json()
+    else:
+        flask = Flask(__name__)
+        FlaskSafeguards(flask, guard, user_header="X-User")
+        flask.add_url_rule("/v1/ask", "ask", lambda: seen.append(request.get_data()) or "{}", methods=[method])
+        answer = flask.test_client().open("/v1/ask", method=method, json=body, headers={"X-User": "alice"})
+        status, error = answer.status_code, answer.get_json()
+    assert status == 403 and error["error"]["type"] == "content_flagged"
+    assert seen == []
+    assert_flagged_at(guard, "alice", "system")
+
+
+def test_count_tokens_bodies_are_capped_and_held_to_the_operators_controls(
+    make_guard: MakeGuard, messages_double: MessagesDouble
+) -> None:
+    guard = make_guard({"gateway": {"max_body": 2000}})
+    keys = GatewayKeys(guard)
+    key = keys.create("alice").key
+    app = build_gateway(guard, upstream=messages_double.url, upstream_key=UPSTREAM_KEY, keys=keys)
+    with serving(app) as url:
+        client = anthropic.Anthropic(api_key=key, base_url=url, max_retries=0)
+        ask = [{"role": "user", "content": "hello"}]
+        assert client.messages.count_tokens(model="claude-haiku-4-5", messages=ask).input_tokens > 0  # type: ignore[arg-type]
+        with pytest.raises(anthropic.APIStatusError) as big:
+            client.messages.count_tokens(model="claude-haiku-4-5", messages=[{"role": "user", "content": "x" * 3000}])
+        assert big.value.status_code == 413
+        mcp = [{"type": "url", "url": "https://mcp.example.com/sse", "name": "x"}]
+        with pytest.raises(anthropic.APIStatusError) as refused:
+            client.messages.count_tokens(model="claude-haiku-4-5", messages=ask, extra_body={"mcp_servers": mcp})  # type: ignore[arg-type]
+        assert refused.value.status_code == 403 and "mcp_servers" in str(refused.value.body)
+    assert len(messages_double.requests_to("/v1/messages/count_tokens")) == 1
+    guard.audit.flush()
+    assert sorted(r.outcome for r in guard.audit.find(user_id="alice")) == ["permission_error", "request_too_large"]

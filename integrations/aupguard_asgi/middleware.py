@@ -100,7 +100,7 @@ class SafeguardsMiddleware:
             await self.app(scope, receive, send)
 
     def _guarded(self, scope: Scope) -> bool:
-        if scope["method"] == "OPTIONS":  # CORS preflights carry no prompt and no credentials
+        if scope["method"] == "OPTIONS" and not _declares_body(scope):  # a CORS preflight: no prompt, no credentials
             return False
         if self._guard_all:
             return True
@@ -174,7 +174,7 @@ class _GuardedCall:
         prompt: PromptRequest | str | None = None
         receive: Receive = self.receive
         parsed: dict[str, Any] | None = None
-        if scope["method"] in BODY_METHODS:
+        if scope["method"] in BODY_METHODS or _declares_body(scope):  # a GET with a body is screened too
             try:
                 self.body, disconnected = await read_body(self.receive, self.mw._max_body, _content_length(scope))
                 if disconnected:
@@ -315,6 +315,14 @@ def _with_length(scope: Scope, length: int) -> Scope:
     """``scope`` with its ``content-length`` header saying ``length`` (the cleaned body's)."""
     headers = [(n, v) for n, v in scope.get("headers", ()) if n != b"content-length"]
     return {**scope, "headers": [*headers, (b"content-length", str(length).encode())]}
+
+
+def _declares_body(scope: Scope) -> bool:
+    """Whether the request says it carries a body (a non-zero length, or chunked)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding" or (name == b"content-length" and bytes(value).strip() not in (b"0", b"")):
+            return True
+    return False
 
 
 def _content_length(scope: Scope) -> int | None:

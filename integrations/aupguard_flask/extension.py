@@ -270,7 +270,7 @@ _ENVIRON_KEYS: dict[str, str] = {}
 
 def _before_request() -> None:
     req: Request = request._get_current_object()  # type: ignore[attr-defined]  # one lookup, not one per use
-    if req.method == "OPTIONS":  # CORS preflights carry no prompt and no credentials
+    if req.method == "OPTIONS" and not _declares_body(req):  # a CORS preflight: no prompt, no credentials
         return
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     state: _AppState = app.extensions["aupguard"]
@@ -290,7 +290,7 @@ def _before_request() -> None:
         ) from None
     prompt: PromptRequest | str | None = None
     parsed: dict[str, Any] | None = None
-    if req.method in BODY_METHODS:
+    if req.method in BODY_METHODS or _declares_body(req):  # a GET with a body is screened too
         cap = options.max_body_bytes
         length = req.content_length
         if length is None or length > cap:  # the app's own MAX_CONTENT_LENGTH still applies
@@ -317,6 +317,12 @@ def _before_request() -> None:
     app_globals.aupguard_decision = decision
     app_globals.aupguard_guarded = guarded = Guarded(user, decision)
     app_globals.aupguard_token = set_guarded(guarded)  # also seen inside a nested app context
+
+
+def _declares_body(req: Request) -> bool:
+    """Whether the request says it carries a body (a non-zero length, or chunked)."""
+    environ = req.environ
+    return environ.get("CONTENT_LENGTH", "0").strip() not in ("0", "") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 def _replace_body(req: Request, body: bytes) -> None:

@@ -31,7 +31,7 @@ from aupguard.gateway.controls import check_body
 from aupguard.gateway.keys import GatewayKeys
 from aupguard.identity import HashedUser
 from aupguard.prompt_policy import PromptRequest
-from aupguard.request_body import BadBody, prompt_from_body
+from aupguard.request_body import BadBody, TooLarge, parse_json, prompt_from_body, read_body
 from aupguard_asgi import SafeguardsMiddleware
 
 from .forward import Upstream
@@ -83,7 +83,27 @@ def build_gateway(
         if refused is not None:
             await _json(refused.error_body(), refused.status, refused.headers())(scope, receive, send)
             return
-        await forward.count_tokens(scope, receive, send, str(user))
+        # the body is capped and held to the operator's controls as on /v1/messages (it is not
+        # moderated: counting runs no model), then handed on as it was read
+        try:
+            body, gone = await read_body(receive, policy.max_body, _declared_length(scope))
+            if gone:
+                return
+            refused_body = check_body(parse_json(body), policy, ours)
+        except TooLarge:
+            refusal = await guard.arefusal(user, COUNT_TOKENS, "request_too_large",
+                                           f"The request body is larger than {policy.max_body} bytes.")  # fmt: skip
+            await _json(refusal.error_body(), refusal.status)(scope, receive, send)
+            return
+        except BadBody as exc:
+            refusal = await guard.arefusal(user, COUNT_TOKENS, exc.kind, str(exc))
+            await _json(refusal.error_body(), refusal.status)(scope, receive, send)
+            return
+        if refused_body is not None:
+            refusal = await guard.arefusal(user, COUNT_TOKENS, refused_body.error, refused_body.message)
+            await _json(refusal.error_body(), refusal.status)(scope, receive, send)
+            return
+        await forward.count_tokens(scope, _replay(body, receive), send, str(user))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -118,6 +138,30 @@ def build_gateway(
 
 
 OWN_FIELDS = {"templates": ("template", "variables"), "corpus": ("documents",)}
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that gives ``body`` once, then the client's own messages."""
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class _Endpoint:

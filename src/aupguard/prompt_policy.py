@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import operator_regex
 from .errors import ConfigurationError
@@ -24,8 +24,7 @@ from .request_pieces import Piece
 __all__ = ["Corpus", "CorpusDocument", "PromptPolicy", "PromptRequest", "ResolvedPrompt"]
 
 
-@dataclass(frozen=True, slots=True)
-class PromptRequest:
+class PromptRequest(NamedTuple):
     """What an end user sent: free ``text``, or a ``template`` id with ``variables``; plus
     corpus ``documents`` by id, and whether the request carried documents of its own.
 
@@ -39,11 +38,13 @@ class PromptRequest:
     adapter: the whole prompt policy applies), ``chain`` (a LangChain call: the app wrote the
     system prompt and keeps the history, so they are screened but not refused), ``app`` (a
     call the app makes through the instrumented client outside any adapter: screened by the
-    moderators, not held to the prompt policy, which governs what end users send)."""
+    moderators, not held to the prompt policy, which governs what end users send).
+
+    (A named tuple, as :class:`~aupguard.decision.Decision`: one is made for every request.)"""
 
     text: str | None = None
     template: str | None = None
-    variables: Mapping[str, Any] = field(default_factory=dict)
+    variables: Mapping[str, Any] = MappingProxyType({})
     documents: tuple[str, ...] = ()
     inline_documents: bool = False
     pieces: tuple[Piece, ...] = ()
@@ -62,8 +63,7 @@ class CorpusDocument:
     sha256: str
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedPrompt:
+class ResolvedPrompt(NamedTuple):
     """The prompt to send to Claude (``text``) and the corpus documents it refers to; every
     piece of end-user text to moderate (``pieces``: the prompt and, from a request body, all
     the rest of it); the client's body, cleaned (``body``: what the app is given); and whether

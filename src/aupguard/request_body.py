@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .normalize import clean
@@ -112,11 +113,10 @@ def _encodable(text: str) -> bool:
 def prompt_from_body(data: dict[str, Any], origin: str = "client") -> PromptRequest:
     """The end user's request in a guarded body (see the module docstring); ``origin`` as
     :class:`~aupguard.prompt_policy.PromptRequest` has it."""
-    documents = data.get("documents", [])
-    if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
+    documents: Any = data.get("documents", ())
+    if documents and (not isinstance(documents, list) or not all(isinstance(d, str) for d in documents)):
         raise BadBody("documents must be a list of document ids")
-    shapes = [name for name in ("messages", "prompt", "template") if name in data]
-    if len(shapes) > 1 and shapes != ["messages", "template"]:
+    if "prompt" in data and ("messages" in data or "template" in data):
         raise BadBody("send one of 'messages', 'prompt' or 'template', not several")
     if "template" in data:
         variables = data.get("variables", {})
@@ -125,7 +125,7 @@ def prompt_from_body(data: dict[str, Any], origin: str = "client") -> PromptRequ
         cleaned = {k: clean(v) if isinstance(v, str) else v for k, v in variables.items()}
         found = read_messages(data if cleaned == variables else {**data, "variables": cleaned})
         # the template is the prompt: turns sent with it are history
-        return _request(found, documents, origin, template=data["template"], variables=cleaned, history=found.turns > 0)
+        return _request(found, documents, origin, None, (), found.turns > 0, -1, data["template"], cleaned)
     if "messages" not in data:
         prompt = data.get("prompt")
         if not isinstance(prompt, str):
@@ -133,19 +133,22 @@ def prompt_from_body(data: dict[str, Any], origin: str = "client") -> PromptRequ
         text = clean(prompt)
         found = read_messages(data if text == prompt else {**data, "prompt": text})
         pieces = (*found.pieces, Piece("prompt", "user", 0, "text", text)) if text else found.pieces
-        return _request(found, documents, origin, text=text, pieces=pieces, prompt_turn=0)
+        return _request(found, documents, origin, text, pieces, False, 0)
     found = read_messages(data)
-    return _request(
-        found, documents, origin, text=found.prompt_text, history=found.history, prompt_turn=found.prompt_turn
-    )
+    return _request(found, documents, origin, found.prompt_text, found.pieces, found.history, found.prompt_turn)
 
 
-def _request(found: MessagesText, documents: list[str], origin: str, **fields: Any) -> PromptRequest:
-    fields.setdefault("pieces", found.pieces)
+def _request(
+    found: MessagesText, documents: Any, origin: str, text: str | None, pieces: tuple[Piece, ...], history: bool,
+    prompt_turn: int, template: str | None = None, variables: Mapping[str, Any] | None = None,
+) -> PromptRequest:  # fmt: skip
     return PromptRequest(
-        documents=tuple(documents), inline_documents=found.documents > 0, body=found.body,
-        system=found.has_system, media=found.media, origin=origin, **fields,
+        text, template, variables if variables is not None else _NO_VARIABLES, tuple(documents), found.documents > 0,
+        pieces, found.body, prompt_turn, history, found.has_system, found.media, origin,
     )  # fmt: skip
+
+
+_NO_VARIABLES: Mapping[str, Any] = MappingProxyType({})
 
 
 def upstream_body(prompt: ResolvedPrompt) -> dict[str, Any]:

@@ -19,8 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .normalize import clean
 
@@ -37,10 +36,10 @@ class BadBody(Exception):
         self.kind = kind
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):
     """One piece of end-user text. ``turn`` is the index in ``messages`` (-1 for ``system``
-    and ``tools``); ``role`` is ``system``, ``tools``, ``user`` or ``assistant``."""
+    and ``tools``); ``role`` is ``system``, ``tools``, ``user`` or ``assistant``. (Named
+    tuples, as :class:`~aupguard.decision.Decision`: several times cheaper to make.)"""
 
     where: str
     role: str
@@ -49,8 +48,7 @@ class Piece:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class MessagesText:
+class MessagesText(NamedTuple):
     """What :func:`read_messages` found. ``body`` is the request with every piece cleaned
     (the very object given when nothing needed cleaning); ``prompt_turn`` is the index of the
     last user message (-1 without one); ``documents`` counts document, image and search-result
@@ -333,10 +331,38 @@ def _each(items: list[Any], walk: Any) -> list[Any]:
     return items if out is None else out
 
 
+def _plain(body: Mapping[str, Any]) -> MessagesText | None:
+    """The common shape read the short way: turns of plain ASCII-or-clean text, no system
+    prompt or tools (None for anything else: the full walk then reads it)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or "system" in body or "tools" in body:
+        return None
+    pieces = []
+    prompt_turn = -1
+    for i, message in enumerate(messages):
+        if type(message) is not dict:
+            return None
+        role, content = message.get("role"), message.get("content")
+        if (
+            type(content) is not str
+            or role not in ("user", "assistant")
+            or (not content.isascii() and clean(content) != content)
+        ):
+            return None
+        if role == "user":
+            prompt_turn = i
+        if content:
+            pieces.append(Piece(f"messages[{i}].content", role, i, "text", content))
+    return MessagesText(tuple(pieces), body, 0, prompt_turn, len(messages), 0, False)
+
+
 def read_messages(body: Mapping[str, Any]) -> MessagesText:
     """Every piece of end-user text in a Messages-API ``body`` (see the module docstring), in
     the order Claude reads them: tools, system, then the turns (``messages`` may be absent:
     a body of another shape can still carry ``system`` and ``tools``)."""
+    fast = _plain(body)
+    if fast is not None:
+        return fast
     walk = _Walk()
     out: Any = body
     if body.get("tools") is not None:

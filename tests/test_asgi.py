@@ -369,8 +369,11 @@ def test_review_edge_cases(guard: Safeguards) -> None:
                             Route("/v1/boom", boom, methods=["POST"])])  # fmt: skip
     app.add_middleware(SafeguardsMiddleware, safeguards=guard, identify=identify, routes=["/v1/*"])
     with TestClient(app, raise_server_exceptions=False) as c:
-        kept = c.request("DELETE", "/v1/item", content=b'{"id": 1}', headers={"x-user": "alice"})
-        assert kept.json() == {"body": '{"id": 1}'}  # a body the checks did not read reaches the app
+        # a body sent with DELETE is read and screened as with POST: no unread body reaches the app
+        odd = c.request("DELETE", "/v1/item", content=b'{"id": 1}', headers={"x-user": "alice"})
+        assert (odd.status_code, odd.json()["error"]["type"]) == (400, "invalid_request_error")
+        kept = c.request("DELETE", "/v1/item", content=b'{"prompt": "hi"}', headers={"x-user": "alice"})
+        assert kept.json() == {"body": '{"prompt": "hi"}'}
         assert c.options("/v1/item").status_code != 401  # CORS preflights pass
         failed = c.post("/v1/boom?fail=1", json={"prompt": "hi"})
         assert (failed.status_code, failed.json()["error"]["type"]) == (500, "api_error")

@@ -196,6 +196,8 @@ def test_an_sdk_retry_is_one_guarded_call(make_guard: MakeGuard, messages_double
     (record,) = guard.audit.find(user_id="alice")  # one record, one count against the limit
     assert record.message_id == raw.parse().id
     assert guard.check("alice").remaining == 3
+    middleware = claude.middleware[0]
+    assert middleware._attempts == {}  # type: ignore[union-attr]  # an answered call's screened body is not kept
 
 
 # -- output moderation reads tool use and thinking --------------------------------------------

@@ -419,15 +419,15 @@ def test_ascii_fast_path_matches_general_path(text: str, zero_width: str) -> Non
 
 @given(st.text(alphabet=st.characters(max_codepoint=127)))
 def test_ascii_is_lowercased_and_collapsed(text: str) -> None:
-    # punctuation and control characters read as spaces, so "nerve-agent" or "nerve/agent"
-    # matches the keyword "nerve agent"; symbols ($ + < = > ^ ` | ~) stay
-    spaced = "".join(" " if unicodedata.category(ch)[0] in "PC" else ch for ch in text.lower())
+    # punctuation, symbols and control characters read as spaces, so "nerve-agent",
+    # "nerve/agent" or "nerve+agent" matches the keyword "nerve agent"
+    spaced = "".join(" " if unicodedata.category(ch)[0] in "PSC" else ch for ch in text.lower())
     assert normalize(text) == " ".join(spaced.split())
 
 
 @pytest.mark.parametrize(
     "evasion",
-    ["bo\u0301mb", "b\u0336o\u0336m\u0336b\u0336", "b\u0585mb", "\u0299omb", "bo\ufe0fmb", "b\u3164omb",
+    ["bo\u0301mb", "b\u0336o\u0336m\u0336b\u0336", "b\u0585mb", "\u0299omb", "bo\ufe0fmb",
      "b\u034fomb", "bo\U000e0041mb", "BO\u0308MB"],
 )  # fmt: skip
 def test_more_unicode_evasions_are_caught(evasion: str) -> None:
@@ -447,3 +447,15 @@ def test_a_match_after_many_failed_candidates_is_still_found() -> None:
     moderator = RulesModerator([RuleSpec("weapons", "block", (), (r"\bx+ bomb",))])
     assert moderator.moderate("ax bomb " * 20 + "and then x bomb").flagged
     assert not moderator.moderate("ax bomb " * 20).flagged
+
+
+def test_a_filler_that_renders_as_a_blank_is_a_space() -> None:
+    """What a reader sees: ``nerveㅤagent`` is two words (to the rules, and to Claude, who is
+    given the cleaned text); ``bㅤomb`` reads as ``b omb``, letters spaced out, which keyword
+    rules do not catch (docs/moderation.md says so)."""
+    from aupguard.normalize import clean
+
+    assert clean("nerve\u3164agent") == "nerve agent" and clean("a\u2800b") == "a b"
+    assert normalize("nerve\u3164agent \u2800x") == "nerve agent x"
+    moderator = RulesModerator([RuleSpec("weapons", "block", ("nerve agent",))])
+    assert moderator.moderate(clean("the nerve\u3164agent")).flagged

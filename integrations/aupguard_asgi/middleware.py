@@ -179,8 +179,11 @@ class _GuardedCall:
                 self.body, disconnected = await read_body(self.receive, self.mw._max_body, _content_length(scope))
                 if disconnected:
                     return
-                parsed = parse_json(self.body)
-                prompt = self.mw._extract(parsed)
+                _refuse_forms(scope)
+                if len(self.body) > _OFF_LOOP:  # a large body is read in a thread: the loop serves others
+                    parsed, prompt = await asyncio.to_thread(self._read, self.body)
+                else:
+                    parsed, prompt = self._read(self.body)
             except TooLarge:
                 limit = self.mw._max_body
                 message = f"The request body is larger than {limit} bytes."
@@ -207,6 +210,10 @@ class _GuardedCall:
         finally:
             guarded.ended = True  # tasks the app started keep a copy of the context
             reset_guarded(token)
+
+    def _read(self, body: bytes) -> tuple[dict[str, Any], PromptRequest | str | None]:
+        parsed = parse_json(body)
+        return parsed, self.mw._extract(parsed)
 
     async def _run_parallel(self, decision: Decision, receive: Receive) -> None:
         verdict = asyncio.ensure_future(self.mw.guard.ascreen(decision))
@@ -315,6 +322,18 @@ def _with_length(scope: Scope, length: int) -> Scope:
     """``scope`` with its ``content-length`` header saying ``length`` (the cleaned body's)."""
     headers = [(n, v) for n, v in scope.get("headers", ()) if n != b"content-length"]
     return {**scope, "headers": [*headers, (b"content-length", str(length).encode())]}
+
+
+_FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+_OFF_LOOP = 256 * 1024  # bytes of body above which parsing and reading it run off the event loop
+
+
+def _refuse_forms(scope: Scope) -> None:
+    """A body the app's framework would read as a form is not screened as one: refused, so a
+    body valid both as JSON and as a form cannot hand the app unscreened, decoded fields."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type" and bytes(value).split(b";")[0].strip().lower() in _FORMS:
+            raise BadBody("a guarded request's body must be JSON (Content-Type: application/json), not a form")
 
 
 def _declares_body(scope: Scope) -> bool:

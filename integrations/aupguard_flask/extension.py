@@ -300,6 +300,8 @@ def _before_request() -> None:
             body = req.get_data(cache=True)
             if length is None:  # chunked: werkzeug stops at the cap and raises on the next read
                 req.stream.read(1)
+            if req.mimetype in _FORMS:  # a body valid as JSON and as a form would reach request.form unscreened
+                raise BadBody("a guarded request's body must be JSON (Content-Type: application/json), not a form")
             parsed = parse_json(body)
             prompt = options.extract_prompt(parsed)
         except RequestEntityTooLarge:
@@ -317,6 +319,9 @@ def _before_request() -> None:
     app_globals.aupguard_decision = decision
     app_globals.aupguard_guarded = guarded = Guarded(user, decision)
     app_globals.aupguard_token = set_guarded(guarded)  # also seen inside a nested app context
+
+
+_FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 def _declares_body(req: Request) -> bool:

@@ -35,6 +35,13 @@ def _block(part: Any) -> Any:
     if kind in ("tool_call", "tool_use"):
         return {"type": "tool_use", "id": str(part.get("id")), "name": str(part.get("name")),
                 "input": part.get("args", part.get("input", {}))}  # fmt: skip
+    if kind == "file" and str(part.get("mime_type", "")).startswith("text/"):  # sent on as a text document
+        data = part.get("base64", part.get("data"))
+        if isinstance(data, str):
+            return {"type": "document", "source": {"type": "base64", "media_type": "text/plain", "data": data}}
+        text = part.get("text")
+        if isinstance(text, str):
+            return {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}}
     if kind in _MEDIA and kind != "image":
         return _NOT_TEXT
     return part

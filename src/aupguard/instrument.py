@@ -81,6 +81,7 @@ def _is_messages(request: APIRequest) -> bool:
 
 
 _ATTEMPTS = 4096  # calls whose decision is kept for the SDK's retries (the oldest go first)
+_RETRIED = frozenset({408, 409, 429}) | frozenset(range(500, 600))  # what the SDK retries
 
 
 class GuardMiddleware(Middleware):
@@ -127,6 +128,12 @@ class GuardMiddleware(Middleware):
             if len(self._attempts) > _ATTEMPTS:
                 self._attempts.popitem(last=False)
         return decision
+
+    def _settled(self, request: APIRequest, status: int) -> None:
+        """A call that was answered (not an error the SDK may retry) is not retried: its
+        decision, which holds the whole screened body, is not kept."""
+        if status < 400 or status not in _RETRIED:
+            self._attempts.pop(request.options.idempotency_key or "", None)
 
     def _own(self, request: APIRequest) -> Decision:
         retried = self._retried(request)
@@ -246,6 +253,7 @@ class GuardMiddleware(Middleware):
         token = set_guarded(guarded) if own else None
         try:
             response = call_next(self._prepare(request, decision, own))
+            self._settled(request, response.status_code)
             if request.stream and response.status_code < 400:
                 self._tap_stream(decision, response.headers, response.parse())
                 return response
@@ -273,6 +281,7 @@ class GuardMiddleware(Middleware):
         token = set_guarded(guarded) if own else None
         try:
             response = await call_next(self._prepare(request, decision, own))
+            self._settled(request, response.status_code)
             if request.stream and response.status_code < 400:
                 self._tap_stream(decision, response.headers, await response.parse())
                 return response

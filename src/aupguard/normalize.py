@@ -13,8 +13,9 @@ a property later are covered too:
   reaches a moderator or Claude.
 - :func:`normalize` also decomposes (NFKD, which folds full-width and mathematical letters),
   removes every combining mark (``M``), folds case and look-alike letters to Latin, reads
-  punctuation (``P``) and control characters (``Cc``) as spaces, recomposes (NFKC) and
-  collapses whitespace.
+  punctuation (``P``), symbols (``S``) and control characters (``Cc``) as spaces,
+  recomposes (NFKC) and collapses whitespace. Fillers that render as a blank (Hangul
+  fillers, the Braille blank) are spaces, in :func:`clean` too: what a reader sees.
 
 What keyword rules cannot catch (leetspeak, letters spaced out, encodings such as base64 or
 rot13, another language) is for the model moderators: see docs/moderation.md.
@@ -56,22 +57,29 @@ _CONFUSABLES = {
     "ꓔ": "t", "ꓴ": "u", "ꓦ": "v", "ꓪ": "w", "ꓫ": "x", "ꓬ": "y", "ꓜ": "z",
 }  # fmt: skip
 _TABLE = str.maketrans(_CONFUSABLES)
+# Capitals that look like another Latin letter than their small letter does (Greek Ν is N,
+# ν is v): folded before case folding
+_CAPITALS = str.maketrans({
+    "Α": "a", "Β": "b", "Ε": "e", "Ζ": "z", "Η": "h", "Ι": "i", "Κ": "k", "Μ": "m", "Ν": "n", "Ο": "o",
+    "Ρ": "p", "Τ": "t", "Υ": "y", "Χ": "x", "А": "a", "В": "b", "Е": "e", "К": "k", "М": "m", "Н": "h",
+    "О": "o", "Р": "p", "С": "c", "Т": "t", "Х": "x", "У": "y",
+})  # fmt: skip
+# Fillers that render as a blank are what they look like, a space (removed, ``nerveㅤagent``
+# would read as one word to the rules, and as two to a person)
+_BLANKS = regex.compile("[\u115f\u1160\u3164\uffa0\u2800]")
 _INVISIBLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\p{Cf}]")
 _MARKS = regex.compile(r"\p{M}")
-_SEPARATORS = regex.compile(r"[\p{P}\p{Cc}]")
-# ASCII punctuation (the ``P`` characters of ASCII) and control characters read as spaces;
-# the symbols $ + < = > ^ ` | ~ stay, as they do for other text
-_ASCII = str.maketrans(
-    {c: " " for c in string.punctuation if unicodedata.category(c).startswith("P")}
-    | {chr(c): " " for c in (*range(32), 127)}
-)
+_SEPARATORS = regex.compile(r"[\p{P}\p{S}\p{Cc}]")
+# ASCII punctuation and symbols, and control characters, read as spaces
+_ASCII = str.maketrans({c: " " for c in string.punctuation} | {chr(c): " " for c in (*range(32), 127)})
 
 _LIGHT = str.maketrans({"-": " ", "_": " ", ".": " "})
 
 
 def clean(text: str) -> str:
-    """``text`` without invisible characters: what moderators and Claude are given."""
-    return text if text.isascii() else _INVISIBLE.sub("", text)
+    """``text`` without invisible characters (a filler that renders as a blank becomes a
+    space): what moderators and Claude are given."""
+    return text if text.isascii() else _INVISIBLE.sub("", _BLANKS.sub(" ", text))
 
 
 def normalize(text: str, *, punctuation: bool = True) -> str:
@@ -83,7 +91,8 @@ def normalize(text: str, *, punctuation: bool = True) -> str:
         return " ".join(text.lower().translate(_ASCII if punctuation else _LIGHT).split())
     # invisible characters first, so the decomposition sees the letters they split; then
     # drop combining marks (accents, strike-through) before folding look-alikes
-    text = unicodedata.normalize("NFKD", _INVISIBLE.sub("", text))
-    text = unicodedata.normalize("NFKC", _MARKS.sub("", text).casefold().translate(_TABLE))
+    text = unicodedata.normalize("NFKD", _INVISIBLE.sub("", _BLANKS.sub(" ", text)))
+    text = unicodedata.normalize("NFKC", _MARKS.sub("", text).translate(_CAPITALS).casefold().translate(_TABLE))
     text = _SEPARATORS.sub(" ", text) if punctuation else text.translate(_LIGHT)
     return " ".join(text.split())
+

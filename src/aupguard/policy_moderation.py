@@ -98,6 +98,7 @@ class OpenAIModeration:
 class ModerationPolicy:
     mode: str = "before"
     scope: str = "request"  # request: every piece of the body; last_turn: the last user message only
+    max_text: int = 1_000_000  # characters of end-user text a request may carry to remote moderators
     fail: str = "closed"
     timeout: float = 2.0
     retries: int = 0
@@ -294,6 +295,7 @@ PROMPTS_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
 MODERATION_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "mode": (_choice(MODERATION_MODES), " | ".join(MODERATION_MODES)),
     "scope": (_choice(("request", "last_turn")), "request | last_turn"),
+    "max_text": (_count, "an integer from 1 (characters of end-user text in one request)"),
     "fail": (_choice(("open", "closed")), "open | closed"),
     "timeout": (parse_duration, DURATION_HELP),
     "retries": (lambda v: v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 3 else fail(), "0 to 3"),

@@ -149,8 +149,10 @@ class PromptPolicy:
 
     def resolve(self, request: PromptRequest) -> ResolvedPrompt | Refusal:
         mode = self.policy.mode
-        if request.origin == "app":
-            mode = "open"
+        if request.origin == "app":  # the app wrote the call: moderated, not held to the prompt policy
+            return ResolvedPrompt(
+                clean(request.text or ""), (), request.pieces, request.body, False, request.prompt_turn, request.media
+            )
         elif mode != "open" and request.origin == "client":  # the client's own context: refused unless allowed
             if request.system and not self.policy.allow_system:
                 return _refuse("a system prompt or tools of the client's are not accepted (prompts.allow_system)")
@@ -221,7 +223,11 @@ def _resolved(
     screened is what goes on); the rest of the request, where allowed, is screened as sent.
     The corpus documents are the operator's and not screened."""
     turn = request.prompt_turn
-    context = tuple(p for p in request.pieces if not (p.turn == turn and p.role == "user") or turn < 0)
+    # the turn's text is replaced; its other blocks (a document, a tool result) stay in the
+    # body the app is given, so they are screened as sent
+    context = tuple(
+        p for p in request.pieces if not (p.turn == turn and p.role == "user" and p.kind == "text") or turn < 0
+    )
     if where is None:
         where = "prompt" if turn < 0 or request.body is None or "messages" not in request.body else f"messages[{turn}]"
     pieces = (*context, Piece(where, "user", turn, "text", text)) if text else context

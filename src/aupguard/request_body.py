@@ -1,8 +1,10 @@
 """Reading and interpreting a guarded request's body, for every adapter (no framework here).
 
 The body is read up to a cap; JSON is decoded once, strictly (UTF-8, an object at the top,
-bounded nesting, no NaN or Infinity, no integer past 4,300 digits, no lone surrogate: each a
-400 naming the problem). The end user's request is one of: the Anthropic Messages shape
+bounded nesting, no NaN or Infinity, no number too large to read, no lone surrogate: each a
+400 naming the problem). Duplicate keys: the last one wins, as for Python's ``json`` (what
+the app reads) and for what the gateway forwards (the parsed body, serialised again). The
+end user's request is one of: the Anthropic Messages shape
 (every piece of text in it, see :mod:`aupguard.request_pieces`), ``{"prompt": ...}``, or
 ``{"template": ..., "variables": ...}``; corpus ``documents`` are ids. :func:`upstream_body`
 gives the Messages-API body that may go on to Claude once the call was decided.
@@ -11,6 +13,7 @@ gives the Messages-API body that may go on to Claude once the call was decided.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType
@@ -62,6 +65,15 @@ def _no_constant(name: str) -> Any:
     raise BadBody(f"the request body is not valid JSON ({name} is not a JSON number)")
 
 
+def _finite(text: str) -> float:
+    """A JSON number as a float; one too large for a float (``1e999``) is refused, not read as
+    infinity (which would go on as ``Infinity``, not JSON)."""
+    value = float(text)
+    if math.isinf(value):
+        raise BadBody("the request body holds a number too large to read")
+    return value
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or :class:`BadBody` saying what is wrong with it."""
     if not body:
@@ -71,7 +83,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise BadBody("the request body is not valid UTF-8") from None
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as exc:
         raise BadBody(f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:

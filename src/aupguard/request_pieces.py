@@ -86,7 +86,7 @@ _TOOL_CALLS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
 #: Fields whose strings are no one's words: structure, ids, signatures, Anthropic's ciphertext.
 _OPAQUE = frozenset({
     "type", "id", "tool_use_id", "signature", "encrypted_content", "encrypted_index", "file_id",
-    "media_type", "cache_control", "citations", "name", "server_name", "page_age",
+    "media_type", "cache_control", "citations",
 })  # fmt: skip
 
 
@@ -129,9 +129,10 @@ class _Walk:
         out = tool
         if "description" in tool:
             out = _put(out, "description", self.text(tool["description"], f"{where}.description", "tool_description"))
-        if "input_schema" in tool:
-            out = _put(out, "input_schema", self.strings(tool["input_schema"], f"{where}.input_schema", "tool_schema"))
-        return out
+        # the rest of the definition, as one piece: its name, schema, examples, a server tool's settings
+        rest = {k: v for k, v in out.items() if k not in ("description", "type", "cache_control")}
+        cleaned = self.strings(rest, where, "tool_schema")
+        return out if cleaned is rest else {**out, **cleaned}  # type: ignore[dict-item]
 
     def messages(self, value: object) -> object:
         if not isinstance(value, list) or not value:
@@ -159,6 +160,8 @@ class _Walk:
         if not isinstance(block, dict):
             raise BadBody(f"{where} must be an object")
         kind = block.get("type")
+        if not isinstance(kind, str):
+            raise BadBody(f"{where}.type is missing" if kind is None else f"{where}.type must be a string")
         if kind == "text":
             return self.text_block(block, where)
         if kind == "image":
@@ -168,7 +171,9 @@ class _Walk:
         if kind == "search_result":
             return self.search_result(block, where)
         if nested:  # what a tool result may hold
-            raise BadBody(f"{where}.type must be text, image, document or search_result here")
+            if kind == "tool_reference":  # tool search: names a tool the request defines
+                return self.strings(block, where, "tool_result")
+            raise BadBody(f"{where}.type must be text, image, document, search_result or tool_reference here")
         if kind == "tool_result":
             content = block.get("content")
             if content is None:
@@ -178,8 +183,10 @@ class _Walk:
             if not isinstance(content, list):
                 raise BadBody(f"{where}.content must be a string or a list of content blocks")
             return _put(block, "content", _each(content, lambda b, j: self.block(b, f"{where}.content[{j}]", True)))
-        if kind in _TOOL_CALLS:
-            return _put(block, "input", self.strings(block.get("input", {}), f"{where}.input", "tool_use"))
+        if kind in _TOOL_CALLS:  # the tool's name is read with its input: Claude reads both
+            name = block.get("name")
+            names = (name,) if isinstance(name, str) else ()
+            return _put(block, "input", self.strings(block.get("input", {}), f"{where}.input", "tool_use", names))
         if kind == "thinking":
             return _put(block, "thinking", self.text(block.get("thinking"), f"{where}.thinking", "thinking"))
         if kind == "redacted_thinking":  # Anthropic's ciphertext: no words of the client's
@@ -187,8 +194,6 @@ class _Walk:
             return block
         if kind in _SERVER_RESULTS:
             return self.strings(block, where, kind)
-        if not isinstance(kind, str):
-            raise BadBody(f"{where}.type is missing")
         raise BadBody(f"{where}.type is not a content block type aupguard can screen")
 
     def text_block(self, block: object, where: str, only_text: bool = False) -> object:
@@ -277,10 +282,11 @@ class _Walk:
         parts = _each(content, lambda b, j: self.text_block(b, f"{where}.content[{j}]", only_text=True))
         return _put(out, "content", parts)
 
-    def strings(self, value: object, where: str, kind: str) -> object:
+    def strings(self, value: object, where: str, kind: str, names: tuple[str, ...] = ()) -> object:
         """Every string in a JSON value, object keys too (tool input, schemas, server results),
-        as one piece: a tool's schema costs one moderator call, not one per string."""
-        found: list[str] = []
+        as one piece (after ``names``, read with it): a tool's schema costs one moderator
+        call, not one per string."""
+        found: list[str] = [*names]
         out = self._strings(value, kind, found)
         text = "\n".join(found)
         if text:
@@ -296,10 +302,18 @@ class _Walk:
             return _each(value, lambda v, _: self._strings(v, kind, found))
         if not isinstance(value, dict):
             return value
-        if value.get("type") == "base64" and "data" in value:  # binary content (an image, a file)
+        server = kind in _SERVER_RESULTS
+        opaque = _OPAQUE if server else frozenset()
+        if server and value.get("type") == "base64" and not str(value.get("media_type", "")).startswith("text/"):
+            # binary content in a server result (an image, a file): its data is not text; the rest is
             self.media += 1
-            return value
-        opaque = _OPAQUE if kind in _SERVER_RESULTS else frozenset()
+            opaque = opaque | {"data"}
+        elif server and value.get("type") == "base64" and isinstance(value.get("data"), str):
+            try:  # text content: read decoded (passed on as sent; the words are screened)
+                found.append(clean(base64.b64decode(value["data"], validate=True).decode("utf-8")))
+            except (binascii.Error, ValueError):
+                raise BadBody(f"base64 data in a {kind} block is not base64 of UTF-8 text") from None
+            opaque = opaque | {"data"}
         out: dict[str, Any] | None = None
         for i, (key, item) in enumerate(value.items()):
             new_key = clean(key)

@@ -39,6 +39,7 @@ Flag = tuple[str, float, list[Any] | None, list[Any], dict[str, Any]]
 log = logging.getLogger("aupguard.moderation")
 
 T = TypeVar("T")
+_OFF_LOOP = 256 * 1024  # characters of text above which a request is screened in a thread
 
 
 class Refused(Exception):
@@ -123,14 +124,38 @@ class Screening(UserActions):
     def screen(self, decision: Decision) -> Decision:
         """Moderate every piece of the decision's request and apply the verdict. For a
         decision whose record is already written (parallel mode), the record is amended."""
-        result = self.moderation.run_pieces(self._pieces(decision))
+        pieces = self._pieces(decision)
+        oversized = self._oversized(decision, pieces)
+        if oversized is not None:
+            return oversized
+        result = self.moderation.run_pieces(pieces)
         return self._apply(decision, result, self._flag)
 
     async def ascreen(self, decision: Decision) -> Decision:
-        result = await self.moderation.arun_pieces(self._pieces(decision))
+        pieces = self._pieces(decision)
+        oversized = self._oversized(decision, pieces)
+        if oversized is not None:
+            return oversized
+        if sum(len(p.text) for p in pieces) > _OFF_LOOP:  # a large request: local moderators off the loop too
+            result = await asyncio.to_thread(self.moderation.run_pieces, pieces)
+        else:
+            result = await self.moderation.arun_pieces(pieces)
         if result.flagged and result.action in ("block", "review"):  # the store write runs off the loop
             await asyncio.to_thread(self._flag, decision, result, False)
         return self._apply(decision, result, lambda *_: None)
+
+    def _oversized(self, decision: Decision, pieces: tuple[Piece, ...]) -> Decision | None:
+        """The refusal (413) of a request carrying more text than ``[moderation] max_text``
+        to remote moderators (each unit of it may be a paid call), or None."""
+        limit = self.policy.moderation.max_text
+        if not self.moderation.remote or sum(len(p.text) for p in pieces) <= limit:
+            return None
+        message = f"The request carries more than {limit} characters of text to screen ([moderation] max_text)."
+        out = _refusal(decision, Refusal("request_too_large", message), (*decision.reasons, "max_text"))
+        out = out._replace(moderation_pending=False)
+        if decision.moderation_pending:  # the record was written before the verdict
+            self.audit.amend(out.request_id, outcome=out.error or "refused", status=out.status, reasons=out.reasons)
+        return out
 
     def _apply(
         self,

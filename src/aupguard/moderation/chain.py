@@ -5,12 +5,12 @@ worse, so the remaining (slower, paid) moderators are skipped. Otherwise every m
 runs and the most severe action wins. A moderator that fails follows ``[moderation] fail``:
 ``open`` goes on without it (logged), ``closed`` makes the outcome *unavailable*.
 
-A request is screened piece by piece (:meth:`ModerationChain.run_pieces`): each piece of
-end-user text together with the end of the text before it (``CONTEXT`` characters, from a
-word boundary), so a phrase split across two blocks or two turns is still seen whole.
-Outcomes are cached by a keyed digest of the exact text judged for ``cache_ttl``, so a
-repeated prompt costs one dictionary lookup and turn 30 of a conversation costs one new
-moderator call (its new piece), not 30; failures are never cached.
+A request is screened unit by unit (:meth:`ModerationChain.run_pieces`; the units are
+neighbouring pieces of end-user text with the end of the text before them, see
+:mod:`aupguard.moderation.units`), so a phrase split across two blocks or two turns is still
+seen whole. Outcomes are cached by a keyed digest of the exact text judged for
+``cache_ttl``, so a repeated prompt costs one dictionary lookup and a new turn of a
+conversation costs the unit it lands in, not the whole conversation; failures are never cached.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ from dataclasses import dataclass
 from ..policy_moderation import ACTIONS, ModerationPolicy
 from ..request_pieces import Piece
 from .base import Moderator, ModeratorError, Verdict
+from .units import Unit, screening_units
 
-__all__ = ["CONTEXT", "ModerationChain", "ModerationResult", "screening_units"]
+__all__ = ["ModerationChain", "ModerationResult"]
 
 log = logging.getLogger("aupguard.moderation")
 _CACHE_LIMIT = 10_000
-#: Characters of the text before a piece that it is judged with.
-CONTEXT = 240
 #: Remote moderator calls in flight at once for one request's new pieces.
 _CONCURRENCY = 8
+#: A unit's outcome and the places in the request it names.
+Located = tuple[tuple[str, ...], "ModerationResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,23 +69,6 @@ class ModerationResult:
         return out
 
 
-def screening_units(pieces: Sequence[Piece]) -> list[tuple[Piece, str]]:
-    """Each piece with the text it is judged as: the piece after the last ``CONTEXT``
-    characters of the text before it (cut at a word boundary, so a cut word does not pass
-    for a whole one). Pure: the same conversation gives the same units on every turn, so
-    the units of earlier turns hit the cache."""
-    units: list[tuple[Piece, str]] = []
-    before = ""
-    for piece in pieces:
-        text = f"{before}\n{piece.text}" if before else piece.text
-        units.append((piece, text))
-        before = text[-CONTEXT:]
-        if len(text) > CONTEXT:
-            cut = next((i for i, ch in enumerate(before) if ch.isspace()), len(before))
-            before = before[cut + 1 :]
-    return units
-
-
 class ModerationChain:
     def __init__(
         self,
@@ -114,6 +98,11 @@ class ModerationChain:
     def __bool__(self) -> bool:
         return bool(self.moderators)
 
+    @property
+    def remote(self) -> bool:
+        """Whether a moderator of the chain does I/O (each unit of text may cost a call)."""
+        return not self._all_local
+
     def action_of(self, verdict: Verdict) -> str | None:
         if not verdict.flagged:
             return None
@@ -126,14 +115,14 @@ class ModerationChain:
     # -- a whole request --------------------------------------------------------------
 
     def run_pieces(self, pieces: Sequence[Piece]) -> ModerationResult:
-        """Moderate every piece of a request (see :func:`screening_units`); the outcome is
-        the most severe one, naming where the flagged pieces are."""
+        """Moderate every piece of a request, unit by unit (:mod:`aupguard.moderation.units`);
+        the outcome is the most severe one, naming where the flagged pieces are."""
         if len(pieces) == 1:  # the common case: one prompt, no context
-            return self._located(((pieces[0], self.run(pieces[0].text)),))
-        results = []
-        for piece, text in screening_units(pieces):
-            result = self.run(text)
-            results.append((piece, result))
+            return self._located([((pieces[0].where,), self.run(pieces[0].text))])
+        results: list[Located] = []
+        for unit in screening_units(pieces):
+            result = self.run(unit.text)
+            results.append((self._places(unit, result), result))
             if result.unavailable or result.action == "block":  # nothing later can change the outcome
                 break
         else:
@@ -144,28 +133,53 @@ class ModerationChain:
         if self._all_local:  # no I/O: the sync path, inline
             return self.run_pieces(pieces)
         units = screening_units(pieces)
-        results: list[tuple[Piece, ModerationResult] | None] = [None] * len(units)
+        results: list[Located | None] = [None] * len(units)
         todo = []
-        for i, (piece, text) in enumerate(units):
-            hit = self._cached(self._digest(text))
+        for i, unit in enumerate(units):
+            hit = self._cached(self._digest(unit.text))
             if hit is None:
                 todo.append(i)
             else:
-                results[i] = (piece, hit)
-        gate = asyncio.Semaphore(_CONCURRENCY)
+                results[i] = (self._places(unit, hit), hit)
+        gate, stop = asyncio.Semaphore(_CONCURRENCY), asyncio.Event()
 
         async def judge(i: int) -> None:
             async with gate:
-                results[i] = (units[i][0], await self.arun(units[i][1]))
+                if stop.is_set():  # a unit already blocked, or a moderator is down: no more calls
+                    return
+                result = await self.arun(units[i].text)
+                results[i] = (self._places(units[i], result), result)
+                if result.unavailable or result.action == "block":
+                    stop.set()
 
-        await asyncio.gather(*(judge(i) for i in todo))
+        if not any(r is not None and (r[1].unavailable or r[1].action == "block") for r in results):
+            await asyncio.gather(*(judge(i) for i in todo))
         return self._located([*(r for r in results if r is not None), *self._user_side(pieces)])
 
-    def _user_side(self, pieces: Sequence[Piece]) -> list[tuple[Piece, ModerationResult]]:
+    def _places(self, unit: Unit, result: ModerationResult) -> tuple[str, ...]:
+        """Where a flagged unit's text is: the pieces the local moderators flag on their own,
+        or every piece of the unit (a remote verdict, or a phrase split between pieces)."""
+        if not result.flagged or len(unit.pieces) == 1:
+            return unit.places
+        if self._local:
+            alone = tuple(p.where for p in unit.pieces if self._flags_locally(p.text))
+            if alone:
+                return alone
+        return unit.places
+
+    def _flags_locally(self, text: str) -> bool:
+        for moderator in self._local:
+            try:
+                if moderator.moderate(text).flagged:
+                    return True
+            except Exception:  # noqa: S112 - a failing local moderator locates nothing; its failure is counted elsewhere
+                continue
+        return False
+
+    def _user_side(self, pieces: Sequence[Piece]) -> list[Located]:
         """The end user's own turns read together, by the local moderators (free, and not
-        cached: the text grows every turn): a phrase split across two user turns with an
-        answer between them is seen whole. Remote moderators read each piece with the text
-        just before it, which keeps their cost at one call per new piece."""
+        cached: the text grows every turn): a phrase split across two user turns with long
+        answers between them is seen whole."""
         if not self._local:
             return []
         turns = sorted({p.turn for p in pieces if p.role == "user" and p.turn >= 0})
@@ -183,16 +197,16 @@ class ModerationChain:
                 outcome = exc
             step = self._take(moderator, started, outcome, verdicts, errors)
             if isinstance(step, ModerationResult):
-                return [(pieces[-1], step)]
+                return [((), step)]
             if step:
                 break
         result = self._finish(None, verdicts, errors)
         if not result.flagged:
             return []
-        return [(Piece(f"messages[{turns[0]}..{turns[-1]}] (user turns together)", "user", -1, "text", ""), result)]
+        return [((f"messages[{turns[0]}..{turns[-1]}] (user turns together)",), result)]
 
-    def _located(self, results: Sequence[tuple[Piece, ModerationResult]]) -> ModerationResult:
-        """One outcome for a request's pieces: an unavailable moderator (fail closed) wins,
+    def _located(self, results: Sequence[Located]) -> ModerationResult:
+        """One outcome for a request's units: an unavailable moderator (fail closed) wins,
         then the most severe action; ``where`` names the flagged pieces."""
         for i, (_, result) in enumerate(results):
             if result.unavailable:
@@ -200,20 +214,19 @@ class ModerationChain:
             if result.action == "block":  # as the sync path stops here, so do the async one's results
                 results = results[: i + 1]
                 break
-        flagged = [(p, r) for p, r in results if r.flagged]
+        flagged = [(w, r) for w, r in results if r.flagged]
         errors = tuple(dict.fromkeys(e for _, r in results for e in r.errors))
         if not flagged:
             if not errors:
                 return results[0][1] if len(results) == 1 else self._clean
             return ModerationResult(None, (), (), False, errors)
         if len(results) == 1:
-            piece, result = results[0]
-            return ModerationResult(result.action, result.categories, result.verdicts, False, errors, False,
-                                    (piece.where,))  # fmt: skip
+            where, result = results[0]
+            return ModerationResult(result.action, result.categories, result.verdicts, False, errors, False, where)
         action = min((r.action for _, r in flagged if r.action is not None), key=ACTIONS.index)
         categories = tuple(dict.fromkeys(c for _, r in flagged for c in r.categories))
         verdicts = tuple(dict.fromkeys(v for _, r in flagged for v in r.verdicts if v.flagged))
-        where = tuple(dict.fromkeys(p.where for p, _ in flagged))
+        where = tuple(dict.fromkeys(w for places, _ in flagged for w in places))
         return ModerationResult(action, categories, verdicts, False, errors, False, where)
 
     # -- running -----------------------------------------------------------------------

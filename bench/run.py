@@ -20,8 +20,9 @@ __all__ = ["main"]
 BENCH_DIR = Path(__file__).resolve().parent
 
 
-#: benchmarks with a make target of their own, not run by ``make bench`` unless named
-SEPARATE = ("soak",)
+#: benchmarks run only when named: soak has a make target of its own, conversation_ir runs
+#: under valgrind for minutes
+SEPARATE = ("soak", "conversation_ir")
 
 
 def discover(names: Sequence[str] = ()) -> list[Path]:

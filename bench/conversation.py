@@ -8,15 +8,17 @@ request is made into a ``PromptRequest`` by ``prompt_from_body`` outside the tim
 cost is printed apart), then ``guard.check(user, prompt=request)`` and
 ``await guard.acheck(...)`` are timed one call at a time. Two setups, in one process:
 
-* ``rules``: 300 keyword rules and five patterns (local moderators: not cached, and they also
-  read the user turns joined), timed over several rounds of repeated calls;
+* ``rules``: 300 keyword rules and five patterns (local moderators: a conversation's units
+  are cached like remote verdicts, the user turns joined are read on every request), timed
+  over several rounds of repeated calls;
 * ``openai``: ``[moderation.openai]`` pointed at the local Messages-API double's
   ``/v1/moderations`` (clean verdicts, no delay), in two cases. ``replayed``: the
   conversation sent turn by turn, request k being request k-1 plus one assistant answer and
-  one user turn, with the verdict cache warm from request k-1 (expected: 2 new moderator
-  calls per request after the first, at a flat cost). ``cold``: a fresh engine (one call on
-  other text first, so its HTTP connection is open) and a conversation it never saw (every
-  piece is a moderator call). Each round uses a conversation of its own.
+  one user turn, with the verdict cache warm from request k-1 (expected: 1 or 2 new moderator
+  calls per request after the first, the unit the new turns land in and one they may
+  start, at a flat cost). ``cold``: a fresh engine (one call on other text first, so its
+  HTTP connection is open) and a conversation it never saw (one call per unit of about
+  2,000 characters). Each round uses a conversation of its own.
 
 Reported per request: median and p90 µs, and the moderator HTTP calls the double received
 (counted from its request record); then request ÷ last_turn of the medians. The double runs
@@ -50,6 +52,7 @@ from tests.fakes.scripting import MODERATIONS_PATH
 
 from aupguard import Decision, Keyring, Policy, Safeguards, generate_key_entry
 from aupguard.moderation.openai_compatible import OpenAICompatibleModerator
+from aupguard.moderation.units import screening_units
 from aupguard.prompt_policy import PromptRequest
 from aupguard.request_body import prompt_from_body
 
@@ -340,10 +343,10 @@ class Remote:
         for turns in range(1, TURNS[-1] + 1):
             request = _request(messages[: 2 * turns - 1])
             us, calls, allowed = self.timed(guard, request, mode)
-            expected = 2 if scope == "request" and turns > 1 else 1
+            most = 2 if scope == "request" and turns > 1 else 1  # the unit the new turns land in, and one they start
             self.failures.expect(allowed, f"openai replayed: a benign request was refused ({scope}, {mode})")
-            self.failures.expect(calls == expected, f"openai replayed ({scope}): request {turns} made {calls} "
-                                                    f"moderator calls, not {expected}")  # fmt: skip
+            self.failures.expect(1 <= calls <= most, f"openai replayed ({scope}): request {turns} made {calls} "
+                                                     f"moderator calls, not 1 to {most}")  # fmt: skip
             if cells is None:
                 continue
             if turns in TURNS:
@@ -360,10 +363,11 @@ class Remote:
         try:
             _, _, allowed = self.timed(guard, _request(conversation(f"{tag}-prime", 1)), mode)  # opens the connection
             _settle(guard)
-            us, calls, allowed = self.timed(guard, _request(conversation(tag, turns)), mode)
+            request = _request(conversation(tag, turns))
+            us, calls, allowed = self.timed(guard, request, mode)
         finally:
             self.engines.dispose(guard)
-        expected = 2 * turns - 1 if scope == "request" else 1
+        expected = len(screening_units(request.pieces)) if scope == "request" else 1  # one call per unit
         self.failures.expect(allowed, f"openai cold: a benign request was refused ({scope}, {mode})")
         self.failures.expect(calls == expected, f"openai cold ({scope}): a {turns}-turn request made {calls} "
                                                 f"moderator calls, not {expected}")  # fmt: skip
@@ -457,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  prompt_from_body (not in the figures above): {_body_cost()}")
     for failure in failures.found:
         print(f"  FAILED: {failure}")
-    replay = "exactly 2 moderator calls per request after the first" if not failures.found else "see FAILED"
+    replay = "1 or 2 moderator calls per request after the first" if not failures.found else "see FAILED"
     print(
         f"conversation: a 50-turn conversation replayed turn by turn: {replay}; request ÷ last_turn at 50 turns: "
         f"rules {_ratio(rules, 'rules')}, openai replayed {_ratio(remote, 'replayed')}, "

@@ -120,8 +120,9 @@ class ModerationChain:
         if len(pieces) == 1:  # the common case: one prompt, no context
             return self._located([((pieces[0].where,), self.run(pieces[0].text))])
         results: list[Located] = []
-        for unit in screening_units(pieces):
-            result = self.run(unit.text)
+        units = screening_units(pieces)
+        for unit in units:  # a conversation's units come back every turn: cached, local verdicts too
+            result = self.run(unit.text, cache=len(units) > 1)
             results.append((self._places(unit, result), result))
             if result.unavailable or result.action == "block":  # nothing later can change the outcome
                 break
@@ -231,8 +232,10 @@ class ModerationChain:
 
     # -- running -----------------------------------------------------------------------
 
-    def run(self, text: str) -> ModerationResult:
-        key = self._digest(text)
+    def run(self, text: str, *, cache: bool = False) -> ModerationResult:
+        """The chain's outcome for one text. Local moderators' verdicts are cached only with
+        ``cache`` (a unit of a conversation, judged again on every turn); remote ones always."""
+        key = self._digest(text, cache)
         hit = self._cached(key)
         if hit is not None:
             return hit
@@ -320,8 +323,8 @@ class ModerationChain:
 
     # -- cache -------------------------------------------------------------------------
 
-    def _digest(self, text: str) -> bytes | None:
-        if self._all_local:  # local verdicts cost less than the cache itself
+    def _digest(self, text: str, cache: bool = False) -> bytes | None:
+        if self._all_local and not cache:  # one local verdict costs less than the cache itself
             return None
         # the exact text judged: a text that merely normalises like a judged one is judged itself
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), key=self._key, digest_size=16).digest()

@@ -25,7 +25,7 @@ from starlette.requests import Request
 
 from aupguard import Decision, PromptRequest, Safeguards
 from aupguard.context import Guarded, reset_guarded, set_guarded
-from aupguard.request_body import BadBody, TooLarge, parse_json, prompt_from_body, read_body
+from aupguard.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
 from aupguard.routes import RouteSet, squashed
 from aupguard.routes import route_path as _route_path
 
@@ -176,7 +176,9 @@ class _GuardedCall:
         parsed: dict[str, Any] | None = None
         if scope["method"] in BODY_METHODS or _declares_body(scope):  # a GET with a body is screened too
             try:
-                self.body, disconnected = await read_body(self.receive, self.mw._max_body, _content_length(scope))
+                self.body, disconnected = await read_body(
+                    self.receive, self.mw._max_body, declared_length(scope.get("headers", ()))
+                )
                 if disconnected:
                     return
                 _refuse_forms(scope)
@@ -342,16 +344,6 @@ def _declares_body(scope: Scope) -> bool:
         if name == b"transfer-encoding" or (name == b"content-length" and bytes(value).strip() not in (b"0", b"")):
             return True
     return False
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 _SURFACES: dict[str, str] = {}

@@ -31,7 +31,7 @@ from aupguard.gateway.controls import check_body
 from aupguard.gateway.keys import GatewayKeys
 from aupguard.identity import HashedUser
 from aupguard.prompt_policy import PromptRequest
-from aupguard.request_body import BadBody, TooLarge, parse_json, prompt_from_body, read_body
+from aupguard.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
 from aupguard_asgi import SafeguardsMiddleware
 
 from .forward import Upstream
@@ -86,7 +86,7 @@ def build_gateway(
         # the body is capped and held to the operator's controls as on /v1/messages (it is not
         # moderated: counting runs no model), then handed on as it was read
         try:
-            body, gone = await read_body(receive, policy.max_body, _declared_length(scope))
+            body, gone = await read_body(receive, policy.max_body, declared_length(scope["headers"]))
             if gone:
                 return
             refused_body = check_body(parse_json(body), policy, ours)
@@ -138,16 +138,6 @@ def build_gateway(
 
 
 OWN_FIELDS = {"templates": ("template", "variables"), "corpus": ("documents",)}
-
-
-def _declared_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

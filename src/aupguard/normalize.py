@@ -95,4 +95,3 @@ def normalize(text: str, *, punctuation: bool = True) -> str:
     text = unicodedata.normalize("NFKC", _MARKS.sub("", text).translate(_CAPITALS).casefold().translate(_TABLE))
     text = _SEPARATORS.sub(" ", text) if punctuation else text.translate(_LIGHT)
     return " ".join(text.split())
-

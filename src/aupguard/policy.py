@@ -14,14 +14,12 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import limits
-
 from .durations import DURATION_HELP, parse_duration
 from .errors import PolicyError
 from .policy_gateway import GATEWAY_FIELDS, GatewayPolicy
 from .policy_moderation import MODERATION_FIELDS, PROMPTS_FIELDS, ModerationPolicy, PromptsPolicy
 from .policy_review import REVIEW_FIELDS, ReviewPolicy
-from .policy_values import allowed_and_why, any_text, boolean, choice, count, optional_text, text
+from .policy_values import allowed_and_why, any_text, boolean, choice, count, optional_text, rate, text
 
 __all__ = [
     "ENV_PREFIX",
@@ -156,15 +154,6 @@ class Policy:
 _positive_int = count(1_000_000)
 
 
-def _rate(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError
-    items = limits.parse_many(value)  # raises ValueError on a malformed rate
-    if len(items) != 1 or items[0].amount < 1:
-        raise ValueError("exactly one rate with an amount of at least 1")
-    return value
-
-
 _strategy = choice(STRATEGIES)
 
 
@@ -211,10 +200,10 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
     "limits": (
         LimitsPolicy,
         {
-            "default": (_rate, "a rate such as '60/minute' or '1000 per hour' (one rate, amount >= 1)"),
-            "throttled": (_rate, "a rate such as '5/minute' (one rate, amount >= 1)"),
+            "default": (rate, "a rate such as '60/minute' or '1000 per hour' (one rate, amount >= 1)"),
+            "throttled": (rate, "a rate such as '5/minute' (one rate, amount >= 1)"),
             "strategy": (_strategy, " | ".join(STRATEGIES)),
-            "tokens": (_rate, "a token budget such as '200000/day' (one rate, amount >= 1)"),
+            "tokens": (rate, "a token budget such as '200000/day' (one rate, amount >= 1)"),
         },
     ),
     "storage": (

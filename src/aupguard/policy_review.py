@@ -12,10 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import limits
-
 from .durations import DURATION_HELP, parse_duration
-from .policy_values import boolean, text
+from .policy_values import boolean, rate, text
 
 __all__ = ["REVIEW_FIELDS", "ReviewPolicy"]
 
@@ -37,15 +35,6 @@ def _rate(value: object) -> float:
     raise ValueError
 
 
-def _attempts(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError
-    items = limits.parse_many(value)  # raises ValueError on a malformed rate
-    if len(items) != 1 or items[0].amount < 1:
-        raise ValueError
-    return value
-
-
 _HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 
 
@@ -63,7 +52,7 @@ REVIEW_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "session_for": (parse_duration, DURATION_HELP),
     "secure_cookie": (boolean, "true or false"),
     "secret_env": (text, "the name of an environment variable holding the console's signing secret"),
-    "login_attempts": (_attempts, "a rate such as '5/minute' (one rate, amount >= 1)"),
+    "login_attempts": (rate, "a rate such as '5/minute' (one rate, amount >= 1)"),
     "trusted_proxy_header": (
         _header_name,
         "the name of a header your reverse proxy sets to the client address, e.g. 'X-Forwarded-For', or empty",

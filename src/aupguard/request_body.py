@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,16 @@ from .request_pieces import BadBody, MessagesText, Piece, read_messages
 if TYPE_CHECKING:
     from .prompt_policy import ResolvedPrompt
 
-__all__ = ["MAX_DEPTH", "BadBody", "TooLarge", "parse_json", "prompt_from_body", "read_body", "upstream_body"]
+__all__ = [
+    "MAX_DEPTH",
+    "BadBody",
+    "TooLarge",
+    "declared_length",
+    "parse_json",
+    "prompt_from_body",
+    "read_body",
+    "upstream_body",
+]
 
 Message = MutableMapping[str, Any]
 #: Deepest nesting of JSON arrays and objects a guarded body may have (a Messages request
@@ -59,6 +68,17 @@ async def read_body(receive: Callable[[], Awaitable[Message]], limit: int, decla
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks), False
+
+
+def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The ``content-length`` an ASGI request's headers declare, or None (absent, not a number)."""
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _no_constant(name: str) -> Any:

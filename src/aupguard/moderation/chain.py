@@ -186,22 +186,9 @@ class ModerationChain:
         turns = sorted({p.turn for p in pieces if p.role == "user" and p.turn >= 0})
         if len(turns) < 2:
             return []
-        text = "\n".join(p.text for p in pieces if p.role == "user")
-        verdicts: list[Verdict] = []
-        errors: list[str] = []
-        for moderator in self._local:
-            started = time.perf_counter()
-            outcome: Verdict | Exception
-            try:
-                outcome = moderator.moderate(text)
-            except Exception as exc:
-                outcome = exc
-            step = self._take(moderator, started, outcome, verdicts, errors)
-            if isinstance(step, ModerationResult):
-                return [((), step)]
-            if step:
-                break
-        result = self._finish(None, verdicts, errors)
+        result = self._judge("\n".join(p.text for p in pieces if p.role == "user"), self._local, None)
+        if result.unavailable:
+            return [((), result)]
         if not result.flagged:
             return []
         return [((f"messages[{turns[0]}..{turns[-1]}] (user turns together)",), result)]
@@ -237,11 +224,13 @@ class ModerationChain:
         ``cache`` (a unit of a conversation, judged again on every turn); remote ones always."""
         key = self._digest(text, cache)
         hit = self._cached(key)
-        if hit is not None:
-            return hit
+        return hit if hit is not None else self._judge(text, self.moderators, key)
+
+    def _judge(self, text: str, moderators: Sequence[Moderator], key: bytes | None) -> ModerationResult:
+        """``moderators`` on ``text``, in order, until one blocks or fails closed."""
         verdicts: list[Verdict] = []
         errors: list[str] = []
-        for moderator in self.moderators:
+        for moderator in moderators:
             started = time.perf_counter()
             outcome: Verdict | Exception
             try:

@@ -20,6 +20,7 @@ from .errors import AupguardError
 from .gateway.cli_commands import add_gateway_commands
 from .identity import generate_key_entry
 from .ladder import UserStatus
+from .moderation.cli_commands import add_moderation_commands
 from .policy import Policy
 from .review.cli_commands import add_review_commands
 
@@ -338,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default=".aupguard/demo", help="where the demo keeps its files")
     add_review_commands(sub, who, _guard)
     add_gateway_commands(sub, _guard)
+    add_moderation_commands(sub, load_policy)
     return parser
 
 

@@ -200,10 +200,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import assess, check_environment
+    from .doctor import RULES_ONLY, assess, check_environment, check_moderators
 
     policy = load_policy(args.policy)
-    marks = {"on": "[x]", "off": "[ ]", "not yet available": "[-]"}
+    marks = {"on": "[x]", "off": "[ ]", "not yet available": "[-]", RULES_ONLY: "[~]"}
     tier = ""
     for p in assess(policy):
         if p.tier != tier:
@@ -211,7 +211,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print(f"\n{tier}")
         print(f"  {marks[p.state]} {p.practice}: {p.state}\n        {p.how}")
     print("\nThis machine")
-    findings = check_environment(policy, store=args.store)
+    findings = check_environment(policy, store=args.store) + check_moderators(policy)
     for f in findings:
         print(f"  {'ok ' if f.ok else 'ERR'} {f.what}: {f.detail}")
     return 0 if all(f.ok for f in findings) else 1

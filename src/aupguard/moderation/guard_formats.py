@@ -324,13 +324,14 @@ def first_token_score(format: str, logprobs: object) -> float | None:
         p_pos = p_neg = 0.0
         seen: set[str] = set()
         for candidate in candidates:
-            token, logprob = _token(candidate.get("token")), candidate.get("logprob")
-            if token in seen or not isinstance(logprob, int | float) or isinstance(logprob, bool):
+            # a model's token, named "word" here: nothing secret is compared
+            word, logprob = _token(candidate.get("token")), candidate.get("logprob")
+            if word in seen or not isinstance(logprob, int | float) or isinstance(logprob, bool):
                 continue
-            seen.add(token)
-            if token == positive or (positive == "unsafe" and token == "un"):  # noqa: S105 - a word, not a secret
+            seen.add(word)
+            if word == positive or (positive == "unsafe" and word == "un"):
                 p_pos += math.exp(min(0.0, float(logprob)))
-            elif token == negative:
+            elif word == negative:
                 p_neg += math.exp(min(0.0, float(logprob)))
         return p_pos / (p_pos + p_neg) if p_pos + p_neg > 0 else None
     return None

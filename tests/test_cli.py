@@ -11,6 +11,8 @@ import pytest
 
 from aupguard import Keyring, generate_key_entry
 from aupguard.cli import main
+from tests.fakes import MessagesDouble
+from tests.fakes.scripting import CHAT_PATH
 
 POLICY = """
 [identity]
@@ -46,7 +48,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     "command",
     [[], ["user"], ["user", "status"], ["user", "strike"], ["user", "void-strike"], ["user", "suspend"],
      ["user", "reinstate"], ["user", "accept-terms"], ["user", "events"], ["audit"], ["audit", "find"], ["key"],
-     ["key", "generate"], ["doctor"], ["demo"]],
+     ["key", "generate"], ["doctor"], ["demo"], ["moderation"], ["moderation", "eval"]],
 )  # fmt: skip
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
@@ -119,11 +121,54 @@ def test_doctor_sees_prompt_policy_and_moderators(
         "[moderation.openai]\nurl = 'http://127.0.0.1:9/v1/moderations'\n"
     )
     code, out, _ = run(capsys, "--policy", str(tmp_path / "p.toml"), "--store", "memory://", "doctor")
-    assert code == 0
+    assert code == 1  # the moderation endpoint does not answer: doctor says so
     assert "[x] Limit users to a set of prompts or a known corpus: on" in out
     assert "[x] Additional safety filters on prompts: on" in out
+    assert "1 local rule(s), then an OpenAI-compatible endpoint" in out
     assert "[x] Run a moderation API on every prompt before Claude: on" in out
     assert "[ ] Use Claude for content moderation: off" in out
+    assert "ok  moderator rules: 1 exact-phrase rule(s), local" in out
+    assert (
+        "ERR moderator openai: format /v1/moderations, model omni-moderation-latest, "
+        "http://127.0.0.1:9/v1/moderations: did not answer a probe (connection error)"
+    ) in out
+
+
+def test_doctor_says_rules_alone_are_exact_phrases_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key_entry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
+    (tmp_path / "p.toml").write_text("[[moderation.rules]]\ncategory = 'weapons'\nkeywords = ['bomb']\n")
+    code, out, _ = run(capsys, "--policy", str(tmp_path / "p.toml"), "--store", "memory://", "doctor")
+    assert code == 0
+    assert "[~] Additional safety filters on prompts: exact-phrase rules only (no model or remote moderator)" in out
+    assert "[ ] Run a moderation API on every prompt before Claude: off" in out
+
+
+def test_doctor_names_each_guard_model_and_probes_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    key_entry: str,
+    monkeypatch: pytest.MonkeyPatch,
+    messages_double: MessagesDouble,
+) -> None:
+    monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
+    url = messages_double.chat_url
+    (tmp_path / "p.toml").write_text(
+        f"[[moderation.guard]]\nurl = '{url}'\nmodel = 'llama-guard3:1b'\nformat = 'llama-guard-3'\n"
+        f"[[moderation.guard]]\nurl = '{url}'\nmodel = 'qwen3guard'\nformat = 'qwen3guard'\n"
+        "[[moderation.guard]]\nurl = 'http://127.0.0.1:9/v1/chat/completions'\nmodel = 'm'\nformat = 'shieldgemma'\n"
+    )
+    messages_double.chat.answer("safe")
+    messages_double.chat.answer("Safety: Safe\nCategories: None")
+    code, out, _ = run(capsys, "--policy", str(tmp_path / "p.toml"), "--store", "memory://", "doctor")
+    assert code == 1
+    assert "[x] Additional safety filters on prompts: on" in out
+    assert "guard model llama-guard-3 (format llama-guard-3), guard model qwen3guard (format qwen3guard)" in out
+    assert f"ok  moderator llama-guard-3: format llama-guard-3, model llama-guard3:1b, {url}: answered a probe" in out
+    assert f"ok  moderator qwen3guard: format qwen3guard, model qwen3guard, {url}: answered a probe" in out
+    assert "ERR moderator shieldgemma: format shieldgemma, model m, " in out and "(connection error)" in out
+    assert len(messages_double.requests_to(CHAT_PATH)) == 2
 
 
 def test_doctor_without_terms_or_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

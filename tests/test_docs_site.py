@@ -13,11 +13,17 @@ import pytest
 
 from aupguard.cli import build_parser
 from aupguard.policy import _FIELDS
-from aupguard.policy_moderation import ClaudeModeration, OpenAIModeration, RuleSpec
+from aupguard.policy_moderation import ClaudeExample, ClaudeModeration, GuardModeration, OpenAIModeration, RuleSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-NESTED = {"moderation.rules": RuleSpec, "moderation.claude": ClaudeModeration, "moderation.openai": OpenAIModeration}
+NESTED = {
+    "moderation.rules": RuleSpec,
+    "moderation.claude": ClaudeModeration,
+    "moderation.claude.examples": ClaudeExample,
+    "moderation.openai": OpenAIModeration,
+    "moderation.guard": GuardModeration,
+}
 
 
 def documented_keys() -> dict[str, set[str]]:

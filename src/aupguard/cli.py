@@ -20,6 +20,7 @@ from .errors import AupguardError
 from .gateway.cli_commands import add_gateway_commands
 from .identity import generate_key_entry
 from .ladder import UserStatus
+from .moderation.cli_commands import add_moderation_commands
 from .policy import Policy
 from .review.cli_commands import add_review_commands
 
@@ -199,10 +200,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import assess, check_environment
+    from .doctor import RULES_ONLY, assess, check_environment, check_moderators
 
     policy = load_policy(args.policy)
-    marks = {"on": "[x]", "off": "[ ]", "not yet available": "[-]"}
+    marks = {"on": "[x]", "off": "[ ]", "not yet available": "[-]", RULES_ONLY: "[~]"}
     tier = ""
     for p in assess(policy):
         if p.tier != tier:
@@ -210,7 +211,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print(f"\n{tier}")
         print(f"  {marks[p.state]} {p.practice}: {p.state}\n        {p.how}")
     print("\nThis machine")
-    findings = check_environment(policy, store=args.store)
+    findings = check_environment(policy, store=args.store) + check_moderators(policy)
     for f in findings:
         print(f"  {'ok ' if f.ok else 'ERR'} {f.what}: {f.detail}")
     return 0 if all(f.ok for f in findings) else 1
@@ -338,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default=".aupguard/demo", help="where the demo keeps its files")
     add_review_commands(sub, who, _guard)
     add_gateway_commands(sub, _guard)
+    add_moderation_commands(sub, load_policy)
     return parser
 
 

@@ -14,16 +14,18 @@ from .policy import Policy
 from .stores import SQLStore, redact_uri, store_from_uri
 from .throttle import counters_from_uri
 
-__all__ = ["Finding", "Practice", "assess", "check_environment"]
+__all__ = ["Finding", "Practice", "assess", "check_environment", "check_moderators"]
 
 ON, OFF, NOT_YET = "on", "off", "not yet available"
+RULES_ONLY = "exact-phrase rules only (no model or remote moderator)"
+PROBE = "Hello! What is the capital of France?"  # a text every moderator should find clean
 
 
 @dataclass(frozen=True, slots=True)
 class Practice:
     tier: str  # Basic | Intermediate | Advanced | Comprehensive
     practice: str
-    state: str  # on | off | not yet available
+    state: str  # on | off | not yet available | exact-phrase rules only (...)
     how: str
 
 
@@ -38,9 +40,10 @@ def assess(policy: Policy) -> list[Practice]:
     ladder = policy.ladder
     mod = policy.moderation
     flags_reach_review = (
-        bool(mod.rules or mod.claude or mod.openai) and mod.mode != "off"
+        bool(mod.rules or mod.claude or mod.openai or mod.guard) and mod.mode != "off"
     ) or policy.review.sample_rate > 0
-    remote = [name for name, table in (("Claude", mod.claude), ("an OpenAI-compatible endpoint", mod.openai)) if table]
+    remote = [f"guard model {g.name} (format {g.format})" for g in mod.guard]
+    remote += [name for name, table in (("Claude", mod.claude), ("an OpenAI-compatible endpoint", mod.openai)) if table]
     suspend_for = "until reinstated" if ladder.suspend_for is None else f"for {format_duration(ladder.suspend_for)}"
     return [
         Practice(
@@ -78,21 +81,15 @@ def assess(policy: Policy) -> list[Practice]:
             f"{ladder.suspend} suspend {suspend_for}; strikes count for {format_duration(ladder.window)}",
         ),
         _prompts(policy),
-        Practice(
-            "Intermediate",
-            "Additional safety filters on prompts",
-            ON if policy.moderation.rules and mod.mode != "off" else OFF,
-            f"{len(policy.moderation.rules)} local rule(s) in [[moderation.rules]]"
-            if policy.moderation.rules and mod.mode != "off"
-            else "add [[moderation.rules]] (keywords and patterns per category)",
-        ),
+        _filters(policy, remote),
         Practice(
             "Advanced",
             "Run a moderation API on every prompt before Claude",
             ON if remote and mod.mode != "off" else OFF,
             f"{' and '.join(remote)} in mode {mod.mode}, fail {mod.fail}, timeout {format_duration(mod.timeout)}"
             if remote and mod.mode != "off"
-            else "add [moderation.claude] (Claude as moderator) or [moderation.openai] (any /v1/moderations endpoint)",
+            else "add [moderation.guard] (a self-hosted guard model), [moderation.claude] (Claude as moderator) or "
+            "[moderation.openai] (any /v1/moderations endpoint)",
         ),
         Practice(
             "Advanced",
@@ -115,10 +112,25 @@ def assess(policy: Policy) -> list[Practice]:
             "flags (and a sample_rate share of allowed calls) queue for review: `aupguard console`, "
             "`aupguard review`, `aupguard report violations`"
             if flags_reach_review
-            else "add moderators ([[moderation.rules]], [moderation.claude] or [moderation.openai]) so flags reach "
-            "the review queue, or set [review] sample_rate",
+            else "add moderators ([[moderation.rules]], [moderation.guard], [moderation.claude] or "
+            "[moderation.openai]) so flags reach the review queue, or set [review] sample_rate",
         ),
     ]
+
+
+def _filters(policy: Policy, remote: list[str]) -> Practice:
+    """Rules alone match only the phrases listed: say so, rather than "on"."""
+    mod = policy.moderation
+    what = "Additional safety filters on prompts"
+    if mod.mode == "off" or not (mod.rules or remote):
+        return Practice("Intermediate", what, OFF, "add [moderation.guard] (a self-hosted guard model) or another "
+                        "moderator; [[moderation.rules]] catch only the exact phrases they list")  # fmt: skip
+    if not remote:
+        how = (f"{len(mod.rules)} local rule(s) in [[moderation.rules]] catch only the phrases they list; "
+               "add [moderation.guard], [moderation.claude] or [moderation.openai] to read meaning")  # fmt: skip
+        return Practice("Intermediate", what, RULES_ONLY, how)
+    rules = f"{len(mod.rules)} local rule(s), then " if mod.rules else ""
+    return Practice("Intermediate", what, ON, rules + ", ".join(remote))
 
 
 def _prompts(policy: Policy) -> Practice:
@@ -171,6 +183,52 @@ def check_environment(policy: Policy, *, store: str | None = None) -> list[Findi
     except AupguardError as exc:
         findings.append(Finding(False, "store", str(exc)))
     return [*findings, _counters(policy)]
+
+
+def check_moderators(policy: Policy) -> list[Finding]:
+    """Each configured moderator, named with its format, and whether it answered a probe
+    (one short, harmless text; a paid moderator is billed for one small call)."""
+    from .moderation.base import ModeratorError
+    from .moderation.rules import RulesModerator
+    from .moderation.setup import policy_moderators
+
+    if policy.moderation.mode == "off":
+        return []
+    try:
+        moderators = policy_moderators(policy.moderation)
+    except AupguardError as exc:
+        return [Finding(False, "moderators", str(exc))]
+    findings = []
+    for moderator in moderators:
+        if isinstance(moderator, RulesModerator):
+            findings.append(Finding(True, "moderator rules", f"{len(moderator.rules)} exact-phrase rule(s), local"))
+            continue
+        what = f"moderator {moderator.name}"
+        described = _described(moderator)
+        try:
+            verdict = moderator.moderate(PROBE)
+        except ModeratorError as exc:
+            findings.append(Finding(False, what, f"{described}: did not answer a probe ({exc.kind})"))
+            continue
+        except Exception as exc:  # a moderator of the policy's own making: report, do not crash doctor
+            findings.append(Finding(False, what, f"{described}: did not answer a probe ({exc.__class__.__name__})"))
+            continue
+        finally:
+            close = getattr(moderator, "close", None)
+            if close is not None:
+                close()
+        flagged = f" (and flagged it: {', '.join(verdict.categories) or 'no category'})" if verdict.flagged else ""
+        findings.append(Finding(True, what, f"{described}: answered a probe{flagged}"))
+    return findings
+
+
+def _described(moderator: object) -> str:
+    fmt, model, url = (getattr(moderator, key, None) for key in ("format", "model", "url"))
+    if fmt is not None:
+        return f"format {fmt}, model {model}, {redact_uri(str(url))}"
+    if url is not None:
+        return f"format /v1/moderations, model {model or '-'}, {redact_uri(str(url))}"
+    return f"format Claude JSON verdict, model {model}"
 
 
 def _key_matches_store(ring: Keyring, store: SQLStore) -> Finding:

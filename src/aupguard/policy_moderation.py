@@ -16,7 +16,18 @@ from .durations import DURATION_HELP, parse_duration
 from .errors import PolicyError
 from .normalize import normalize
 from .operator_regex import compile_operator_regex
-from .policy_values import Refused, allowed_and_why, count, fail, http_url
+from .policy_moderators import (
+    ClaudeExample,
+    ClaudeModeration,
+    GuardModeration,
+    OpenAIModeration,
+    _claude,
+    _fields_of,
+    _guards,
+    _openai,
+    _table,
+)
+from .policy_values import Refused, count, fail
 from .policy_values import boolean as _bool
 from .policy_values import choice as _choice
 from .policy_values import text as _text
@@ -25,7 +36,9 @@ __all__ = [
     "ACTIONS",
     "MODERATION_FIELDS",
     "PROMPTS_FIELDS",
+    "ClaudeExample",
     "ClaudeModeration",
+    "GuardModeration",
     "ModerationPolicy",
     "OpenAIModeration",
     "PromptsPolicy",
@@ -80,21 +93,6 @@ class RuleSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaudeModeration:
-    model: str = "claude-haiku-4-5"
-    api_key_env: str = "ANTHROPIC_API_KEY"
-    base_url: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAIModeration:
-    url: str
-    api_key_env: str | None = None
-    model: str | None = "omni-moderation-latest"
-    threshold: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ModerationPolicy:
     mode: str = "before"
     scope: str = "request"  # request: every piece of the body; last_turn: the last user message only
@@ -110,6 +108,7 @@ class ModerationPolicy:
     rules: tuple[RuleSpec, ...] = ()
     claude: ClaudeModeration | None = None
     openai: OpenAIModeration | None = None
+    guard: tuple[GuardModeration, ...] = ()  # self-hosted guard models, in the order given
 
     def action_for(self, categories: tuple[str, ...]) -> str:
         """The most severe action among the categories' actions."""
@@ -149,29 +148,6 @@ def _keywords(value: object) -> tuple[str, ...]:
     return words
 
 
-def _table(value: object, key: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise PolicyError(key, value, "a table")
-    return value
-
-
-def _fields_of(
-    key: str, table: Mapping[str, Any], specs: Mapping[str, tuple[Callable[[object], Any], str]]
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, raw in table.items():
-        if name not in specs:
-            raise PolicyError(f"{key}.{name}", raw, f"one of the keys {', '.join(specs)}")
-        parse, allowed = specs[name]
-        try:
-            out[name] = parse(raw)
-        except PolicyError:
-            raise
-        except ValueError as exc:
-            raise PolicyError(f"{key}.{name}", raw, allowed_and_why(allowed, exc)) from None
-    return out
-
-
 _RULE_KEYS = {
     "category": (_text, "a category name"),
     "action": (_choice(ACTIONS), " | ".join(ACTIONS)),
@@ -201,37 +177,6 @@ def _actions(value: object) -> Mapping[str, str]:
         if action not in ACTIONS:
             raise PolicyError(f"moderation.actions.{category}", action, " | ".join(ACTIONS))
     return MappingProxyType(dict(table))
-
-
-def _claude(value: object) -> ClaudeModeration:
-    specs = {
-        "model": (_text, "a Claude model id"),
-        "api_key_env": (_text, "an environment variable name"),
-        "base_url": (http_url("moderation.claude.base_url", "an http(s) URL"), "an http(s) URL"),
-    }
-    return ClaudeModeration(**_fields_of("moderation.claude", _table(value, "moderation.claude"), specs))
-
-
-def _threshold(value: object) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1:
-        return float(value)
-    raise ValueError
-
-
-_OPENAI_URL = http_url("moderation.openai.url", "the full URL of a /v1/moderations endpoint")
-
-
-def _openai(value: object) -> OpenAIModeration:
-    specs = {
-        "url": (_OPENAI_URL, "the full URL of a /v1/moderations endpoint"),
-        "api_key_env": (_text, "an environment variable name"),
-        "model": (_text, "a moderation model id"),
-        "threshold": (_threshold, "a score in (0, 1]"),
-    }
-    got = _fields_of("moderation.openai", _table(value, "moderation.openai"), specs)
-    if "url" not in got:
-        raise PolicyError("moderation.openai.url", None, "the full URL of a /v1/moderations endpoint (required)")
-    return OpenAIModeration(**got)
 
 
 _VARIABLE_KEYS = {
@@ -307,4 +252,5 @@ MODERATION_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "rules": (_rules, "an array of tables [[moderation.rules]]"),
     "claude": (_claude, "a table [moderation.claude]"),
     "openai": (_openai, "a table [moderation.openai]"),
+    "guard": (_guards, "a table [moderation.guard] or an array of tables [[moderation.guard]]"),
 }

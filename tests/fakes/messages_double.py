@@ -1,4 +1,5 @@
-"""A local test double of Anthropic's Messages API, plus an OpenAI-shaped ``/v1/moderations``.
+"""A local test double of Anthropic's Messages API, plus OpenAI-shaped ``/v1/moderations`` and
+``/v1/chat/completions`` (the shape vLLM, Ollama, TGI and LM Studio serve guard models in).
 
 Why a real HTTP server on 127.0.0.1 rather than a mock: the code under test uses the real
 ``anthropic`` SDK and real ``httpx``, so the double has to speak HTTP the way the services
@@ -8,7 +9,7 @@ timeouts to run exactly as they do in production.
 
 Scripting (see ``tests/fakes/scripting.py``): each endpoint has a :class:`Script`. Tests
 queue :class:`Reply` objects, served in order; when the queue is empty the script's
-``responder`` answers (by default an echo for Messages, a clean verdict for moderations).
+``responder`` answers (by default an echo for Messages, a clean verdict for moderations, ``safe`` for chat).
 Every request is recorded before it is answered.
 Delays wait on an event that :meth:`MessagesDouble.stop` sets, so a test that provoked a
 client timeout never waits for the scripted delay at teardown.
@@ -30,6 +31,7 @@ import anthropic
 
 from tests.fakes.scripting import (
     ANTHROPIC_ERRORS,
+    CHAT_PATH,
     COUNT_TOKENS_PATH,
     MESSAGES_PATH,
     MODERATIONS_PATH,
@@ -37,6 +39,7 @@ from tests.fakes.scripting import (
     RecordedRequest,
     Reply,
     Script,
+    chat_reply,
     count_reply,
     echo_reply,
     new_id,
@@ -60,6 +63,29 @@ def _message(request: RecordedRequest, reply: Reply) -> dict[str, Any]:
         if refusal
         else None,
         "usage": {"input_tokens": len(request.raw) // 4 + 1, "output_tokens": len(reply.text.split()) + 1},
+    }
+
+
+def _chat_completion(request: RecordedRequest, reply: Reply) -> dict[str, Any]:
+    """A chat completion as OpenAI (and vLLM) send it; ``logprobs`` only when asked for."""
+    body = request.body if isinstance(request.body, dict) else {}
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": {"role": "assistant", "content": reply.text},
+        "finish_reason": "stop",
+        "logprobs": None,
+    }
+    if body.get("logprobs") and reply.top_logprobs:
+        alternatives = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in reply.top_logprobs.items()]
+        first = max(alternatives, key=lambda a: float(a["logprob"]))
+        choice["logprobs"] = {"content": [first | {"top_logprobs": alternatives}]}
+    return {
+        "id": new_id("chatcmpl-"),
+        "object": "chat.completion",
+        "created": 1_800_000_000,
+        "model": body.get("model", "guard-double"),
+        "choices": [choice],
+        "usage": {"prompt_tokens": len(request.raw) // 4 + 1, "completion_tokens": 2, "total_tokens": 3},
     }
 
 
@@ -137,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
         double = self.server.double
         double.record(request)
         scripts = {MESSAGES_PATH: double.messages, COUNT_TOKENS_PATH: double.count_tokens}
-        script = {**scripts, MODERATIONS_PATH: double.moderations}.get(path)
+        script = {**scripts, MODERATIONS_PATH: double.moderations, CHAT_PATH: double.chat}.get(path)
         if script is None or self.command != "POST":
             reply = Reply(404, error_type="not_found_error", error_message=f"{self.command} {path} not found")
         else:
@@ -146,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         try:
-            self._answer(request, reply, openai=path == MODERATIONS_PATH)
+            self._answer(request, reply, openai=path in (MODERATIONS_PATH, CHAT_PATH))
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
             self.close_connection = True
 
@@ -160,10 +186,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(reply.status, self._error_body(request, reply, openai=openai), headers)
         elif reply.payload is not None:
             payload = reply.payload
-            if openai and isinstance(payload, dict):
+            if request.path == MODERATIONS_PATH and isinstance(payload, dict):
                 model = request.body.get("model") if isinstance(request.body, dict) else None
                 payload = {"id": new_id("modr-"), "model": model or "omni-moderation-latest"} | payload
             self._send_json(reply.status, payload, headers)
+        elif request.path == CHAT_PATH:
+            self._send_json(reply.status, _chat_completion(request, reply), headers)
         elif isinstance(request.body, dict) and request.body.get("stream"):
             self._stream(request, reply, headers)
         else:
@@ -259,6 +287,7 @@ class MessagesDouble:
         self.messages = Script(echo_reply)
         self.moderations = Script(lambda request: verdict_reply(False))
         self.count_tokens = Script(count_reply)
+        self.chat = Script(lambda request: chat_reply("safe"))
         self.stopping = threading.Event()
         self.client_gone = threading.Event()  # a held stream found its client gone
         self._requests: list[RecordedRequest] = []
@@ -299,6 +328,10 @@ class MessagesDouble:
     def moderations_url(self) -> str:
         return self.url + MODERATIONS_PATH
 
+    @property
+    def chat_url(self) -> str:
+        return self.url + CHAT_PATH
+
     def client(self, **options: Any) -> anthropic.Anthropic:
         """The SDK client the tests use: real SDK, this double, no SDK retries unless asked."""
         return anthropic.Anthropic(**{"api_key": "test-key", "base_url": self.url, "max_retries": 0} | options)
@@ -325,3 +358,4 @@ class MessagesDouble:
         self.messages.reset()
         self.moderations.reset()
         self.count_tokens.reset()
+        self.chat.reset()

@@ -17,6 +17,7 @@ from typing import Any
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 MODERATIONS_PATH = "/v1/moderations"
+CHAT_PATH = "/v1/chat/completions"
 OPENAI_CATEGORIES = (
     "harassment",
     "harassment/threatening",
@@ -77,12 +78,15 @@ class RecordedRequest:
 @dataclass(frozen=True, slots=True)
 class Reply:
     """One scripted answer. For Messages, ``text`` becomes a message (JSON, or SSE when the
-    request has ``"stream": true``); ``payload`` is sent as the JSON body as-is; ``raw`` bytes
-    are sent as-is (garbage bodies). A status >= 400 without payload/raw gets the endpoint's
-    error shape with ``error_type``. ``delay`` is waited before the status line (longer than
-    a client's timeout makes a timeout); ``chunk_delay`` between SSE events; ``stream_error``
-    ends an SSE stream with an ``error`` event of that type after the text; ``hold`` keeps
-    an SSE stream's last event back until the event is set (or the client goes away)."""
+        request has ``"stream": true``); ``payload`` is sent as the JSON body as-is; ``raw`` bytes
+        are sent as-is (garbage bodies). A status >= 400 without payload/raw gets the endpoint's
+        error shape with ``error_type``. ``delay`` is waited before the status line (longer than
+        a client's timeout makes a timeout); ``chunk_delay`` between SSE events; ``stream_error``
+        ends an SSE stream with an ``error`` event of that type after the text; ``hold`` keeps
+        an SSE stream's last event back until the event is set (or the client goes away).
+    For chat completions, ``text`` is the assistant message's content and ``top_logprobs``
+    (token → logprob) the alternatives of its first token, sent when the request asks for
+    ``logprobs`` as a real server does."""
 
     status: int = 200
     text: str = ""
@@ -98,6 +102,7 @@ class Reply:
     stream_error: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     hold: threading.Event | None = None
+    top_logprobs: Mapping[str, float] | None = None
 
 
 def verdict_reply(
@@ -115,6 +120,11 @@ def verdict_reply(
     all_scores = {name: 0.9 if name in hit else 0.01 for name in names} | dict(scores or {})
     result = {"flagged": flagged, "categories": {n: n in hit for n in names}, "category_scores": all_scores}
     return Reply(payload={"results": [result]}, delay=delay, headers=dict(headers or {}))
+
+
+def chat_reply(content: str, *, top_logprobs: Mapping[str, float] | None = None, delay: float = 0.0) -> Reply:
+    """A chat-completions answer whose message content is ``content``."""
+    return Reply(text=content, top_logprobs=dict(top_logprobs) if top_logprobs else None, delay=delay)
 
 
 def count_reply(request: RecordedRequest) -> Reply:
@@ -166,6 +176,9 @@ class Script:
 
     def raw(self, body: bytes, *, status: int = 200, content_type: str = "application/json") -> None:
         self.push(Reply(status, raw=body, content_type=content_type))
+
+    def answer(self, content: str, *, top_logprobs: Mapping[str, float] | None = None, delay: float = 0.0) -> None:
+        self.push(chat_reply(content, top_logprobs=top_logprobs, delay=delay))
 
     def verdict(
         self, flagged: bool, categories: Iterable[str] = (), scores: Mapping[str, float] | None = None, **kw: Any

@@ -17,12 +17,16 @@ __all__ = ["Moderator", "ModeratorError", "Verdict"]
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """One moderator's answer. ``categories`` are the flagged categories (empty when clean)."""
+    """One moderator's answer. ``categories`` are the flagged categories (empty when clean).
+    ``risk_level`` (1 low, 2 medium, 3 high) is set by moderators that grade risk (Claude
+    with ``risk_levels``, Qwen3Guard's Controversial / Unsafe); ``[moderation] actions``
+    can map ``risk_1`` … ``risk_3`` to actions."""
 
     flagged: bool
     categories: tuple[str, ...] = ()
     moderator: str = ""
     explanation: str = ""
+    risk_level: int | None = None
 
     @classmethod
     def clean(cls, moderator: str) -> Verdict:

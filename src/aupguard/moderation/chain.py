@@ -106,6 +106,10 @@ class ModerationChain:
     def action_of(self, verdict: Verdict) -> str | None:
         if not verdict.flagged:
             return None
+        if verdict.risk_level is not None:  # a graded verdict: its level's action, when the policy names one
+            by_level = self.policy.actions.get(f"risk_{verdict.risk_level}")
+            if by_level is not None:
+                return by_level
         own = self._category_actions.get(verdict.moderator)
         if own is not None:
             found = [own.get(c, self.policy.default_action) for c in verdict.categories] or [self.policy.default_action]

@@ -13,41 +13,24 @@ Decisions, so the chain can rely on them:
   ``[moderation] fail``): ``timeout``, ``connection error``, ``http <status>``,
   ``unparseable answer`` (not JSON, no ``results[0]``, a non-boolean ``flagged``, no
   ``categories`` / ``category_scores`` object). The moderated text never appears in one.
-- Retries are immediate (no backoff) and only for what may pass on a second try: timeouts,
-  transport errors, 408/409/429 and 5xx. A moderation call spends the end user's latency
-  budget, so waiting out a backoff would only spend it faster.
+- Retries and failure kinds are those of :mod:`aupguard.moderation.http` (immediate
+  retries of timeouts, transport errors, 408/409/429 and 5xx only).
 - ``category_map`` renames the service's categories to the policy's (``"violence/graphic"``
   → ``"violence"``); names it does not mention pass through unchanged, so a partial map never
   hides a flag. Duplicates after mapping are merged.
-- The ``httpx`` clients are created on first use (the async one inside the running event
-  loop, where its connections belong) and released by :meth:`close` / :meth:`aclose`.
+- The ``httpx`` clients are created on first use and released by :meth:`close` /
+  :meth:`aclose`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from aupguard.moderation.base import ModeratorError, Verdict
+from aupguard.moderation.http import JsonEndpoint
 
 __all__ = ["OpenAICompatibleModerator"]
-
-
-def _retryable(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
-
-
-def _failure(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, httpx.TransportError):
-        return "connection error"
-    return "unparseable answer"  # e.g. a body that cannot be decoded
 
 
 class OpenAICompatibleModerator:
@@ -78,62 +61,19 @@ class OpenAICompatibleModerator:
         self.retries = retries
         self.threshold = threshold
         self.category_map: Mapping[str, str] = dict(category_map or {})
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client: httpx.Client | None = None
-        # an async client belongs to the event loop it first ran on: one per loop
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._lock = threading.Lock()
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._endpoint = JsonEndpoint(name, url, headers=headers, timeout=timeout, retries=retries)
 
     def _body(self, text: str) -> dict[str, Any]:
         return {"input": text} if self.model is None else {"model": self.model, "input": text}
 
-    def _sync_client(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                self._client = httpx.Client(timeout=self.timeout, headers=self._headers)
-            return self._client
-
     def moderate(self, text: str) -> Verdict:
-        kind = "timeout"
-        for _ in range(self.retries + 1):
-            try:
-                response = self._sync_client().post(self.url, json=self._body(text))
-            except httpx.HTTPError as exc:
-                kind = _failure(exc)
-                continue
-            if response.is_success:
-                return self._verdict(response)
-            kind = f"http {response.status_code}"
-            if not _retryable(response.status_code):
-                break
-        raise ModeratorError(self.name, kind)
+        return self._verdict(self._endpoint.post(self._body(text)))
 
     async def amoderate(self, text: str) -> Verdict:
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = self._async_clients[loop] = httpx.AsyncClient(timeout=self.timeout, headers=self._headers)
-        kind = "timeout"
-        for _ in range(self.retries + 1):
-            try:
-                response = await client.post(self.url, json=self._body(text))
-            except httpx.HTTPError as exc:
-                kind = _failure(exc)
-                continue
-            if response.is_success:
-                return self._verdict(response)
-            kind = f"http {response.status_code}"
-            if not _retryable(response.status_code):
-                break
-        raise ModeratorError(self.name, kind)
+        return self._verdict(await self._endpoint.apost(self._body(text)))
 
-    def _verdict(self, response: httpx.Response) -> Verdict:
-        try:
-            data = response.json()
-        except ValueError:
-            raise ModeratorError(self.name, "unparseable answer") from None
+    def _verdict(self, data: Any) -> Verdict:
         results = data.get("results") if isinstance(data, dict) else None
         result = results[0] if isinstance(results, list) and results else None
         if not isinstance(result, dict):
@@ -159,16 +99,11 @@ class OpenAICompatibleModerator:
 
     def close(self) -> None:
         """Release the sync client's connections (a later call opens a new client)."""
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self._endpoint.close()
 
     async def aclose(self) -> None:
         """Release the async client's connections; call it inside the loop that used them."""
-        client = self._async_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        await self._endpoint.aclose()
 
 
 def _is_number(value: object) -> bool:

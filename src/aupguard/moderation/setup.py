@@ -1,5 +1,6 @@
-"""Build the moderator chain a policy describes: rules first (free, local), then Claude and
-an OpenAI-compatible endpoint when configured. ``moderators=`` on ``Safeguards`` replaces
+"""Build the moderator chain a policy describes: rules first (free, local), then the
+self-hosted guard models in the order given, then Claude and an OpenAI-compatible endpoint
+when configured. ``moderators=`` on ``Safeguards`` replaces
 the list, in the order given."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from ..errors import ConfigurationError
 from ..policy_moderation import ACTIONS, ModerationPolicy
 from .base import Moderator
+from .categories import DEFAULT_CATEGORIES
 from .chain import ModerationChain
 from .rules import RulesModerator
 
@@ -21,6 +23,23 @@ def policy_moderators(policy: ModerationPolicy, env: Mapping[str, str] | None = 
     found: list[Moderator] = []
     if policy.rules:
         found.append(RulesModerator(policy.rules))
+    for guard in policy.guard:
+        from .guard import GuardModelModerator
+
+        found.append(
+            GuardModelModerator(
+                guard.url,
+                model=guard.model,
+                format=guard.format,
+                api_key=_key(env, guard.api_key_env, f"[moderation.guard] {guard.name}"),
+                threshold=guard.threshold,
+                categories=guard.categories,
+                policy=guard.policy,
+                timeout=policy.timeout,
+                retries=policy.retries,
+                name=guard.name,
+            )
+        )
     if policy.claude is not None:
         import anthropic
 
@@ -37,6 +56,9 @@ def policy_moderators(policy: ModerationPolicy, env: Mapping[str, str] | None = 
                 anthropic.Anthropic(**options),  # type: ignore[arg-type]
                 anthropic.AsyncAnthropic(**options),  # type: ignore[arg-type]
                 model=policy.claude.model,
+                categories=policy.claude.categories or DEFAULT_CATEGORIES,
+                examples=policy.claude.examples,
+                risk_levels=policy.claude.risk_levels,
                 timeout=policy.timeout,
                 retries=policy.retries,
             )
@@ -44,13 +66,7 @@ def policy_moderators(policy: ModerationPolicy, env: Mapping[str, str] | None = 
     if policy.openai is not None:
         from .openai_compatible import OpenAICompatibleModerator
 
-        api_key = None
-        if policy.openai.api_key_env:
-            api_key = env.get(policy.openai.api_key_env, "")
-            if not api_key:
-                raise ConfigurationError(
-                    f"[moderation.openai] needs an API key in the environment variable {policy.openai.api_key_env}"
-                )
+        api_key = _key(env, policy.openai.api_key_env, "[moderation.openai]")
         found.append(
             OpenAICompatibleModerator(
                 policy.openai.url,
@@ -62,6 +78,15 @@ def policy_moderators(policy: ModerationPolicy, env: Mapping[str, str] | None = 
             )
         )
     return found
+
+
+def _key(env: Mapping[str, str], variable: str | None, table: str) -> str | None:
+    if not variable:
+        return None
+    key = env.get(variable, "")
+    if not key:
+        raise ConfigurationError(f"{table} needs an API key in the environment variable {variable}")
+    return key
 
 
 def build_chain(policy: ModerationPolicy, moderators: Sequence[Moderator] | None, cache_key: bytes) -> ModerationChain:

@@ -455,7 +455,7 @@ SERVING = {"console", "gateway", "demo"}
 commands = st.sampled_from(
     ["user", "audit", "key", "capture", "doctor", "review", "report", "reviewer", "migrate", "status", "strike",
      "suspend", "reinstate", "find", "list", "show", "generate", "export", "--json", "--reason", "--for", "--until",
-     "--limit", "--user", "-1", "7d", "x"]
+     "--limit", "--user", "-1", "7d", "x", "moderation", "eval", "--format", "--concurrency", "jsonl"]
 )  # fmt: skip
 
 

@@ -86,6 +86,8 @@ async def _connection(
                     length = int(line.split(b":")[1])
             answer = await reader.readexactly(length)
             elapsed = (time.perf_counter() - started) * 1e6
+            if b" " not in status_line:
+                raise RuntimeError(f"port {port}: not an HTTP answer: {status_line[:80]!r}")
             status = int(status_line.split(b" ")[1])
             load.statuses[status] += 1
             if status != 200:

@@ -11,48 +11,40 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 
-import httpcore
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-UPSTREAM = os.environ.get("UPSTREAM", "http://127.0.0.1:1").rstrip("/")
-_URL = httpcore.URL(UPSTREAM + "/v1/messages")
-_HOST = urlsplit(UPSTREAM).netloc.encode("ascii")
-_pool: httpcore.AsyncConnectionPool | None = None
+from aupguard_gateway.client import UpstreamClient
+
+UPSTREAM = os.environ.get("UPSTREAM", "http://127.0.0.1:1")
+_client = UpstreamClient(UPSTREAM, timeout=600.0)  # the gateway's client, made the same way
+_HEADERS = (("x-api-key", "floor"), ("content-type", "application/json"), ("anthropic-version", "2023-06-01"))
 
 
 async def _messages(scope: Scope, receive: Receive, send: Send) -> None:
-    global _pool
-    if _pool is None:  # the gateway's pool, made the same way
-        _pool = httpcore.AsyncConnectionPool(max_connections=1000, max_keepalive_connections=100)
     chunks = []
     while True:
         message = await receive()
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
-    body = b"".join(chunks)
-    headers = [(b"host", _HOST), (b"x-api-key", b"floor"), (b"content-type", b"application/json"),
-               (b"anthropic-version", b"2023-06-01"), (b"content-length", str(len(body)).encode())]  # fmt: skip
-    response = await _pool.handle_async_request(httpcore.Request(b"POST", _URL, headers=headers, content=body))
+    response = await _client.post("/v1/messages", _HEADERS, b"".join(chunks))
     try:
-        received = {n.lower(): v for n, v in response.headers}
-        down = [(n, v) for n, v in received.items() if n in (b"content-type", b"request-id")]
-        if received.get(b"content-type", b"").startswith(b"text/event-stream"):  # relayed chunk by chunk
+        down = [(n, v) for n, v in response.headers.items() if n in (b"content-type", b"request-id")]
+        if response.headers.get(b"content-type", b"").startswith(b"text/event-stream"):  # relayed chunk by chunk
             await send({"type": "http.response.start", "status": response.status, "headers": down})
-            async for chunk in response.aiter_stream():
+            async for chunk in response.chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return
-        content = await response.aread()  # JSON: whole, with its length (as the gateway answers it)
+        content = await response.read()  # JSON: whole, with its length (as the gateway answers it)
         down.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": down})
         await send({"type": "http.response.body", "body": content})
     finally:
-        await response.aclose()
+        response.close()
 
 
 class _Endpoint:
@@ -63,8 +55,7 @@ class _Endpoint:
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     yield
-    if _pool is not None:
-        await _pool.aclose()
+    await _client.aclose()
 
 
 app = Starlette(routes=[Route("/v1/messages", _Endpoint(), methods=["POST"])], lifespan=_lifespan)

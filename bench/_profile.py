@@ -2,7 +2,7 @@
 gateway`` (the real command) while ``bench/_load.py`` keeps 16 keep-alive connections busy
 with small JSON requests, and the samples are grouped by the code they were in (the leafmost
 frame that belongs to a group decides: the upstream HTTP client, the HTTP server, the
-safeguards, the forwarder, Starlette; asyncio's own frames (a socket write, a thread hand-off)
+safeguards, the forwarder, Starlette, waiting in epoll; asyncio's own frames (a socket write, a thread hand-off)
 count for the code that called them, and as "event loop" only when nothing else is on the
 stack).
 
@@ -32,10 +32,11 @@ from _servers import Database, hash_key, own_redis, policy_file, serve_gateway
 
 #: (group, what a frame's file path contains), first match from the leaf up wins
 GROUPS = (
+    ("event loop", ("/selectors.py",)),  # waiting in epoll: nothing to do
     ("upstream client", ("/httpcore/", "/anyio/", "/aiohttp/", "/yarl/", "/multidict/", "aupguard_gateway/client")),
     ("HTTP server", ("/uvicorn/protocols/", "/uvicorn/middleware/", "/h11/", "/httptools/")),
     ("forwarder", ("aupguard_gateway/forward",)),
-    ("key gate", ("aupguard_gateway/gate", "aupguard/gateway/")),
+    ("key gate", ("aupguard_gateway/gate", "aupguard/gateway/keys", "aupguard/gateway/callers")),
     ("safeguards", ("/aupguard/", "aupguard_asgi/", "/limits/", "/redis/", "/psycopg", "/sqlite3/", "/json/")),
     ("Starlette", ("/starlette/",)),
     ("other threads", ("/threading", "/concurrent/")),
@@ -44,6 +45,9 @@ GROUPS = (
 
 def group_of(stack: str) -> str:
     frames = stack.split(";")
+    callbacks = [i for i, frame in enumerate(frames) if "(asyncio/events.py:" in frame]
+    if callbacks:  # on the event loop: only the callback's own frames, not the server's start-up ones below it
+        frames = frames[callbacks[-1] + 1 :]
     for frame in reversed(frames):
         path = "/" + frame[frame.rfind("(") + 1 : frame.rfind(":")]  # "f (httpcore/_api.py:12)": module-relative
         for name, marks in GROUPS:

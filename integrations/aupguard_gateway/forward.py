@@ -13,7 +13,7 @@ closes the upstream stream, so the upstream stops generating.
 
 With ``[moderation] output = true`` the answer's text is moderated too: a whole JSON answer
 before it is passed on (a flagged one is replaced by the 403 refusal), a stream window by
-window as it passes (see :class:`aupguard.screening.OutputStream`), each chunk held until the
+window as it passes (see :class:`aupguard.screening.OutputStream`), each event held until the
 window it completes is judged, and the rest once the text has ended, before the events that
 end the message. A flagged stream ends in an SSE ``error`` event instead, and the upstream
 stream is closed.
@@ -189,11 +189,15 @@ async def _pump(
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 tap.feed(chunk)
                 continue
-            refused = await tap.afeed(chunk)
-            if refused is not None:  # the flagged window's chunk and everything after are withheld
-                await send({"type": "http.response.body", "body": _sse_error(refused), "more_body": True})
+            refused = None
+            for piece in _event_pieces(chunk):  # a chunk may carry many events: each is judged before it goes
+                refused = await tap.afeed(piece)
+                if refused is not None:  # the flagged window's event and everything after are withheld
+                    await send({"type": "http.response.body", "body": _sse_error(refused), "more_body": True})
+                    break
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            if refused is not None:
                 break
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finish()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -263,6 +267,12 @@ class _EventTap:
             if refused is not None:
                 return refused
         return None
+
+
+def _event_pieces(chunk: bytes) -> list[bytes]:
+    """``chunk`` cut after each blank line that ends an SSE event (the bytes unchanged)."""
+    pieces = chunk.split(b"\n\n")
+    return [piece + b"\n\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
 
 
 def _delta_text(delta: dict[str, Any]) -> str | None:

@@ -4,7 +4,12 @@ asyncio keep-alive connections posting ``POST /v1/chat`` with ~200-character pro
 rules flag, as one of 20 "bad" users. Each process reports how many answers had each status
 and each request's latency (µs, a sample of at most 20,000 per process).
 
-Run as a script by ``drive()``: ``python bench/_load.py PORT SECONDS FIRST CONNECTIONS FLAG_EVERY KEYS``.
+With ``rate`` (requests per second over all processes) the load is offered at that rate
+instead of as fast as answers come: each connection sends on its own schedule, and a
+request's latency counts from when it was due (a server that falls behind is charged for
+the wait, not hidden by it).
+
+Run as a script by ``drive()``: ``python bench/_load.py PORT SECONDS FIRST CONNECTIONS FLAG_EVERY KEYS RATE``.
 Not a benchmark itself (bench/run.py skips modules whose name starts with ``_``).
 """
 
@@ -69,15 +74,23 @@ def _request(n: int, flagged: bool, keys: dict[str, str] | None) -> bytes:
 
 
 async def _connection(
-    port: int, stop_at: float, offset: int, flag_every: int, load: Load, keys: dict[str, str] | None
-) -> None:
+    port: int, stop_at: float, offset: int, flag_every: int, load: Load, keys: dict[str, str] | None,
+    interval: float = 0.0,
+) -> None:  # fmt: skip
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     n = offset
+    due = time.perf_counter() + random.random() * interval  # connections spread over one interval
     try:
         while time.monotonic() < stop_at:
             flagged = flag_every > 0 and n % flag_every == 0
             request = _request(n, flagged, keys)
-            started = time.perf_counter()
+            if interval:
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                started, due = due, due + interval
+            else:
+                started = time.perf_counter()
             writer.write(request)
             status_line = await reader.readline()
             length = 0
@@ -86,6 +99,8 @@ async def _connection(
                     length = int(line.split(b":")[1])
             answer = await reader.readexactly(length)
             elapsed = (time.perf_counter() - started) * 1e6
+            if b" " not in status_line:
+                raise RuntimeError(f"port {port}: not an HTTP answer: {status_line[:80]!r}")
             status = int(status_line.split(b" ")[1])
             load.statuses[status] += 1
             if status != 200:
@@ -100,15 +115,17 @@ async def _connection(
         writer.close()
 
 
-def _run(port: int, seconds: float, first: int, connections: int, flag_every: int, keys_file: str) -> Load:
+def _run(
+    port: int, seconds: float, first: int, connections: int, flag_every: int, keys_file: str, rate: float = 0.0
+) -> Load:
     load = Load()
     keys = json.loads(Path(keys_file).read_text()) if keys_file else None
+    interval = connections / rate if rate else 0.0
 
     async def run() -> None:
         stop_at = time.monotonic() + seconds
-        await asyncio.gather(
-            *(_connection(port, stop_at, first + c * 100_000, flag_every, load, keys) for c in range(connections))
-        )
+        await asyncio.gather(*(_connection(port, stop_at, first + c * 100_000, flag_every, load, keys, interval)
+                               for c in range(connections)))  # fmt: skip
 
     asyncio.run(run())
     return load
@@ -122,12 +139,20 @@ def drive(
     connections: int = 16,
     flag_every: int = 0,
     keys_file: str = "",
+    rate: float = 0.0,
 ) -> Load:
     """``processes`` load processes of ``connections`` connections each, for ``seconds``;
-    with ``keys_file`` (JSON: user → gateway key) Messages-API calls instead of ``/v1/chat``."""
+    with ``keys_file`` (JSON: user → gateway key) Messages-API calls instead of ``/v1/chat``;
+    with ``rate``, that many requests a second offered in all (else as fast as answered)."""
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, *map(str, (port, seconds, p * 10_000_000, connections, flag_every)), keys_file],
+            [
+                sys.executable,
+                __file__,
+                *map(str, (port, seconds, p * 10_000_000, connections, flag_every)),
+                keys_file,
+                str(rate / processes),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -143,7 +168,7 @@ def drive(
 
 
 if __name__ == "__main__":
-    port, seconds, first, connections, flag_every, keys_file = sys.argv[1:7]
-    result = _run(int(port), float(seconds), int(first), int(connections), int(flag_every), keys_file)
+    port, seconds, first, connections, flag_every, keys_file, rate = sys.argv[1:8]
+    result = _run(int(port), float(seconds), int(first), int(connections), int(flag_every), keys_file, float(rate))
     print(json.dumps({"statuses": result.statuses, "errors": result.errors, "latencies": result.latencies_us,
                       "flagged": result.flagged_sent}))  # fmt: skip

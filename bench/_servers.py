@@ -77,11 +77,13 @@ def own_redis() -> Iterator[str]:
         server.wait(10)
 
 
-def policy_file(folder: Path, store: str, counters: str) -> Path:
+def policy_file(folder: Path, store: str, counters: str, *, rules: bool = True) -> Path:
+    """The bench policy: ``store``, ``counters``, a limit no bench reaches and (``rules``) the
+    50 ``[[moderation.rules]]`` blocks."""
     path = folder / "aupguard.toml"
     path.write_text(
         f'[storage]\nstore = "{store}"\ncounters = "{counters}"\nspill = "{folder / "spill"}"\ntimeout = "2s"\n'
-        f'[limits]\ndefault = "{RATE}"\n{RULES}'
+        f'[limits]\ndefault = "{RATE}"\n{RULES if rules else ""}'
     )
     return path
 
@@ -114,13 +116,15 @@ def serve_app(kind: str, policy: Path, redis_url: str, *, workers: int) -> Itera
 
 
 @contextlib.contextmanager
-def serve_gateway(policy: Path, key_entry: str, upstream: str) -> Iterator[int]:
-    """``aupguard gateway`` (the real command, one process) with ``policy``; yields the port."""
+def serve_gateway(policy: Path, key_entry: str, upstream: str, *, workers: int = 1) -> Iterator[int]:
+    """``aupguard gateway`` (the real command, ``workers`` processes) with ``policy``; yields the port."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUPGUARD_")}
     env |= {"AUPGUARD_HASH_KEY": key_entry, "ANTHROPIC_API_KEY": "soak-upstream-key"}
     command = [str(Path(sys.executable).parent / "aupguard"), "--policy", str(policy), "gateway", "--port", str(port),
                "--upstream", upstream]  # fmt: skip
+    if workers > 1:
+        command += ["--workers", str(workers)]
     server = subprocess.Popen(command, env=env, cwd=policy.parent, stdout=subprocess.DEVNULL)
     try:
         wait_port(port, 60)

@@ -13,7 +13,7 @@ closes the upstream stream, so the upstream stops generating.
 
 With ``[moderation] output = true`` the answer's text is moderated too: a whole JSON answer
 before it is passed on (a flagged one is replaced by the 403 refusal), a stream window by
-window as it passes (see :class:`aupguard.screening.OutputStream`), each chunk held until the
+window as it passes (see :class:`aupguard.screening.OutputStream`), each event held until the
 window it completes is judged, and the rest once the text has ended, before the events that
 end the message. A flagged stream ends in an SSE ``error`` event instead, and the upstream
 stream is closed.
@@ -27,9 +27,7 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpcore
 from starlette.types import Receive, Scope, Send
 
 from aupguard import Safeguards
@@ -39,59 +37,48 @@ from aupguard.decision import Decision, error_body
 from aupguard.request_body import BadBody, parse_json, upstream_body
 from aupguard.screening import OutputStream
 
+from .client import UpstreamClient, UpstreamError, UpstreamResponse, UpstreamTimeout
+
 __all__ = ["Upstream"]
 
 log = logging.getLogger("aupguard.gateway")
 
 #: Request headers passed to the upstream as the client sent them (the key never is).
 PASSED_UP = (b"anthropic-version", b"anthropic-beta")
+_PASSED_UP = {name: name.decode("ascii") for name in PASSED_UP}
 #: Response headers passed back to the client.
 PASSED_DOWN = frozenset({b"content-type", b"request-id", b"retry-after", b"retry-after-ms", b"x-should-retry"})
-USER_AGENT = b"aupguard-gateway"
+USER_AGENT = "aupguard-gateway"
 _MAX_EVENT = 1 << 20  # an SSE event larger than this is passed on but not read
 
 
 class Upstream:
-    """The upstream Messages API: one shared ``httpcore`` connection pool (made on first use,
-    in the server's event loop; closed by :meth:`aclose` at shutdown). httpcore directly, not
-    httpx's client around it: the gateway needs none of the client's layers (cookies,
-    redirects, decoding) and each of them costs time to first byte."""
+    """The upstream Messages API, through one shared :class:`~.client.UpstreamClient` (a
+    bounded pool of keep-alive connections; closed by :meth:`aclose` at shutdown)."""
 
     def __init__(self, guard: Safeguards, url: str, api_key: str, *, timeout: float) -> None:
         self.guard = guard
         self.url = url.rstrip("/")
-        self._key = api_key.encode("latin-1")
-        connect = min(timeout, 10.0)
-        self._extensions = {"timeout": {"connect": connect, "read": timeout, "write": timeout, "pool": timeout}}
-        self._urls = {p: httpcore.URL(self.url + p) for p in ("/v1/messages", "/v1/messages/count_tokens")}
-        self._host = urlsplit(self.url).netloc.encode("ascii")  # HTTP/1.1 needs it; httpcore adds none
-        self._pool: httpcore.AsyncConnectionPool | None = None
+        self._key = api_key
+        self.client = UpstreamClient(self.url, timeout=timeout)
         self._moderates_output = guard.policy.moderation.output and bool(guard.moderation)
 
     def __repr__(self) -> str:  # never show the key
         return f"Upstream({self.url!r})"
 
-    @property
-    def pool(self) -> httpcore.AsyncConnectionPool:
-        if self._pool is None:
-            self._pool = httpcore.AsyncConnectionPool(max_connections=1000, max_keepalive_connections=100)
-        return self._pool
-
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
-            self._pool = None
+        await self.client.aclose()
 
-    def _headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        headers = [(b"x-api-key", self._key), (b"content-type", b"application/json"), (b"accept", b"application/json"),
-                   (b"user-agent", USER_AGENT)]  # fmt: skip
+    def _headers(self, scope: Scope) -> list[tuple[str, str]]:
+        headers = [("x-api-key", self._key), ("content-type", "application/json"), ("accept", "application/json"),
+                   ("user-agent", USER_AGENT)]  # fmt: skip
         version = False
         for name, value in scope["headers"]:
-            if name in PASSED_UP:
-                headers.append((name, value))
+            if name in _PASSED_UP:
+                headers.append((_PASSED_UP[name], value.decode("latin-1")))
                 version = version or name == b"anthropic-version"
         if not version:
-            headers.append((b"anthropic-version", b"2023-06-01"))
+            headers.append(("anthropic-version", "2023-06-01"))
         return headers
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,40 +111,35 @@ class Upstream:
         metadata = data.get("metadata")
         if decision is not None or metadata is not None:  # never the caller's own id, always the hash
             data["metadata"] = {**(metadata if isinstance(metadata, dict) else {}), "user_id": user_hash}
-        # the URL is parsed once, not per call; no headers or cookies are added (the upstream's
-        # cookies are never sent back)
+        # no headers or cookies are added (the upstream's cookies are never sent back)
         content = json.dumps(data).encode()
-        headers = [(b"host", self._host), *self._headers(scope), (b"content-length", str(len(content)).encode())]
-        request = httpcore.Request(
-            b"POST", self._urls[path], headers=headers, content=content, extensions=self._extensions
-        )
         try:
-            response = await self.pool.handle_async_request(request)
-        except httpcore.TimeoutException:
+            response = await self.client.post(path, self._headers(scope), content)
+        except UpstreamTimeout:
             log.warning("upstream timed out on %s", path)
             await _error(send, 504, "api_error", "The upstream API did not answer in time.")
             return
-        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
-            log.warning("upstream unreachable on %s: %s", path, exc.__class__.__name__)
+        except UpstreamError as exc:
+            log.warning("upstream unreachable on %s: %s", path, exc)
             await _error(send, 502, "api_error", "The upstream API could not be reached.")
             return
-        received = {name.lower(): value for name, value in response.headers}
+        received = response.headers
         facts = AnswerFacts()
         anthropic_id = linkable_id(received.get(b"request-id", b"").decode("latin-1") or None)  # odd: not linked
         recorded = False
 
-        def finish() -> None:
+        def finish(status: int = response.status) -> None:
             """Record the answer once: before the client can see its end (so whatever the
             client does next finds it recorded), or, for a stream cut short, with what it carried."""
             nonlocal recorded
             if decision is None or recorded:
                 return
             recorded = True
-            if response.status < 400:
+            if status < 400:
                 record_answer(self.guard, decision, anthropic_id, facts)
             else:  # the record says what the client got: the upstream's error
-                reasons = (*decision.reasons, f"upstream_error:{response.status}")
-                self.guard.audit.amend(decision.request_id, outcome="allowed", status=response.status,
+                reasons = (*decision.reasons, f"upstream_error:{status}")
+                self.guard.audit.amend(decision.request_id, outcome="allowed", status=status,
                                        reasons=reasons)  # fmt: skip
 
         try:
@@ -171,7 +153,13 @@ class Upstream:
                 output = self.guard.output_stream(decision) if decision is not None and self._moderates_output else None
                 await _pump(response, receive, send, _EventTap(facts, output), finish)
             else:
-                content = await response.aread()
+                try:
+                    content = await response.read()
+                except UpstreamError as exc:  # cut off before the answer was whole: nothing was sent yet
+                    log.warning("upstream answer cut off on %s: %s", path, exc)
+                    finish(502)
+                    await _error(send, 502, "api_error", "The upstream API's answer was cut off.")
+                    return
                 start["headers"] = [*headers, (b"content-length", str(len(content)).encode())]
                 if response.status == 200 and decision is not None:
                     with contextlib.suppress(ValueError):
@@ -186,26 +174,30 @@ class Upstream:
                 await send(start)
                 await send({"type": "http.response.body", "body": content})
         finally:
-            await response.aclose()
+            response.close()
             finish()
 
 
 async def _pump(
-    response: httpcore.Response, receive: Receive, send: Send, tap: _EventTap, finish: Callable[[], None]
+    response: UpstreamResponse, receive: Receive, send: Send, tap: _EventTap, finish: Callable[[], None]
 ) -> None:
     """Pass the stream on as it comes, until it ends or the client disconnects."""
 
     async def relay() -> None:
-        async for chunk in response.aiter_stream():
+        async for chunk in response.chunks():
             if tap.output is None:  # nothing to wait for: pass it on first, read it after
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 tap.feed(chunk)
                 continue
-            refused = await tap.afeed(chunk)
-            if refused is not None:  # the flagged window's chunk and everything after are withheld
-                await send({"type": "http.response.body", "body": _sse_error(refused), "more_body": True})
+            refused = None
+            for piece in _event_pieces(chunk):  # a chunk may carry many events: each is judged before it goes
+                refused = await tap.afeed(piece)
+                if refused is not None:  # the flagged window's event and everything after are withheld
+                    await send({"type": "http.response.body", "body": _sse_error(refused), "more_body": True})
+                    break
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            if refused is not None:
                 break
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finish()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -275,6 +267,12 @@ class _EventTap:
             if refused is not None:
                 return refused
         return None
+
+
+def _event_pieces(chunk: bytes) -> list[bytes]:
+    """``chunk`` cut after each blank line that ends an SSE event (the bytes unchanged)."""
+    pieces = chunk.split(b"\n\n")
+    return [piece + b"\n\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
 
 
 def _delta_text(delta: dict[str, Any]) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -64,17 +65,38 @@ def _gateway(args: argparse.Namespace, open_guard: OpenGuard) -> int:
         import uvicorn
 
         from aupguard_gateway import build_gateway
+        from aupguard_gateway.workers import WORKER_ENV, check_shared, worker_settings
     except ImportError:
-        raise ImportError("aupguard gateway needs Starlette and uvicorn: pip install 'aupguard[gateway]'") from None
+        needs = "aupguard gateway needs Starlette, uvicorn and aiohttp: pip install 'aupguard[gateway]'"
+        raise ImportError(needs) from None
     guard = open_guard(args)
     try:
-        app = build_gateway(guard, upstream=upstream_arg)
+        if args.workers > 1:
+            storage = guard.policy.storage
+            check_shared(storage.store if args.store is None else args.store, storage.counters)
+        app = build_gateway(guard, upstream=upstream_arg)  # checks the policy and the upstream key, in every case
         upstream = app.state.upstream.url
-        print(f"aupguard gateway on http://{args.host}:{args.port} -> {upstream}  (Ctrl-C stops)")
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        workers = f", {args.workers} workers (SIGHUP restarts them one by one)" if args.workers > 1 else ""
+        print(f"aupguard gateway on http://{args.host}:{args.port} -> {upstream}{workers}  (Ctrl-C stops)")
+        if args.workers == 1:
+            uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+            return 0
     finally:
         guard.close()
+    policy = args.policy or os.environ.get("AUPGUARD_POLICY")
+    if policy is None and os.path.isfile("aupguard.toml"):
+        policy = "aupguard.toml"
+    os.environ[WORKER_ENV] = worker_settings(policy and os.path.abspath(policy), args.store, upstream_arg)
+    uvicorn.run("aupguard_gateway.workers:worker_app", factory=True, workers=args.workers, host=args.host,
+                port=args.port, log_level=args.log_level)  # fmt: skip
     return 0
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("from 1 to 64")
+    return value
 
 
 def add_gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], open_guard: OpenGuard) -> None:
@@ -106,5 +128,11 @@ def add_gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     gateway.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     gateway.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     gateway.add_argument("--upstream", metavar="URL", help="overrides [gateway] upstream (https://api.anthropic.com)")
+    gateway.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes (default 1); more than one needs a PostgreSQL store and Redis counters",
+    )
     gateway.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     gateway.set_defaults(func=runs(_gateway))

@@ -374,7 +374,9 @@ def test_review_edge_cases(guard: Safeguards) -> None:
         assert (odd.status_code, odd.json()["error"]["type"]) == (400, "invalid_request_error")
         kept = c.request("DELETE", "/v1/item", content=b'{"prompt": "hi"}', headers={"x-user": "alice"})
         assert kept.json() == {"body": '{"prompt": "hi"}'}
-        assert c.options("/v1/item").status_code != 401  # CORS preflights pass
+        preflight = {"access-control-request-method": "DELETE", "origin": "https://app.example"}
+        assert c.options("/v1/item", headers=preflight).status_code != 401  # CORS preflights pass
+        assert c.options("/v1/item").status_code == 401  # another OPTIONS is guarded
         failed = c.post("/v1/boom?fail=1", json={"prompt": "hi"})
         assert (failed.status_code, failed.json()["error"]["type"]) == (500, "api_error")
         assert "alice" not in failed.text

@@ -347,7 +347,8 @@ def test_review_edge_cases(guard: Safeguards, messages_double: Any) -> None:
     failed = http.post("/v1/stream?fail=1", json={"prompt": "hi"})
     assert (failed.status_code, failed.get_json()["error"]["type"]) == (500, "api_error")
     assert "alice" not in failed.get_data(as_text=True)
-    assert http.options("/v1/stream").status_code != 401
+    preflight = {"Access-Control-Request-Method": "POST", "Origin": "https://app.example"}
+    assert http.options("/v1/stream", headers=preflight).status_code != 401  # a CORS preflight passes
     with pytest.raises(TypeError, match="not one string"):
         FlaskSafeguards(Flask("x"), safeguards=guard, routes="/v1/*")
 

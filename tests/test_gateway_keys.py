@@ -92,9 +92,14 @@ def test_a_hashed_user_is_the_same_user_as_their_raw_id(make_guard: MakeGuard) -
 
 
 def test_the_key_is_read_from_x_api_key_or_bearer() -> None:
-    assert gateway_key({"x-api-key": "k1"}) == "k1"
-    assert gateway_key({"authorization": "Bearer k2"}) == "k2"
-    assert gateway_key({"authorization": "Basic k3"}) is None and gateway_key({}) is None
+    from starlette.datastructures import Headers
+
+    def key(*pairs: tuple[str, str]) -> str | None:
+        return gateway_key(Headers(raw=[(k.encode(), v.encode()) for k, v in pairs]))
+
+    assert key(("x-api-key", "k1")) == "k1"
+    assert key(("authorization", "Bearer k2")) == "k2"
+    assert key(("authorization", "Basic k3")) is None and key() is None
 
 
 def test_the_gateway_refuses_to_start_without_what_it_needs(

@@ -141,7 +141,7 @@ def test_a_shutdown_in_the_middle_of_load_loses_no_record(
             thread.start()
         time.sleep(1.5)
         os.killpg(proc.pid, signal.SIGTERM)  # what a service manager sends: the workers shut down mid-load
-        assert proc.wait(60) == 0
+        assert proc.wait(120) == 0  # bounded: connections are closed 10 s into the shutdown at most
         stop.set()
         for thread in threads:
             thread.join(30)

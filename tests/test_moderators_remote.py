@@ -136,7 +136,7 @@ def test_claude_violation_false_is_clean_whatever_the_categories(messages_double
     "answer",
     [
         'Here is my assessment:\n```json\n{"violation": true, "categories": ["harassment"], "explanation": "x"}\n```',
-        'Note {not json}, then {"violation": true, "categories": ["harassment"], "explanation": "x"} done.',
+        'Verdict, then a remark: {"violation": true, "categories": ["harassment"], "explanation": "x"} done.',
     ],
 )
 def test_claude_finds_the_json_inside_fences_and_prose(
@@ -157,6 +157,8 @@ def test_claude_finds_the_json_inside_fences_and_prose(
         '{"violation": true, "categories": "hate", "explanation": ""}',
         '{"violation": true, "categories": ["hate"], "explanation": 5}',
         '{"violation": tru',
+        # a brace that opens no object: whatever object follows may be nested in a broken verdict
+        'Note {not json}, then {"violation": true, "categories": ["harassment"], "explanation": "x"} done.',
     ],
 )
 def test_claude_malformed_answer_is_an_error(messages_double: MessagesDouble, claude: Run, answer: str) -> None:

@@ -48,6 +48,10 @@ class _BadIdentity(Exception):
     """The request carries a user id that cannot be one; the message is safe to show."""
 
 
+class _NoBody(Exception):
+    """The request carried no body (a GET, a DELETE): checked without a prompt."""
+
+
 class _Discarded(Exception):
     """Raised into the app's ``send`` when a parallel verdict flags the request."""
 
@@ -100,7 +104,7 @@ class SafeguardsMiddleware:
             await self.app(scope, receive, send)
 
     def _guarded(self, scope: Scope) -> bool:
-        if scope["method"] == "OPTIONS" and not _declares_body(scope):  # a CORS preflight: no prompt, no credentials
+        if scope["method"] == "OPTIONS" and _is_preflight(scope):  # a CORS preflight: no prompt, no credentials
             return False
         if self._guard_all:
             return True
@@ -174,13 +178,15 @@ class _GuardedCall:
         prompt: PromptRequest | str | None = None
         receive: Receive = self.receive
         parsed: dict[str, Any] | None = None
-        if scope["method"] in BODY_METHODS or _declares_body(scope):  # a GET with a body is screened too
+        if scope["method"] != "HEAD":  # every method's body is read (HTTP/2 need not declare one)
             try:
                 self.body, disconnected = await read_body(
                     self.receive, self.mw._max_body, declared_length(scope.get("headers", ()))
                 )
                 if disconnected:
                     return
+                if not self.body and scope["method"] not in BODY_METHODS:  # a GET without a body: no prompt
+                    raise _NoBody
                 _refuse_forms(scope)
                 if len(self.body) > _OFF_LOOP:  # a large body is read in a thread: the loop serves others
                     parsed, prompt = await asyncio.to_thread(self._read, self.body)
@@ -192,6 +198,8 @@ class _GuardedCall:
                 return await self._refuse(await guard.arefusal(user, surface, "request_too_large", message))
             except BadBody as exc:
                 return await self._refuse(await guard.arefusal(user, surface, exc.kind, str(exc)))
+            except _NoBody:
+                pass
             receive = self._replay  # the app gets the body read for the checks, then the client's messages
         decision = await guard.acheck(user, surface=surface, prompt=prompt, defer_moderation=True)
         if not decision.allowed:
@@ -338,12 +346,15 @@ def _refuse_forms(scope: Scope) -> None:
             raise BadBody("a guarded request's body must be JSON (Content-Type: application/json), not a form")
 
 
-def _declares_body(scope: Scope) -> bool:
-    """Whether the request says it carries a body (a non-zero length, or chunked)."""
+def _is_preflight(scope: Scope) -> bool:
+    """A CORS preflight: ``Access-Control-Request-Method`` and no body declared (another
+    ``OPTIONS`` is guarded, its body read like any other)."""
+    asked = False
     for name, value in scope.get("headers", ()):
         if name == b"transfer-encoding" or (name == b"content-length" and bytes(value).strip() not in (b"0", b"")):
-            return True
-    return False
+            return False
+        asked = asked or name == b"access-control-request-method"
+    return asked
 
 
 _SURFACES: dict[str, str] = {}

@@ -270,7 +270,8 @@ _ENVIRON_KEYS: dict[str, str] = {}
 
 def _before_request() -> None:
     req: Request = request._get_current_object()  # type: ignore[attr-defined]  # one lookup, not one per use
-    if req.method == "OPTIONS" and not _declares_body(req):  # a CORS preflight: no prompt, no credentials
+    if req.method == "OPTIONS" and not _declares_body(req) and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in req.environ:
+        return  # a CORS preflight: no prompt, no credentials
         return
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     state: _AppState = app.extensions["aupguard"]

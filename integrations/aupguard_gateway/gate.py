@@ -36,12 +36,20 @@ _NO_KEY = "A gateway key is required (x-api-key or Authorization: Bearer)."
 _BAD_KEY = "A valid gateway key is required."
 
 
+class AmbiguousKey(Exception):
+    """The request names more than one key (two ``x-api-key`` headers, or ``x-api-key`` beside
+    ``Authorization``): which one counts would be the proxy's guess, so none does."""
+
+
 def gateway_key(headers: Any) -> str | None:
-    """The caller's key: ``x-api-key`` (what the SDK sends), else ``Authorization: Bearer``."""
-    key: str | None = headers.get("x-api-key")
-    if key:
-        return key
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    """The caller's key: ``x-api-key`` (what the SDK sends), else ``Authorization: Bearer``;
+    :class:`AmbiguousKey` when the request carries more than one."""
+    keys, auths = headers.getlist("x-api-key"), headers.getlist("authorization")
+    if len(keys) + len(auths) > 1:
+        raise AmbiguousKey
+    if keys:
+        return str(keys[0]) or None
+    scheme, _, token = (auths[0] if auths else "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
@@ -68,7 +76,12 @@ class KeyGate:
         path = squashed(route_path(scope.get("path", "") or "/", scope.get("root_path", "")))
         surface = path if path in self.surfaces else "gateway"  # no caller-chosen text in the log
         headers = Headers(scope=scope)
-        key = gateway_key(headers)
+        try:
+            key = gateway_key(headers)
+        except AmbiguousKey:
+            message = "Send one gateway key: one x-api-key header, or one Authorization: Bearer header."
+            await _answer(send, await self.guard.arefusal(None, surface, "invalid_request_error", message))
+            return
         if not key:
             refused = await arefuse_sampled(self.guard, self.sampler, surface, "authentication_required",
                                             _NO_KEY, "gateway_key_missing")  # fmt: skip

@@ -18,9 +18,13 @@ text and on ``re`` for any other (rules and allowlists match the normal form of 
 where accented Latin letters are plain ones, so that is text in other scripts).
 
 A pattern RE2 cannot run as Python means it (a backreference, lookaround, ``(?x)``, a
-repeat over 1000) runs on ``re``. Whenever ``re`` may run a pattern, the pattern is refused
-if it has the shape that backtracks exponentially: a repeated group that holds a
-repetition or an alternation (``(a+)+``, ``(a|a)*``).
+repeat over 1000) runs on a backtracking engine: the ``regex`` module in its ``re``-
+compatible version 0, so that each search is bounded by ``TIMEOUT`` (a polynomial shape such
+as ``\bmake\b.*\bbomb\b`` over a long text, or ``(?=a)a*a*a*b``, is quadratic or worse, and
+the attacker chooses the text). Past it the search raises :class:`PatternTimeout`. Whenever
+it may run a pattern, the pattern is also refused at load if it has the shape that
+backtracks exponentially: a repeated group that holds a repetition or an alternation
+(``(a+)+``, ``(a|a)*``).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import unicodedata
 from typing import Any
 
 import re2
+import regex
 
-__all__ = ["OperatorRegex", "compile_operator_regex", "fullmatch"]
+__all__ = ["TIMEOUT", "OperatorRegex", "PatternTimeout", "compile_operator_regex", "fullmatch"]
 
 # Python's Unicode classes, spelled for RE2 (inside a [...] class: without the brackets)
 _WORD = r"\p{L}\p{N}_"
@@ -46,6 +51,20 @@ _FLAGS = re.compile(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])")
 _MIN_OMITTED = re.compile(r"\{,(\d*)\}")
 
 
+#: Seconds a search on the backtracking engine may take before it gives up.
+TIMEOUT = 0.01
+
+
+class PatternTimeout(Exception):
+    """A search on the backtracking engine ran past ``TIMEOUT``: the text was made to make
+    the pattern backtrack. The rules moderator fails (``[moderation] fail`` applies); the
+    prompt policy refuses the prompt."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__(f"a pattern ran past {TIMEOUT} s on the backtracking engine")
+        self.pattern = pattern
+
+
 class _Unsupported(Exception):
     """The pattern uses something this translation does not give RE2: ``re`` runs it."""
 
@@ -56,20 +75,43 @@ class OperatorRegex:
 
     __slots__ = ("compiled", "engine", "pattern", "unicode")
 
+    @property
+    def backtracks(self) -> bool:
+        """Whether some text runs this pattern on the backtracking engine."""
+        return self.engine != "re2" or self.unicode is not None
+
     def __init__(self, pattern: str, compiled: Any, engine: str, unicode: re.Pattern[str] | None = None) -> None:
         self.pattern = pattern
         self.compiled = compiled
         self.engine = engine
         self.unicode = unicode
 
-    def _for(self, text: str) -> Any:
-        return self.compiled if self.unicode is None or text.isascii() else self.unicode
+    def _for(self, text: str) -> tuple[Any, bool]:
+        """The compiled pattern for ``text``, and whether it backtracks (then it runs with a time bound)."""
+        if self.unicode is None or text.isascii():
+            return self.compiled, self.engine != "re2"
+        return self.unicode, True
 
     def search(self, text: str) -> bool:
-        return self._for(text).search(text) is not None
+        """Whether the pattern is found in ``text``. On the backtracking engine a search is
+        bounded by ``TIMEOUT`` seconds: past it, :class:`PatternTimeout` (a text built to make
+        the pattern backtrack must not hold the thread, or the event loop, for minutes)."""
+        compiled, bounded = self._for(text)
+        if not bounded:
+            return compiled.search(text) is not None
+        try:
+            return compiled.search(text, timeout=TIMEOUT) is not None
+        except TimeoutError:
+            raise PatternTimeout(self.pattern) from None
 
     def fullmatch(self, text: str) -> bool:
-        return self._for(text).fullmatch(text) is not None
+        compiled, bounded = self._for(text)
+        if not bounded:
+            return compiled.fullmatch(text) is not None
+        try:
+            return compiled.fullmatch(text, timeout=TIMEOUT) is not None
+        except TimeoutError:
+            raise PatternTimeout(self.pattern) from None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -79,7 +121,7 @@ def compile_operator_regex(pattern: str, *, ignore_case: bool) -> OperatorRegex:
     loader's check compiles what the moderator and prompt policy then use."""
     flags = re.IGNORECASE if ignore_case else 0
     try:
-        python = re.compile(pattern, flags)
+        re.compile(pattern, flags)  # Python must read it as a regex: the operator writes Python syntax
     except (re.error, OverflowError, RecursionError):
         raise ValueError("not a valid regular expression") from None
     try:
@@ -95,9 +137,16 @@ def compile_operator_regex(pattern: str, *, ignore_case: bool) -> OperatorRegex:
         if problem:
             needs = "a word boundary \\b" if fast is not None else "a backreference or lookaround"
             raise ValueError(f"{problem} in a pattern with {needs}, which runs on the backtracking engine")
+    slow = _backtracking(pattern, ignore_case) if fast is None or boundary else None
     if fast is None:
-        return OperatorRegex(pattern, python, "re")
-    return OperatorRegex(pattern, fast, "re2", python if boundary else None)
+        return OperatorRegex(pattern, slow, "re")
+    return OperatorRegex(pattern, fast, "re2", slow)
+
+
+def _backtracking(pattern: str, ignore_case: bool) -> Any:
+    """``pattern`` on the ``regex`` module: Python's syntax and meaning (its version 0 is
+    ``re``'s), with a time bound on each search."""
+    return regex.compile(pattern, (regex.IGNORECASE if ignore_case else 0) | regex.VERSION0)
 
 
 def fullmatch(pattern: str, text: str, *, ignore_case: bool = False) -> bool:

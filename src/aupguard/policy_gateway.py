@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .durations import DURATION_HELP, parse_duration
+from .errors import PolicyError
 from .policy_values import boolean, count, http_url, rate, text
 
 __all__ = ["GATEWAY_FIELDS", "SAFE_BETAS", "GatewayPolicy"]
@@ -66,10 +67,17 @@ def _some_patterns(value: object) -> tuple[str, ...]:
     return patterns
 
 
+_MCP_HELP = "a list of http:// or https:// MCP server URLs, without credentials (user:password@)"
+
+
 def _urls(value: object) -> tuple[str, ...]:
     urls = _patterns(value)
     for url in urls:
         parts = urlsplit(url)
+        if "@" in parts.netloc:  # credentials never sit in the policy, and the error never shows them
+            masked = [u if "@" not in urlsplit(u).netloc else u.replace(urlsplit(u).netloc,
+                      "***@" + urlsplit(u).netloc.rpartition("@")[2]) for u in urls]  # fmt: skip
+            raise PolicyError("gateway.mcp_servers", masked, _MCP_HELP)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError
     return urls
@@ -96,7 +104,7 @@ GATEWAY_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     ),
     "max_tokens": (count(10_000_000), "an integer from 1 to 10000000"),
     "server_tools": (_patterns, "a list of server tool types or glob patterns, e.g. ['web_search_20250305']"),
-    "mcp_servers": (_urls, "a list of http:// or https:// MCP server URLs"),
+    "mcp_servers": (_urls, _MCP_HELP),
     "betas": (_patterns, "a list of anthropic-beta values or glob patterns"),
     "passthrough_fields": (_field_names, "a list of top-level field names, e.g. ['container']"),
     "files": (boolean, "true or false"),

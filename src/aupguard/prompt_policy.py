@@ -169,7 +169,7 @@ class PromptPolicy:
             norm = normalize(text, punctuation=False)
             if norm in self._allowed:  # what goes on is the operator's own wording
                 return _resolved(request, self._allowed[norm])
-            if any(p.fullmatch(norm) for p in self._patterns):
+            if _any_fullmatch(self._patterns, norm):
                 return _resolved(request, text)
             return _refuse("the prompt is not one of the allowed prompts (prompts.allowlist)")
         if mode == "corpus":
@@ -255,9 +255,28 @@ def _check_variable(var: VariableSpec, value: object) -> str | None:
         return None if value in var.values else f"must be one of {', '.join(var.values)}"
     if len(value) > var.max_length:
         return f"is longer than {var.max_length} characters"
-    if var.pattern is not None and not operator_regex.fullmatch(var.pattern, value):
+    if var.pattern is not None and not _matches(var.pattern, value):
         return "does not match its pattern"
     return None
+
+
+def _any_fullmatch(patterns: list[operator_regex.OperatorRegex], text: str) -> bool:
+    """Whether one of ``patterns`` matches all of ``text``; one that runs out of time does not
+    (the prompt is refused: fail closed)."""
+    for pattern in patterns:
+        try:
+            if pattern.fullmatch(text):
+                return True
+        except operator_regex.PatternTimeout:
+            continue
+    return False
+
+
+def _matches(pattern: str, value: str) -> bool:
+    try:
+        return operator_regex.fullmatch(pattern, value)
+    except operator_regex.PatternTimeout:
+        return False
 
 
 def _render(spec: TemplateSpec, values: Mapping[str, str]) -> str:

@@ -5,7 +5,8 @@ the path minus ``root_path``, as Starlette's routing computes it; for WSGI, ``PA
 so a guarded app mounted under a prefix, or served behind ``--root-path``, stays guarded.
 Matching errs towards guarding: repeated slashes, a trailing slash and letter case are
 ignored, so ``/v1/chat`` also guards ``/v1/chat/``, ``//v1//chat`` and ``/V1/Chat`` (a
-router, or a proxy in front of it, may treat them as the same route).
+router, or a proxy in front of it, may treat them as the same route), and a path holding a
+control character (``/v1/chat%0A``) is guarded whatever ``routes`` says.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 __all__ = ["RouteSet", "route_path", "squashed"]
 
 _SLASHES = re.compile(r"/{2,}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def route_path(path: str, root_path: str) -> str:
@@ -49,6 +51,11 @@ class RouteSet:
         self._prefixes = tuple(_SLASHES.sub("/", r[:-1]).lower() for r in listed if r.endswith("*"))
 
     def matches(self, path: str) -> bool:
-        """Whether ``path`` (relative to the app's mount point) is guarded."""
+        """Whether ``path`` (relative to the app's mount point) is guarded. A path with a
+        control character in it is always guarded: routers do not agree on them (Starlette's
+        ``$`` matches before a trailing newline, so ``/v1/chat%0A`` reaches the ``/v1/chat``
+        handler), and no route of an app needs one."""
+        if _CONTROL.search(path) is not None:
+            return True
         path = squashed(path).lower()
         return path in self._exact or (path + "/").startswith(self._prefixes)

@@ -40,6 +40,7 @@ log = logging.getLogger("aupguard.moderation")
 
 T = TypeVar("T")
 _OFF_LOOP = 256 * 1024  # characters of text above which a request is screened in a thread
+_OFF_LOOP_BACKTRACKING = 8 * 1024  # the same, when a rule's pattern may backtrack (bounded, but slow)
 
 
 class Refused(Exception):
@@ -136,7 +137,8 @@ class Screening(UserActions):
         oversized = self._oversized(decision, pieces)
         if oversized is not None:
             return oversized
-        if sum(len(p.text) for p in pieces) > _OFF_LOOP:  # a large request: local moderators off the loop too
+        size = sum(len(p.text) for p in pieces)
+        if size > _OFF_LOOP or (size > _OFF_LOOP_BACKTRACKING and self.moderation.backtracks):  # off the loop
             result = await asyncio.to_thread(self.moderation.run_pieces, pieces)
         else:
             result = await self.moderation.arun_pieces(pieces)

@@ -87,8 +87,10 @@ def _gateway(args: argparse.Namespace, open_guard: OpenGuard) -> int:
     if policy is None and os.path.isfile("aupguard.toml"):
         policy = "aupguard.toml"
     os.environ[WORKER_ENV] = worker_settings(policy and os.path.abspath(policy), args.store, upstream_arg)
+    # connections still open 10 s after a shutdown began are closed: shutdown is bounded (an
+    # answer never sent needs no record; every answer sent has one, written before exit)
     uvicorn.run("aupguard_gateway.workers:worker_app", factory=True, workers=args.workers, host=args.host,
-                port=args.port, log_level=args.log_level)  # fmt: skip
+                port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)  # fmt: skip
     return 0
 
 

@@ -35,18 +35,20 @@ def strip_wrapping(answer: str) -> str:
 def only_json_object(answer: str) -> dict[str, Any] | None:
     """The one JSON object in ``answer``, or None when there is none or more than one.
 
-    Models sometimes wrap the verdict in a code fence or put a sentence before it, so each
-    ``{`` is tried until one decodes; the scan then goes on after that object. A second
-    object means the answer cannot be trusted: the moderated text can make the model echo a
-    ``{"violation": false}`` of the attacker's before (or after) its own verdict."""
+    Models sometimes wrap the verdict in a code fence or put a sentence before it, so the text
+    around the object may be anything but a brace. A ``{`` that does not open a valid object
+    (the verdict broken by quoted text left unescaped: the nested ``{"violation": false}``
+    after it would be the attacker's), or a second object, means the answer cannot be trusted:
+    the moderated text can make the model echo a ``{"violation": false}`` of the attacker's
+    before, after or inside its own verdict."""
     decoder = json.JSONDecoder()
     found: list[dict[str, Any]] = []
     start = answer.find("{")
     while start != -1:
         try:
             value, end = decoder.raw_decode(answer, start)
-        except ValueError:
-            value, end = None, start + 1
+        except ValueError:  # a brace that opens no object: the model may have quoted the text
+            return None  # unescaped, so an object found further on may be the attacker's own
         if isinstance(value, dict):
             found.append(value)
             if len(found) > 1:

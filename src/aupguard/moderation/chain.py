@@ -99,6 +99,12 @@ class ModerationChain:
         return bool(self.moderators)
 
     @property
+    def backtracks(self) -> bool:
+        """Whether a local moderator may run a pattern on the backtracking engine (each search
+        time-bounded, but a long request is then best screened off the event loop)."""
+        return any(getattr(m, "backtracks", False) for m in self._local)
+
+    @property
     def remote(self) -> bool:
         """Whether a moderator of the chain does I/O (each unit of text may cost a call)."""
         return not self._all_local

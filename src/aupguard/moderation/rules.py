@@ -14,15 +14,16 @@ from collections.abc import Iterable
 import ahocorasick
 
 from ..normalize import normalize
-from ..operator_regex import compile_operator_regex
+from ..operator_regex import PatternTimeout, compile_operator_regex
 from ..policy_moderation import RuleSpec
-from .base import Verdict
+from .base import ModeratorError, Verdict
 
 __all__ = ["RulesModerator"]
 
 
 class RulesModerator:
-    """Flags a text in every category with a matching rule. Never fails, never does I/O."""
+    """Flags a text in every category with a matching rule. Never does I/O; fails only when a
+    pattern on the backtracking engine runs out of time and no rule matched."""
 
     local = True  # the chain calls it inline, even from async code, and does not cache it
 
@@ -45,6 +46,8 @@ class RulesModerator:
         self._patterns = [
             (compile_operator_regex(p, ignore_case=True), rule.category) for rule in self.rules for p in rule.patterns
         ]
+        #: some pattern may run on the backtracking engine: callers keep long texts off the event loop
+        self.backtracks = any(pattern.backtracks for pattern, _ in self._patterns)
 
     def categories_in(self, text: str) -> tuple[str, ...]:
         """The categories whose rules match ``text``, in rule order."""
@@ -57,9 +60,15 @@ class RulesModerator:
                     end + 1 == len(norm) or not norm[end + 1].isalnum()
                 ):
                     found.update(categories)
+        timed_out = False
         for pattern, category in self._patterns:
-            if category not in found and pattern.search(norm):
-                found.add(category)
+            try:
+                if category not in found and pattern.search(norm):
+                    found.add(category)
+            except PatternTimeout:  # a text made to make it backtrack: the other rules still run
+                timed_out = True
+        if timed_out and not found:  # no verdict: a moderator failure, [moderation] fail applies
+            raise ModeratorError(self.name, "pattern timeout")
         if not found:
             return ()
         return tuple(sorted(found, key=self._order.__getitem__))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .cli_support import command, default_actor, require_store, when
+from .cli_support import command, default_actor, positive, require_store, when
 from .durations import DURATION_HELP, parse_duration
 from .engine import Safeguards
 from .errors import AupguardError
@@ -229,13 +229,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     who = default_actor()
     parser = argparse.ArgumentParser(prog="aupguard", description="Safeguards for apps built on the Claude API.")
@@ -294,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     help_ = "what was done about a user, newest first: strikes, suspensions, reinstatements, terms, gateway keys"
     p = user_sub.add_parser("events", help=help_, description=help_)
     p.add_argument("user", help="the user's id in your app (hashed before use, never stored)")
-    p.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
+    p.add_argument("--limit", type=positive, default=100, help="at most this many (default 100)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_user_events)
 
@@ -309,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--user", help="the user's id in your app (hashed before the lookup)")
     find.add_argument("--anthropic-request-id", help="Anthropic's request-id response header")
     find.add_argument("--message-id", help="Anthropic's message id (msg_...)")
-    find.add_argument("--limit", type=_positive, default=50, help="most records to show (default 50)")
+    find.add_argument("--limit", type=positive, default=50, help="most records to show (default 50)")
     find.add_argument("--json", action="store_true", help="one JSON object per line")
     find.set_defaults(func=cmd_audit_find)
 

@@ -16,7 +16,7 @@ from .timestamps import utc_text
 if TYPE_CHECKING:
     from .engine import Safeguards
 
-__all__ = ["OpenGuard", "command", "default_actor", "require_store", "when"]
+__all__ = ["OpenGuard", "command", "default_actor", "positive", "require_store", "when"]
 
 #: opens the engine the arguments name (policy, store); a context manager
 OpenGuard = Callable[[argparse.Namespace], "Safeguards"]
@@ -50,3 +50,11 @@ def default_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def positive(text: str) -> int:
+    """An argument that must be a whole number of at least 1 (argparse's ``type``)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..cli_support import positive
 from ..errors import AupguardError
 from .chain import ModerationChain, ModerationResult
 from .evaluation import FORMATS, read_lines, render, report
@@ -127,13 +128,6 @@ def _eval(args: argparse.Namespace, load_policy: LoadPolicy) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def add_moderation_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], load_policy: LoadPolicy) -> None:
     moderation = sub.add_parser("moderation", help="the moderator chain: eval")
     msub = moderation.add_subparsers(dest="moderation_command", required=True, metavar="ACTION")
@@ -143,6 +137,6 @@ def add_moderation_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     p.add_argument("--policy", dest="eval_policy", metavar="P", help="policy TOML file (as the global --policy)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="openai | jsonl (default: by the first record)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--limit", type=_positive, metavar="N", help="only the first N samples")
-    p.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="samples in flight (default 4)")
+    p.add_argument("--limit", type=positive, metavar="N", help="only the first N samples")
+    p.add_argument("--concurrency", type=positive, default=4, metavar="N", help="samples in flight (default 4)")
     p.set_defaults(func=lambda args: _eval(args, load_policy))

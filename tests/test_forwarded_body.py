@@ -236,3 +236,14 @@ def test_output_moderation_reads_streamed_thinking(gateway_for: Any, messages_do
         for _ in stream:
             pass
     assert info.value.body["error"]["type"] == "content_flagged"  # type: ignore[index]
+
+
+def test_an_anonymous_call_sends_no_user_id_at_all(make_guard: MakeGuard, messages_double: MessagesDouble) -> None:
+    """Without an account there is no hash: neither the engine's stand-in ("anonymous", which
+    Anthropic would read as one user for every anonymous caller) nor the app's raw id goes on."""
+    guard = make_guard({"identity": {"require_account": False}})
+    claude = guard.instrument(messages_double.client())
+    claude.messages.create(**ask("hello"), metadata={"user_id": "raw-user@example.com"})
+    (sent,) = messages_double.requests_to("/v1/messages")
+    assert "user_id" not in (sent.body.get("metadata") or {})
+    assert b"raw-user@example.com" not in sent.raw and b'"anonymous"' not in sent.raw

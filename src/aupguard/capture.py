@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .decision import ANONYMOUS
 from .errors import ConfigurationError
 from .identity import Keyring
 from .policy import CapturePolicy
@@ -107,7 +108,7 @@ class Capture:
     def record(self, decision: Decision, kind: str, text: str) -> None:
         """Encrypt and queue ``text`` for the decision's audit record (no-op when disabled,
         for anonymous calls, or for completions with ``completions = false``)."""
-        if not self.enabled or decision.user_hash is None or decision.user_hash == "anonymous":
+        if not self.enabled or decision.user_hash is None or decision.user_hash == ANONYMOUS:
             return
         if kind == "completion" and not self.policy.completions:
             return

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
     from .moderation.chain import ModerationResult
     from .prompt_policy import ResolvedPrompt
 
-__all__ = ["ERROR_STATUS", "Decision", "error_body"]
+__all__ = ["ANONYMOUS", "ERROR_STATUS", "Decision", "error_body"]
+
+#: The user hash of a call without an account (``[identity] require_account = false``): it
+#: gets no strikes and is never sent to Anthropic as ``metadata.user_id`` (Anthropic would
+#: see every anonymous caller as one user).
+ANONYMOUS = "anonymous"
 
 #: Every error kind aupguard returns, with its HTTP status.
 ERROR_STATUS: dict[str, int] = {

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .audit import AuditLog, AuditRow
 from .capture import Capture
-from .decision import ERROR_STATUS, Decision, whole_seconds
+from .decision import ANONYMOUS, ERROR_STATUS, Decision, whole_seconds
 from .errors import CountersUnavailable, InvalidUserId, StoreError
 from .gates import Refusal, account_gate, standing_gate, throttle_gate, warning_for
 from .identity import Keyring, UserHasher
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Safeguards", "StrikeResult"]
 
-ANONYMOUS = "anonymous"
 T = TypeVar("T")
 #: What the throttle needs once the user's standing allows the call:
 #: (request id, user hash, status, level).
@@ -443,6 +442,11 @@ class Safeguards(Screening, VersionedDecisions):
         self.audit.close()
         self._cache.close()
         self.store.close()
+        for moderator in self.moderation.moderators:  # remote moderators' connections
+            close = getattr(moderator, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
 
     def _after_fork(self) -> None:
         """Make an engine created before ``fork()`` work in the child (gunicorn --preload,

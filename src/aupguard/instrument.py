@@ -34,7 +34,7 @@ from anthropic._request import APIRequest
 
 from .answers import AnswerFacts, linkable_id, record_answer
 from .context import Guarded, current_guarded, reset_guarded, set_guarded
-from .decision import Decision
+from .decision import ANONYMOUS, Decision
 from .prompt_policy import PromptRequest
 from .request_body import BadBody, prompt_from_body, upstream_body
 from .request_pieces import read_messages
@@ -100,8 +100,12 @@ class GuardMiddleware(Middleware):
             return request
         else:  # an adapter screened the call: what the app sends is still cleaned of hidden text
             body = _cleaned(request.json)
-        if decision.user_hash is not None:
-            body["metadata"] = {**dict(body.get("metadata") or {}), "user_id": decision.user_hash}
+        metadata = dict(body.get("metadata") or {})
+        if decision.user_hash is not None and decision.user_hash != ANONYMOUS:
+            body["metadata"] = {**metadata, "user_id": decision.user_hash}
+        elif "user_id" in metadata:  # an anonymous call: no id at all goes on, not the app's raw one
+            del metadata["user_id"]
+            body["metadata"] = metadata
         return request.copy(body=body)
 
     @staticmethod

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .decision import Decision
+from .decision import ANONYMOUS, Decision
 from .errors import StoreError
 from .gates import Refusal
 from .ids import new_id
@@ -203,7 +203,7 @@ class Screening(UserActions):
     def _flag(self, decision: Decision, result: ModerationResult, output: bool) -> None:
         """A strike (prompts only: an answer is not the user's own words) and a review item,
         in one transaction."""
-        if decision.user_hash is None or decision.user_hash == "anonymous":
+        if decision.user_hash is None or decision.user_hash == ANONYMOUS:
             return
         now = self._clock()
         category = result.categories[0] if result.categories else "unspecified"

@@ -35,7 +35,9 @@ def cli(tmp_path: Path, key_entry: str, monkeypatch: pytest.MonkeyPatch) -> list
     """Common arguments: a policy file and a store in tmp_path, the key in the environment."""
     (tmp_path / "aupguard.toml").write_text(POLICY)
     monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
-    return ["--policy", str(tmp_path / "aupguard.toml"), "--store", f"sqlite:///{tmp_path / 'aupguard.db'}"]
+    args = ["--policy", str(tmp_path / "aupguard.toml"), "--store", f"sqlite:///{tmp_path / 'aupguard.db'}"]
+    assert main([*args, "migrate"]) == 0  # the store exists, as after a first deploy: commands never create one
+    return args
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -233,9 +235,9 @@ def test_missing_key_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_doctor_does_not_create_the_store(cli: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run(capsys, *cli, "doctor")
+    code, out, _ = run(capsys, *cli[:2], "--store", f"sqlite:///{tmp_path / 'fresh.db'}", "doctor")
     assert code == 0 and "does not exist yet; it will be created on first use" in out
-    assert not (tmp_path / "aupguard.db").exists()
+    assert not (tmp_path / "fresh.db").exists()
     code, out, _ = run(capsys, *cli[:2], "--store", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'a.db'}", "doctor")
     assert code == 1 and "is not a writable folder" in out
 
@@ -299,7 +301,7 @@ def test_a_command_that_reads_never_creates_the_store(
     typo = tmp_path / "aupgaurd.db"
     code, out, err = run(capsys, "--policy", cli[1], "--store", f"sqlite:///{typo}", *command)
     assert code == 2 and out == ""
-    assert f"no store at {typo}" in err and "never creates one" in err
+    assert f"no store at {typo}" in err and "never create one" in err
     assert not typo.exists()
 
 
@@ -342,3 +344,21 @@ def test_doctor_checks_the_store_against_the_hash_key(
     code, out, _ = run(capsys, *cli, "doctor")
     assert code == 1
     assert "ERR hash key and store: the store holds 1 user records, none under the key ids of this key ring (k9)" in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["user", "suspend", "u-42", "--for", "1d", "--reason", "x"], ["user", "strike", "u-42", "--reason", "x"],
+     ["user", "reinstate", "u-42"], ["keys", "create", "--user", "u-42"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_a_command_that_writes_never_creates_the_store_either(
+    cli: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    """A suspension typed against a mistyped --store used to land in a new file nobody reads,
+    while the command said it was done."""
+    typo = tmp_path / "aupgaurd.db"
+    code, _, err = run(capsys, cli[0], cli[1], "--store", f"sqlite:///{typo}", *command)
+    assert code == 2 and f"no store at {typo}" in err and not typo.exists()
+    code, _, err = run(capsys, cli[0], cli[1], "--store", f"sqlite:///{typo}", "migrate")
+    assert code == 0 and typo.exists()  # migrate is how a new store is made

@@ -117,6 +117,8 @@ def test_cli_create_list_revoke(
 ) -> None:
     monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
     common = ["--store", f"sqlite:///{tmp_path / 'a.db'}"]
+    assert main([*common, "migrate"]) == 0  # commands never create a store: a first deploy makes one
+    capsys.readouterr()
     assert main([*common, "keys", "create", "--user", "alice@example.com"]) == 0
     out, err = capsys.readouterr()
     key = out.strip()
@@ -158,5 +160,7 @@ def test_cli_gateway_without_an_upstream_key_fails_cleanly(
 ) -> None:
     monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert main(["--store", f"sqlite:///{tmp_path / 'a.db'}", "migrate"]) == 0
+    capsys.readouterr()
     assert main(["--store", f"sqlite:///{tmp_path / 'a.db'}", "gateway", "--upstream", "http://127.0.0.1:9"]) == 2
     assert "ANTHROPIC_API_KEY" in capsys.readouterr().err

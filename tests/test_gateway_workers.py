@@ -172,6 +172,9 @@ def test_state_workers_cannot_share_is_refused(
     policy = _policy(tmp_path, store, redis_url if counters == "redis" else counters, "10/minute")
     for name, value in _env(policy, key_entry).items():
         monkeypatch.setenv(name, value)
+    if store.startswith("sqlite"):  # the store exists (commands never create one): the workers are what is refused
+        assert cli(["migrate"]) == 0
+        capsys.readouterr()
     assert cli(["gateway", "--workers", "2", "--port", str(free_port())]) != 0
     err = capsys.readouterr().err
     assert "PostgreSQL store and Redis counters" in err and f"[storage] {named}" in err

@@ -32,7 +32,9 @@ keywords = ["nerve agent synthesis"]
 def cli(tmp_path: Path, key_entry: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     (tmp_path / "aupguard.toml").write_text(POLICY)
     monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
-    return ["--policy", str(tmp_path / "aupguard.toml"), "--store", f"sqlite:///{tmp_path / 'aupguard.db'}"]
+    args = ["--policy", str(tmp_path / "aupguard.toml"), "--store", f"sqlite:///{tmp_path / 'aupguard.db'}"]
+    assert main([*args, "migrate"]) == 0  # the store exists, as after a first deploy: commands never create one
+    return args
 
 
 def seed(cli: list[str], keyring: Keyring, flags: dict[str, int]) -> dict[str, str]:

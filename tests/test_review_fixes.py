@@ -83,6 +83,8 @@ def test_cli_until_keeps_its_offset_and_limit_must_be_positive(
 ) -> None:
     monkeypatch.setenv("AUPGUARD_HASH_KEY", key_entry)
     store = ["--store", f"sqlite:///{tmp_path / 'a.db'}"]
+    assert main([*store, "migrate"]) == 0  # commands never create a store
+    capsys.readouterr()
     assert main([*store, "user", "suspend", "u", "--reason", "r", "--until", "2090-01-01T00:00+05:00", "--json"]) == 0
     assert '"until": ' + str(dt.datetime(2089, 12, 31, 19, 0, tzinfo=dt.UTC).timestamp()) in capsys.readouterr().out
     assert main([*store, "user", "suspend", "u", "--reason", "r", "--for", "99999999w"]) == 2

@@ -34,18 +34,15 @@ def load_policy(path: str | None) -> Policy:
     return Policy.from_toml(chosen) if chosen else Policy.from_mapping({})
 
 
-#: (command, action) pairs that only read (or delete) records: on a store that is not there
-#: they stop with an error instead of creating an empty one
-READING = {
-    ("user", "status"), ("user", "events"), ("user", "void-strike"), ("audit", "find"), ("capture", "export"),
-    ("capture", "purge"), ("capture", "forget"), ("review", "list"), ("review", "show"), ("report", "violations"),
-    ("reviewer", "list"), ("keys", "list"), ("keys", "revoke"),
-}  # fmt: skip
+#: commands that may create the store they open; every other one stops with an error on a
+#: SQLite store that is not there, instead of creating an empty one (a mistyped ``--store``
+#: would report a bad actor as clean, or suspend them in a file nobody reads)
+CREATING = frozenset({"migrate"})
 
 
 def _guard(args: argparse.Namespace) -> Safeguards:
     policy = load_policy(args.policy)
-    if (args.command, getattr(args, f"{args.command}_command", None)) in READING:
+    if args.command not in CREATING:
         require_store(args.store or policy.storage.store)
     return Safeguards(policy, store=args.store)
 

@@ -28,12 +28,14 @@ def when(ts: float | None) -> str:
 
 
 def require_store(uri: str) -> None:
-    """Refuse to read a SQLite store that is not there: opening it would create an empty one,
-    and a mistyped ``--store`` would then report a bad actor as clean."""
+    """Refuse to open a SQLite store that is not there: opening it would create an empty one,
+    and a mistyped ``--store`` would then report a bad actor as clean, or suspend them in a
+    file nobody reads. ``aupguard migrate`` (or the app, on start) creates a store."""
     path = sqlite_file(uri)
     if path is not None and not Path(path).is_file():
         raise AupguardError(
-            f"no store at {path}: this command only reads, and never creates one (check --store or [storage] store)"
+            f"no store at {path}: commands never create one (check --store or [storage] store; "
+            "`aupguard migrate` creates a new one)"
         )
 
 

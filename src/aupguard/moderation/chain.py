@@ -33,7 +33,7 @@ __all__ = ["ModerationChain", "ModerationResult"]
 
 log = logging.getLogger("aupguard.moderation")
 _CACHE_LIMIT = 10_000
-#: Remote moderator calls in flight at once for one request's new pieces.
+#: Remote moderator calls in flight at once for one request's new units.
 _CONCURRENCY = 8
 #: A unit's outcome and the places in the request it names.
 Located = tuple[tuple[str, ...], "ModerationResult"]

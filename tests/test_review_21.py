@@ -160,3 +160,20 @@ def test_mcp_server_urls_with_credentials_are_refused_at_load() -> None:
     with pytest.raises(PolicyError, match=r"gateway\.mcp_servers") as refused:
         Policy.from_mapping({"gateway": {"mcp_servers": ["https://user:secret@mcp.example.com/sse"]}}, env={})
     assert "secret" not in str(refused.value) and "***@mcp.example.com" in str(refused.value)
+
+
+def test_a_head_request_with_a_body_is_screened(make_guard: MakeGuard) -> None:
+    """Starlette answers HEAD with the GET handler: a handler that reads the body would get it
+    unscreened if HEAD were let through unread."""
+    guard = make_guard({"moderation": {"rules": RULES}})
+    reached: list[bytes] = []
+
+    async def ask(req: Request) -> JSONResponse:
+        reached.append(await req.body())
+        return JSONResponse({})
+
+    app = Starlette(routes=[Route("/v1/ask", ask, methods=["GET"])])
+    app.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user")
+    with serving(app) as url:
+        answer = httpx.request("HEAD", f"{url}/v1/ask", json={"prompt": HARMFUL}, headers={"x-user": "alice"})
+    assert answer.status_code == 403 and reached == []

@@ -178,29 +178,29 @@ class _GuardedCall:
         prompt: PromptRequest | str | None = None
         receive: Receive = self.receive
         parsed: dict[str, Any] | None = None
-        if scope["method"] != "HEAD":  # every method's body is read (HTTP/2 need not declare one)
-            try:
-                self.body, disconnected = await read_body(
-                    self.receive, self.mw._max_body, declared_length(scope.get("headers", ()))
-                )
-                if disconnected:
-                    return
-                if not self.body and scope["method"] not in BODY_METHODS:  # a GET without a body: no prompt
-                    raise _NoBody
-                _refuse_forms(scope)
-                if len(self.body) > _OFF_LOOP:  # a large body is read in a thread: the loop serves others
-                    parsed, prompt = await asyncio.to_thread(self._read, self.body)
-                else:
-                    parsed, prompt = self._read(self.body)
-            except TooLarge:
-                limit = self.mw._max_body
-                message = f"The request body is larger than {limit} bytes."
-                return await self._refuse(await guard.arefusal(user, surface, "request_too_large", message))
-            except BadBody as exc:
-                return await self._refuse(await guard.arefusal(user, surface, exc.kind, str(exc)))
-            except _NoBody:
-                pass
-            receive = self._replay  # the app gets the body read for the checks, then the client's messages
+        # every method's body is read: HEAD goes to GET handlers, and HTTP/2 need not declare one
+        try:
+            self.body, disconnected = await read_body(
+                self.receive, self.mw._max_body, declared_length(scope.get("headers", ()))
+            )
+            if disconnected:
+                return
+            if not self.body and scope["method"] not in BODY_METHODS:  # a GET without a body: no prompt
+                raise _NoBody
+            _refuse_forms(scope)
+            if len(self.body) > _OFF_LOOP:  # a large body is read in a thread: the loop serves others
+                parsed, prompt = await asyncio.to_thread(self._read, self.body)
+            else:
+                parsed, prompt = self._read(self.body)
+        except TooLarge:
+            limit = self.mw._max_body
+            message = f"The request body is larger than {limit} bytes."
+            return await self._refuse(await guard.arefusal(user, surface, "request_too_large", message))
+        except BadBody as exc:
+            return await self._refuse(await guard.arefusal(user, surface, exc.kind, str(exc)))
+        except _NoBody:
+            pass
+        receive = self._replay  # the app gets the body read for the checks, then the client's messages
         decision = await guard.acheck(user, surface=surface, prompt=prompt, defer_moderation=True)
         if not decision.allowed:
             return await self._refuse(decision)

@@ -126,7 +126,7 @@ class Screening(UserActions):
         """Moderate every piece of the decision's request and apply the verdict. For a
         decision whose record is already written (parallel mode), the record is amended."""
         pieces = self._pieces(decision)
-        oversized = self._oversized(decision, pieces)
+        oversized = self._oversized(decision, sum(len(p.text) for p in pieces))
         if oversized is not None:
             return oversized
         result = self.moderation.run_pieces(pieces)
@@ -134,10 +134,10 @@ class Screening(UserActions):
 
     async def ascreen(self, decision: Decision) -> Decision:
         pieces = self._pieces(decision)
-        oversized = self._oversized(decision, pieces)
+        size = sum(len(p.text) for p in pieces)
+        oversized = self._oversized(decision, size)
         if oversized is not None:
             return oversized
-        size = sum(len(p.text) for p in pieces)
         if size > _OFF_LOOP or (size > _OFF_LOOP_BACKTRACKING and self.moderation.backtracks):  # off the loop
             result = await asyncio.to_thread(self.moderation.run_pieces, pieces)
         else:
@@ -146,11 +146,11 @@ class Screening(UserActions):
             await asyncio.to_thread(self._flag, decision, result, False)
         return self._apply(decision, result, lambda *_: None)
 
-    def _oversized(self, decision: Decision, pieces: tuple[Piece, ...]) -> Decision | None:
-        """The refusal (413) of a request carrying more text than ``[moderation] max_text``
-        to remote moderators (each unit of it may be a paid call), or None."""
+    def _oversized(self, decision: Decision, size: int) -> Decision | None:
+        """The refusal (413) of a request carrying more than ``[moderation] max_text``
+        characters (``size``) to remote moderators (each unit may be a paid call), or None."""
         limit = self.policy.moderation.max_text
-        if not self.moderation.remote or sum(len(p.text) for p in pieces) <= limit:
+        if not self.moderation.remote or size <= limit:
             return None
         message = f"The request carries more than {limit} characters of text to screen ([moderation] max_text)."
         out = _refusal(decision, Refusal("request_too_large", message), (*decision.reasons, "max_text"))

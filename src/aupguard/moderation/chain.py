@@ -90,6 +90,9 @@ class ModerationChain:
         self._lock = threading.Lock()
         self._all_local = all(getattr(m, "local", False) for m in self.moderators)
         self._local = tuple(m for m in self.moderators if getattr(m, "local", False))
+        #: a local moderator may run a pattern on the backtracking engine (each search is
+        #: time-bounded, but a long request is then best screened off the event loop)
+        self.backtracks = any(getattr(m, "backtracks", False) for m in self._local)
         # what a text every moderator found clean comes to (the common case): made once
         self._clean = ModerationResult(None, (), tuple(Verdict.clean(m.name) for m in self.moderators))
         #: called with (moderator name, seconds, failed) after each moderator ran (metrics)
@@ -97,12 +100,6 @@ class ModerationChain:
 
     def __bool__(self) -> bool:
         return bool(self.moderators)
-
-    @property
-    def backtracks(self) -> bool:
-        """Whether a local moderator may run a pattern on the backtracking engine (each search
-        time-bounded, but a long request is then best screened off the event loop)."""
-        return any(getattr(m, "backtracks", False) for m in self._local)
 
     @property
     def remote(self) -> bool:

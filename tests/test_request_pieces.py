@@ -379,3 +379,27 @@ def test_a_call_the_app_writes_is_not_held_to_the_prompt_policys_length(make_gua
     long = {"messages": [{"role": "user", "content": "context " * 100}]}
     assert guard.check("u-1", prompt=prompt_from_body(long, origin="app")).allowed
     assert guard.check("u-1", prompt=prompt_from_body(long)).error == "prompt_not_allowed"
+
+
+@pytest.mark.parametrize("media_type", ["text/plain; charset=utf-8", "TEXT/PLAIN", "text/markdown"])
+def test_a_base64_text_document_is_read_whatever_its_media_type_parameters(media_type: str) -> None:
+    data = base64.b64encode(HARMFUL.encode()).decode()
+    block = {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    found = read_messages({"messages": [{"role": "user", "content": [block]}]})
+    assert [p.text for p in found.pieces] == [HARMFUL] and found.media == 0
+
+
+def test_a_base64_document_of_another_media_type_is_refused() -> None:
+    block = {"type": "document", "source": {"type": "base64", "media_type": "application/x-notes", "data": "eA=="}}
+    with pytest.raises(BadBody, match=r"source\.media_type"):
+        read_messages({"messages": [{"role": "user", "content": [block]}]})
+
+
+def test_text_in_a_server_result_goes_on_cleaned() -> None:
+    data = base64.b64encode(("ok" + TAG).encode()).decode()
+    result = {"type": "web_fetch_tool_result", "tool_use_id": "s1", "content": {"type": "web_fetch_result",
+              "url": "https://example.com", "content": {"type": "document", "source": {
+                  "type": "base64", "media_type": "text/plain", "data": data}}}}  # fmt: skip
+    found = read_messages({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [result]}]})
+    sent = found.body["messages"][1]["content"][0]["content"]["content"]["source"]["data"]
+    assert base64.b64decode(sent).decode() == "ok"

@@ -177,3 +177,27 @@ def test_a_head_request_with_a_body_is_screened(make_guard: MakeGuard) -> None:
     with serving(app) as url:
         answer = httpx.request("HEAD", f"{url}/v1/ask", json={"prompt": HARMFUL}, headers={"x-user": "alice"})
     assert answer.status_code == 403 and reached == []
+
+
+def test_flask_reads_a_terminated_body_without_length_or_chunking(make_guard: MakeGuard) -> None:
+    """A WSGI server that de-chunks a body may drop Transfer-Encoding and set only
+    ``wsgi.input_terminated``: werkzeug still reads the body, so the guard must too."""
+    import io
+
+    from aupguard_flask import FlaskSafeguards
+    from flask import Flask, request
+
+    guard = make_guard({"moderation": {"rules": RULES}})
+    app = Flask(__name__)
+    FlaskSafeguards(app, guard, user_header="X-User")
+    reached: list[bytes] = []
+    app.add_url_rule("/v1/ask", "ask", lambda: reached.append(request.get_data()) or "{}", methods=["GET"])
+    body = json.dumps({"prompt": HARMFUL}).encode()
+    environ = {"wsgi.input_terminated": True, "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": ""}
+    answer = app.test_client().get("/v1/ask", input_stream=io.BytesIO(body), headers={"X-User": "alice"},
+                                   environ_overrides=environ)  # fmt: skip
+    assert answer.status_code == 403 and reached == []
+    plain = app.test_client().get(
+        "/v1/ask", headers={"X-User": "alice"}, environ_overrides={"wsgi.input_terminated": True}
+    )
+    assert plain.status_code == 200  # no body at all: checked without a prompt

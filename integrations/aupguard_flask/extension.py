@@ -301,6 +301,8 @@ def _before_request() -> None:
             body = req.get_data(cache=True)
             if length is None:  # chunked: werkzeug stops at the cap and raises on the next read
                 req.stream.read(1)
+            if not body and req.method not in BODY_METHODS:  # a GET with no body after all: no prompt
+                raise _NoBody
             if req.mimetype in _FORMS:  # a body valid as JSON and as a form would reach request.form unscreened
                 raise BadBody("a guarded request's body must be JSON (Content-Type: application/json), not a form")
             parsed = parse_json(body)
@@ -310,6 +312,8 @@ def _before_request() -> None:
             raise SafeguardsRefusal.of(guard.refusal(user, surface, "request_too_large", message)) from None
         except BadBody as exc:
             raise SafeguardsRefusal.of(guard.refusal(user, surface, exc.kind, str(exc))) from None
+        except _NoBody:
+            pass
     decision = guard.check(user, surface=surface, prompt=prompt)
     if not decision.allowed:
         raise SafeguardsRefusal.of(decision)
@@ -325,10 +329,19 @@ def _before_request() -> None:
 _FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
+class _NoBody(Exception):
+    """The request carried no body after all (a GET): checked without a prompt."""
+
+
 def _declares_body(req: Request) -> bool:
-    """Whether the request says it carries a body (a non-zero length, or chunked)."""
+    """Whether the request may carry a body: a non-zero length, chunked, or an input the
+    server says is terminated (werkzeug then reads it, with no length declared)."""
     environ = req.environ
-    return environ.get("CONTENT_LENGTH", "0").strip() not in ("0", "") or "HTTP_TRANSFER_ENCODING" in environ
+    return (
+        environ.get("CONTENT_LENGTH", "0").strip() not in ("0", "")
+        or "HTTP_TRANSFER_ENCODING" in environ
+        or bool(environ.get("wsgi.input_terminated"))
+    )
 
 
 def _replace_body(req: Request, body: bytes) -> None:

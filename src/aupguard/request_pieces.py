@@ -245,8 +245,11 @@ class _Walk:
                 raise BadBody(f"{here}.content must be a string or a list of blocks")
             return _put(out, "source", _put(source, "content", new))
         if kind == "base64":
-            if source.get("media_type") == "text/plain":
+            media = _media_type(source.get("media_type"))
+            if media.startswith("text/"):
                 return _put(out, "source", _put(source, "data", self.base64_text(source.get("data"), f"{here}.data")))
+            if media != "application/pdf":  # a type aupguard cannot say is not text: refused, not passed
+                raise BadBody(f"{here}.media_type must be application/pdf or a text/ type")
             if not isinstance(source.get("data"), str):
                 raise BadBody(f"{here}.data must be a string")
             self.media += 1  # a PDF: not text aupguard can read
@@ -265,11 +268,11 @@ class _Walk:
         if not isinstance(data, str):
             raise BadBody(f"{where} must be a string")
         try:
-            text = base64.b64decode(data, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            raise BadBody(f"{where} is not base64 of UTF-8 text (media_type text/plain)") from None
-        cleaned = self.text(text, where, "document")
-        return data if cleaned == text else base64.b64encode(cleaned.encode("utf-8")).decode("ascii")
+            cleaned, sent = _base64_text(data)
+        except ValueError:
+            raise BadBody(f"{where} is not base64 of UTF-8 text (its media_type is a text/ type)") from None
+        self.text(cleaned, where, "document")
+        return sent
 
     def search_result(self, block: dict[str, Any], where: str) -> object:
         self.documents += 1
@@ -304,15 +307,17 @@ class _Walk:
             return value
         server = kind in _SERVER_RESULTS
         opaque = _OPAQUE if server else frozenset()
-        if server and value.get("type") == "base64" and not str(value.get("media_type", "")).startswith("text/"):
-            # binary content in a server result (an image, a file): its data is not text; the rest is
-            self.media += 1
-            opaque = opaque | {"data"}
-        elif server and value.get("type") == "base64" and isinstance(value.get("data"), str):
-            try:  # text content: read decoded (passed on as sent; the words are screened)
-                found.append(clean(base64.b64decode(value["data"], validate=True).decode("utf-8")))
-            except (binascii.Error, ValueError):
-                raise BadBody(f"base64 data in a {kind} block is not base64 of UTF-8 text") from None
+        if server and value.get("type") == "base64":
+            if not _media_type(value.get("media_type")).startswith("text/"):
+                # binary content in a server result (an image, a file): its data is not text; the rest is
+                self.media += 1
+            elif isinstance(value.get("data"), str):  # text: read decoded, and sent on cleaned
+                try:
+                    cleaned, sent = _base64_text(value["data"])
+                except ValueError:
+                    raise BadBody(f"base64 data in a {kind} block is not base64 of UTF-8 text") from None
+                found.append(cleaned)
+                value = value if sent is value["data"] else {**value, "data": sent}
             opaque = opaque | {"data"}
         out: dict[str, Any] | None = None
         for i, (key, item) in enumerate(value.items()):
@@ -324,6 +329,22 @@ class _Walk:
             if out is not None:
                 out[new_key] = new
         return value if out is None else out
+
+
+def _media_type(value: object) -> str:
+    """A media type without its parameters, in lower case (``text/plain; charset=utf-8`` is ``text/plain``)."""
+    return value.split(";", 1)[0].strip().lower() if isinstance(value, str) else ""
+
+
+def _base64_text(data: str) -> tuple[str, str]:
+    """The text base64 ``data`` holds, cleaned, and the data to send on (``data`` itself when
+    nothing was cleaned). ``ValueError`` when it is not base64 of UTF-8 text."""
+    try:
+        text = base64.b64decode(data, validate=True).decode("utf-8")
+    except binascii.Error:
+        raise ValueError("not base64") from None
+    cleaned = clean(text)
+    return cleaned, data if cleaned == text else base64.b64encode(cleaned.encode("utf-8")).decode("ascii")
 
 
 def _put(container: Any, key: str, value: object) -> Any:

@@ -38,7 +38,7 @@ import limits
 from limits.strategies import MovingWindowRateLimiter
 
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
-from aupguard.throttle import SweptMemoryStorage
+from aupguard.counters.base import SweptMemoryStorage
 
 __all__ = [
     "AUPGUARD",

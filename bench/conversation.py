@@ -51,10 +51,10 @@ from tests.fakes.messages_double import MessagesDouble
 from tests.fakes.scripting import MODERATIONS_PATH
 
 from aupguard import Decision, Keyring, Policy, Safeguards, generate_key_entry
+from aupguard.engine.prompt_policy import PromptRequest
+from aupguard.engine.request_body import prompt_from_body
 from aupguard.moderation.openai_compatible import OpenAICompatibleModerator
 from aupguard.moderation.units import screening_units
-from aupguard.prompt_policy import PromptRequest
-from aupguard.request_body import prompt_from_body
 
 __all__ = ["SCOPES", "TURNS", "USER", "Engines", "conversation", "main", "messages_body", "rules_policy"]
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from aupguard.request_body import prompt_from_body
+from aupguard.engine.request_body import prompt_from_body
 from conversation import SCOPES, TURNS, USER, Engines, conversation, messages_body, rules_policy
 
 __all__ = ["main"]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 from aupguard.moderation.rules import RulesModerator
-from aupguard.policy_moderation import RuleSpec
+from aupguard.policy.moderation import RuleSpec
 
 __all__ = ["main"]
 

@@ -24,7 +24,7 @@ Every request's prompt is ~200 characters of benign text that ends in its own se
 number, so no request hits the moderation verdict cache (apps see new prompts); all three
 apps get the same bodies, of the same length. Counters (aupguard's and slowapi's) are reset
 before every run, so each run starts from an empty window (``limits``' in-memory moving
-window costs more the fuller it is; see ``bench/engine.py``).
+window costs more the fuller it is; see ``bench/bench_engine.py``).
 
 The audit writer thread runs while the requests do, so an aupguard run's time includes
 draining the audit queue of the records it made. Runs rotate the order of the apps. Reported:
@@ -32,7 +32,7 @@ the median µs per request of each app, each guard's overhead over the bare app,
 of aupguard's overhead to slowapi's (the issue's goal: at most 0.5). Afterwards the engine is
 closed, the store reopened, and the user's audit records counted: one per guarded request.
 
-Run with ``python bench/asgi.py`` (``--profile`` adds a cProfile of the aupguard app's
+Run with ``python bench/bench_asgi.py`` (``--profile`` adds a cProfile of the aupguard app's
 requests) or through ``make bench``.
 """
 
@@ -215,7 +215,7 @@ async def one_request(app: ASGIApp, payload: bytes, user: str = USER) -> Reply:
 class Bench(WebBench[ASGIApp]):
     """The three apps, each able to time ``n`` requests from an empty rate-limit window."""
 
-    prog, tmp_prefix = "bench/asgi.py", "aupguard-bench-asgi-"
+    prog, tmp_prefix = "bench/bench_asgi.py", "aupguard-bench-asgi-"
     label, interface, name_width = "asgi", "ASGI", 10
     rival, rival_label = SLOWAPI, "slowapi"
     goal = 0.5  # the issue's goal: aupguard's overhead at most half of slowapi's

@@ -84,7 +84,7 @@ _PATTERNS = (
 
 
 def rules_policy(scope: str) -> Policy:
-    """300 rules of one keyword phrase each (block) and five pattern rules, as bench/rules.py."""
+    """300 rules of one keyword phrase each (block) and five pattern rules, as bench/bench_rules.py."""
     rng = random.Random(7)
 
     def word() -> str:

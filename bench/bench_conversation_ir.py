@@ -1,11 +1,11 @@
-"""Instructions per guarded call for the rules case of ``bench/conversation.py``, counted by
+"""Instructions per guarded call for the rules case of ``bench/bench_conversation.py``, counted by
 callgrind: a figure that a noisy, shared machine cannot blur.
 
-``python bench/conversation_ir.py`` compiles a four-function C helper (callgrind's client
+``python bench/bench_conversation_ir.py`` compiles a four-function C helper (callgrind's client
 requests, from valgrind's ``callgrind.h``) into a temporary directory, runs itself under
 ``valgrind --tool=callgrind`` with instrumentation off while Python starts and the engines
 are set up, and then, for each scope (``request``, ``last_turn``) and each size (1, 10, 50
-turns: the conversations and the 300-keyword policy of ``bench/conversation.py``), counts the
+turns: the conversations and the 300-keyword policy of ``bench/bench_conversation.py``), counts the
 instructions (Ir) of 200 ``guard.check(user, prompt=request)`` calls after 20 uncounted ones.
 Only the calling thread is counted (``--separate-threads=yes``: callgrind's client requests
 then zero and dump the current thread alone): the audit writer's share depends on how its
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aupguard.engine.request_body import prompt_from_body
-from conversation import SCOPES, TURNS, USER, Engines, conversation, messages_body, rules_policy
+from bench_conversation import SCOPES, TURNS, USER, Engines, conversation, messages_body, rules_policy
 
 __all__ = ["main"]
 

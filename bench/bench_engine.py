@@ -20,7 +20,7 @@ front, so a hit costs more the fuller the window is (about +1 µs at 20,000 entr
 Afterwards the engine is closed (which flushes the audit queue), the store is reopened, and
 the audit records of the user are counted: the count must equal the guarded calls made.
 
-Run with ``python bench/engine.py`` (``--profile`` adds a cProfile of ``check``) or through
+Run with ``python bench/bench_engine.py`` (``--profile`` adds a cProfile of ``check``) or through
 ``make bench``.
 """
 
@@ -51,7 +51,7 @@ BARE, CHECK, ACHECK = "bare limits hit", "check", "acheck"
 class Bench(GuardedBench):
     """The three subjects, each able to time ``n`` calls from an empty rate-limit window."""
 
-    prog, default_calls, default_warmup = "bench/engine.py", 20_000, 2_000
+    prog, default_calls, default_warmup = "bench/bench_engine.py", 20_000, 2_000
     profile_help = "also print a cProfile of check"
     tmp_prefix = "aupguard-bench-"
 

@@ -34,7 +34,7 @@ storage operations Flask-Limiter makes per request (each one a round trip with a
 store). Afterwards the engine is closed, the store reopened, and the user's audit records
 counted: one per guarded request.
 
-Run with ``python bench/flask.py`` (``--profile`` adds a cProfile of the aupguard app's
+Run with ``python bench/bench_flask.py`` (``--profile`` adds a cProfile of the aupguard app's
 requests) or through ``make bench``.
 """
 
@@ -50,26 +50,13 @@ from types import TracebackType
 from typing import Any
 from wsgiref.types import WSGIApplication, WSGIEnvironment
 
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter
+from werkzeug.test import EnvironBuilder
+
 from _harness import AUPGUARD, BARE, FLOOR, RATE, USER, FloorLimiter, Reply, WebBench, run_bench
-
-# This file is named flask.py: run as a script, its folder is first on sys.path and ``import
-# flask`` (here and in the extensions) would find this file instead of Flask. Leave the folder out
-# while the imports below run (bench/run.py loads this file by path, under another name); the
-# harness, which lives in that folder, is imported above. For the same reason ruff (``src``
-# includes bench/) files ``flask`` among the first-party imports.
-_HERE = Path(__file__).resolve().parent
-_SAVED_PATH = list(sys.path)
-for _entry in [p for p in sys.path if Path(p or ".").resolve() == _HERE]:
-    sys.path.remove(_entry)
-
-from flask_limiter import Limiter  # noqa: E402
-from werkzeug.test import EnvironBuilder  # noqa: E402
-
-from aupguard import Safeguards  # noqa: E402
-from aupguard_flask import FlaskSafeguards  # noqa: E402
-from flask import Flask, Response, g, request  # noqa: E402
-
-sys.path[:] = _SAVED_PATH
+from aupguard import Safeguards
+from aupguard_flask import FlaskSafeguards
 
 __all__ = ["main"]
 
@@ -225,7 +212,7 @@ def one_request(app: WSGIApplication, payload: bytes, user: str = USER) -> Reply
 class Bench(WebBench[WSGIApplication]):
     """The three apps, each able to time ``n`` requests from an empty rate-limit window."""
 
-    prog, tmp_prefix = "bench/flask.py", "aupguard-bench-flask-"
+    prog, tmp_prefix = "bench/bench_flask.py", "aupguard-bench-flask-"
     label, interface, name_width = "flask", "WSGI", 14
     rival, rival_label = LIMITER, "Flask-Limiter"
     goal = 0.3  # the issue's goal: aupguard's overhead at most 0.3× Flask-Limiter's

@@ -21,8 +21,8 @@ upstream client, no safeguards) and the gateway (``--workers`` processes). Repor
 round: req/s, p50 and p99 latency of each, the gateway's added p50 and its ratios to the
 upstream and to the floor. The load generator shares the machine's cores with the servers.
 
-Run with ``python bench/gateway.py [N]`` (default 300) for TTFB,
-``python bench/gateway.py --throughput [--seconds 5] [--rounds 2] [--workers 1]`` for
+Run with ``python bench/bench_gateway.py [N]`` (default 300) for TTFB,
+``python bench/bench_gateway.py --throughput [--seconds 5] [--rounds 2] [--workers 1]`` for
 throughput; ``make bench`` runs both, briefly. With ``GATEWAY_PROFILE=/tmp/gw.prof`` the
 gateway process of the TTFB mode runs under cProfile and writes there.
 """
@@ -216,7 +216,7 @@ def throughput(seconds: float, rounds: int, workers: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench/gateway.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench/bench_gateway.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("n", nargs="?", type=int, help="TTFB requests per path (default 300)")
     parser.add_argument("--throughput", action="store_true", help="throughput mode only")
     parser.add_argument("--seconds", type=float, default=5.0, help="load per point (default 5)")

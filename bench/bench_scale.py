@@ -18,7 +18,7 @@ connections busy for 6 s per app (1,000 users in rotation, ~200-character prompt
 are relative: each app's rate is also given as a fraction of the bare app's. Afterwards the
 aupguard database is checked: one audit record per request answered.
 
-Run with ``python bench/scale.py`` or through ``make bench`` (needs the machine's PostgreSQL
+Run with ``python bench/bench_scale.py`` or through ``make bench`` (needs the machine's PostgreSQL
 on 127.0.0.1:5432 and ``redis-server`` on the PATH; ``make test`` installs both).
 """
 
@@ -106,7 +106,7 @@ def _flask_requests(app: Any) -> Callable[[], None]:
 
 @contextlib.contextmanager
 def _without_bench_folder() -> Iterator[None]:
-    """``import flask`` must find Flask, not bench/flask.py (this folder is first on sys.path
+    """``import flask`` must find Flask, not bench/bench_flask.py (this folder is first on sys.path
     when a bench runs as a script)."""
     here = Path(__file__).resolve().parent
     saved = list(sys.path)
@@ -125,6 +125,7 @@ def round_trips(tmp: Path) -> dict[str, float]:
 
 
 def _round_trips(tmp: Path) -> dict[str, float]:
+    from flask import Flask, request
     from flask_limiter import Limiter as FlaskLimiter
     from slowapi import Limiter, _rate_limit_exceeded_handler
     from slowapi.errors import RateLimitExceeded
@@ -136,7 +137,6 @@ def _round_trips(tmp: Path) -> dict[str, float]:
     from aupguard import Keyring, Policy, Safeguards
     from aupguard_asgi import SafeguardsMiddleware
     from aupguard_flask import FlaskSafeguards
-    from flask import Flask, request
 
     results: dict[str, float] = {}
     with own_redis() as url, contextlib.ExitStack() as stack:

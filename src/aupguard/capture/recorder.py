@@ -11,6 +11,7 @@ checkpoint of the write-ahead log); other processes stop using the key within 30
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -119,6 +120,13 @@ class Capture:
         self._audit.capture(row)
 
     # -- reading and erasing ---------------------------------------------------------------
+
+    async def arecord(self, decision: Decision, kind: str, text: str) -> None:
+        """``record`` from async code: a user's first capture reads their key off the loop."""
+        if decision.user_hash is not None and not self.has_key(decision.user_hash):
+            await asyncio.to_thread(self.record, decision, kind, text)
+        else:
+            self.record(decision, kind, text)
 
     def _hashes(self, user_id: str | None) -> list[str | None]:
         """The user's hash under the current key and under previous keys still recognised."""

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chat_service import OFFLINE_LABEL, answer, demo_guard, prompt_of
 
 from aupguard import Safeguards
-from aupguard.demo import DEMO_DIR, demo_reviewer, inspect_lines
+from aupguard.cli.demo import DEMO_DIR, demo_reviewer, inspect_lines
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_console import review_console
 

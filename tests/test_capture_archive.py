@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from aupguard import PolicyError, Safeguards, generate_key_entry
-from aupguard.archive import archive_captures, read_archive
-from aupguard.archive_cli import Progress
-from aupguard.archive_s3 import S3Objects
-from aupguard.archive_target import parse_s3_url
+from aupguard.capture.archive import archive_captures, read_archive
+from aupguard.capture.s3 import S3Objects
 from aupguard.cli import main
+from aupguard.cli.archive import Progress
 from aupguard.policy import Policy
+from aupguard.policy.archive import parse_s3_url
 from aupguard.stores import store_from_uri
 from tests.fakes.s3_server import S3, SECRET
 from tests.fakes.servers import free_port
@@ -291,8 +291,8 @@ class Terminal(io.StringIO):
 
 
 def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise() -> None:
-    from aupguard.archive import ArchiveRun
-    from aupguard.stores.sql_capture_archive import ArchivePart
+    from aupguard.capture.archive import ArchiveRun
+    from aupguard.stores.tables.capture_archive import ArchivePart
 
     part = ArchivePart("p", "s3://b/p", "2026-12-01", 0, "p/captures/day=2026-12-01/part-0000.jsonl.gz", "me", 0,
                        None, None, None, None, None)  # fmt: skip

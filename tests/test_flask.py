@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from aupguard import Safeguards
-from aupguard.context import current_guarded
+from aupguard.engine.context import current_guarded
 from aupguard_flask import FlaskSafeguards, SafeguardsRefusal
 from flask import Flask, Response, jsonify, request, stream_with_context
 

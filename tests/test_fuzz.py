@@ -28,9 +28,9 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from aupguard import Policy, PolicyError, Safeguards
-from aupguard.cli import main as cli_main
+from aupguard.cli.main import main as cli_main
+from aupguard.engine.prompt_policy import PromptPolicy, PromptRequest
 from aupguard.moderation import RulesModerator
-from aupguard.prompt_policy import PromptPolicy, PromptRequest
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
 from flask import Flask, request

@@ -22,9 +22,9 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
 from aupguard import Safeguards
-from aupguard.context import current_guarded
+from aupguard.adapters.routes import RouteSet, route_path
+from aupguard.engine.context import current_guarded
 from aupguard.gateway import GatewayKeys
-from aupguard.routes import RouteSet, route_path
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
 from aupguard_gateway import build_gateway

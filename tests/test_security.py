@@ -18,7 +18,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from aupguard import generate_key_entry
-from aupguard.context import current_guarded
+from aupguard.engine.context import current_guarded
 from aupguard_asgi import SafeguardsMiddleware
 
 from .conftest import MakeGuard

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from werkzeug.serving import make_server
 
 from aupguard import Safeguards
-from aupguard.context import current_guarded
+from aupguard.engine.context import current_guarded
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
 from flask import Flask

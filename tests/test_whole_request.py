@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aupguard import Refused, Safeguards
+from aupguard.engine.request_body import prompt_from_body
 from aupguard.gateway import GatewayKeys
-from aupguard.request_body import prompt_from_body
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
 from aupguard_gateway import build_gateway

@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
-from aupguard.context import Guarded, register_lookup, reset_guarded, set_guarded
+from aupguard.adapters.routes import RouteSet
+from aupguard.engine.context import Guarded, register_lookup, reset_guarded, set_guarded
+from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
 from aupguard.ids import new_id
-from aupguard.request_body import BadBody, parse_json, prompt_from_body
-from aupguard.routes import RouteSet
 from flask import Flask, Request, Response, current_app, g, request
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]

@@ -83,8 +83,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--raw", type=Path, help="also keep py-spy's raw samples here")
     args = parser.parse_args()
-    from tests.fakes.messages_double import MessagesDouble
-    from tests.fakes.scripting import Reply
+    from tests.support.messages_double import MessagesDouble
+    from tests.support.scripting import Reply
 
     from aupguard import Keyring, Policy, Safeguards
     from aupguard.gateway import GatewayKeys

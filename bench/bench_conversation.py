@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test double lives in tests/fakes
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test double lives in tests/support
 
-from tests.fakes.messages_double import MessagesDouble
-from tests.fakes.scripting import MODERATIONS_PATH
+from tests.support.messages_double import MessagesDouble
+from tests.support.scripting import MODERATIONS_PATH
 
 from aupguard import Decision, Keyring, Policy, Safeguards, generate_key_entry
 from aupguard.engine.prompt_policy import PromptRequest

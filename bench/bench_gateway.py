@@ -2,7 +2,7 @@
 request sent straight to the upstream; and (``--throughput``) requests per second and
 latency under load, against the upstream alone and a bare pass-through proxy.
 
-The upstream is the local Messages-API double (tests/fakes) on 127.0.0.1; the gateway is the
+The upstream is the local Messages-API double (tests/support) on 127.0.0.1; the gateway is the
 real command, ``aupguard gateway --upstream <double>``, in its own process (uvicorn, embedded
 defaults: SQLite store, memory counters, one gateway key, 50 ``[[moderation.rules]]``
 keywords, ``mode = "before"``). One keep-alive ``httpx`` client sends
@@ -44,12 +44,12 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test double lives in tests/fakes
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test double lives in tests/support
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the load generator and the servers of bench/
 
-from tests.fakes.messages_double import MessagesDouble
-from tests.fakes.scripting import Reply
-from tests.fakes.servers import free_port
+from tests.support.messages_double import MessagesDouble
+from tests.support.scripting import Reply
+from tests.support.servers import free_port
 
 from _load import Load, drive
 from _servers import hash_key, policy_file, serve_gateway, wait_port
@@ -146,7 +146,7 @@ def ttfb(n: int) -> int:
 @contextlib.contextmanager
 def serve_floor(upstream: str) -> Iterator[int]:
     """``bench/_passthrough.py`` under uvicorn (one process, uvicorn's defaults, as the gateway)."""
-    from tests.fakes.servers import free_port
+    from tests.support.servers import free_port
 
     port = free_port()
     env = {**os.environ, "UPSTREAM": upstream, "PYTHONPATH": str(BENCH)}
@@ -171,8 +171,8 @@ def _driven(port: int, clients: int, seconds: float, keys: str) -> Load:
 
 
 def throughput(seconds: float, rounds: int, workers: int) -> int:
-    from tests.fakes.messages_double import MessagesDouble
-    from tests.fakes.scripting import Reply
+    from tests.support.messages_double import MessagesDouble
+    from tests.support.scripting import Reply
 
     double = MessagesDouble().start()
     double.messages.responder = lambda request: Reply(text="ok")

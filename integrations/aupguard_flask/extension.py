@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flask import Flask, Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
@@ -24,7 +25,6 @@ from aupguard.adapters.routes import RouteSet
 from aupguard.engine.context import Guarded, register_lookup, reset_guarded, set_guarded
 from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
 from aupguard.ids import new_id
-from flask import Flask, Request, Response, current_app, g, request
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
 

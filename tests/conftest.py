@@ -11,22 +11,11 @@ from typing import Any
 import pytest
 
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
+from aupguard.testing import Clock
 from tests.support.fixtures import messages_double  # noqa: F401 - the Messages-API double, for every test
 from tests.support.servers import own_postgres, own_redis, pg_url, redis_url  # noqa: F401 - real servers
 
-T0 = 1_800_000_000.0  # a fixed start for simulated time
 DAY = 86_400.0
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(autouse=True)

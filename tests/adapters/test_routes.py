@@ -26,12 +26,12 @@ from aupguard import Safeguards
 from aupguard.adapters.routes import RouteSet, route_path
 from aupguard.engine.context import current_guarded
 from aupguard.gateway import GatewayKeys
+from aupguard.testing import MessagesDouble
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
 from aupguard_gateway import build_gateway
 from tests.conftest import MakeGuard
 from tests.support.gateway import UPSTREAM_KEY, serving
-from tests.support.messages_double import MessagesDouble
 
 RULES = [{"category": "weapons", "action": "block", "keywords": ["nerve agent synthesis"]}]
 POLICY = {"moderation": {"rules": RULES}, "limits": {"default": "3/minute"}}

@@ -10,8 +10,8 @@ import pytest
 
 from aupguard import ConfigurationError, Keyring, Policy, Safeguards, generate_key_entry
 from aupguard.cli.main import main
+from aupguard.testing import MessagesDouble
 from tests.conftest import DAY, Clock, MakeGuard
-from tests.support.messages_double import MessagesDouble
 
 CAPTURE = {"capture": {"enabled": True, "key_env": "TEST_CAPTURE_KEY", "retention": "7d"}}
 

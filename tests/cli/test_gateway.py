@@ -23,8 +23,8 @@ import pytest
 from aupguard import Keyring, Policy, Safeguards
 from aupguard.cli.main import main as cli
 from aupguard.gateway import GatewayKeys
+from aupguard.testing import MessagesDouble
 from tests.support.gateway import UPSTREAM_KEY
-from tests.support.messages_double import MessagesDouble
 from tests.support.servers import free_port
 
 AUPGUARD = str(Path(sys.executable).parent / "aupguard")

@@ -11,8 +11,7 @@ import pytest
 
 from aupguard import Keyring, generate_key_entry
 from aupguard.cli.main import main
-from tests.support import MessagesDouble
-from tests.support.scripting import CHAT_PATH
+from aupguard.testing import CHAT_PATH, MessagesDouble
 
 POLICY = """
 [identity]

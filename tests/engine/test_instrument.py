@@ -13,9 +13,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from aupguard import Refused
+from aupguard.testing import MessagesDouble
 from aupguard_asgi import SafeguardsMiddleware
 from tests.conftest import MakeGuard
-from tests.support.messages_double import MessagesDouble
 
 MODEL = "claude-sonnet-5-5"
 
@@ -274,7 +274,7 @@ def test_odd_ids_in_an_answer_are_left_out_of_the_record_not_raised(
 ) -> None:
     """The double echoes an empty model name and sends a 300-character request-id: the app
     gets its answer; the record keeps what it can hold."""
-    from tests.support.scripting import Reply
+    from aupguard.testing import Reply
 
     guard = make_guard()
     client = guard.instrument(messages_double.client())

@@ -17,8 +17,8 @@ from aupguard.engine.request_body import MAX_DEPTH, BadBody, parse_json, prompt_
 from aupguard.engine.request_pieces import Piece, read_messages
 from aupguard.moderation.base import Verdict
 from aupguard.moderation.units import CONTEXT, UNIT, screening_units
+from aupguard.testing import MessagesDouble
 from tests.conftest import MakeGuard
-from tests.support.messages_double import MessagesDouble
 from tests.support.request_shapes import HARMFUL, RULES, SHAPES, WHERE
 
 TAG = "".join(chr(0xE0000 + ord(c)) for c in "secret")

@@ -10,8 +10,8 @@ import pytest
 
 from aupguard import OutputStream, Refused
 from aupguard.engine.prompt_policy import ResolvedPrompt
+from aupguard.testing import MessagesDouble
 from tests.conftest import MakeGuard
-from tests.support.messages_double import MessagesDouble
 
 VIOLATION = json.dumps({"violation": True, "categories": ["indiscriminate_weapons"], "explanation": "weapon synthesis"})
 CLEAN = json.dumps({"violation": False, "categories": [], "explanation": "benign"})
@@ -87,7 +87,7 @@ def test_parallel_mode_with_a_real_claude_call(
         return message.content[0].text  # type: ignore[union-attr]
 
     def route(request: object) -> object:  # moderation calls get a verdict, app calls an answer
-        from tests.support.scripting import Reply
+        from aupguard.testing import Reply
 
         text = getattr(request, "user_text", "")
         return Reply(

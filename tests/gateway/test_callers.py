@@ -20,11 +20,11 @@ from starlette.routing import Route
 
 from aupguard import Safeguards
 from aupguard.gateway.callers import RefusalSampler
+from aupguard.testing import MessagesDouble
 from aupguard_asgi import SafeguardsMiddleware
 from tests.conftest import Clock, MakeGuard
 from tests.integrations.aupguard_gateway.test_app import ASK, Gateway, start
 from tests.support.gateway import serving
-from tests.support.messages_double import MessagesDouble
 
 WRONG = "agk_000000000000_" + "x" * 43
 

@@ -12,9 +12,9 @@ import pytest
 
 from aupguard import Policy, PolicyError
 from aupguard.gateway.controls import check_body
+from aupguard.testing import MessagesDouble
 from tests.conftest import MakeGuard
 from tests.integrations.aupguard_gateway.test_app import ASK, Gateway, start
-from tests.support.messages_double import MessagesDouble
 
 WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
 CODE = {"type": "code_execution_20250825", "name": "code_execution"}

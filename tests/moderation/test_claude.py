@@ -14,8 +14,7 @@ from aupguard import Policy
 from aupguard.errors import PolicyError
 from aupguard.moderation.base import ModeratorError
 from aupguard.moderation.setup import build_chain, policy_moderators
-from tests.support import MessagesDouble
-from tests.support.scripting import MESSAGES_PATH
+from aupguard.testing import MESSAGES_PATH, MessagesDouble
 
 TOML = """
 [moderation]

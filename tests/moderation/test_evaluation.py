@@ -14,8 +14,7 @@ import pytest
 
 from aupguard.cli.main import main
 from aupguard.moderation.evaluation import Counts, percentile
-from tests.support import MessagesDouble
-from tests.support.scripting import CHAT_PATH, RecordedRequest, Reply
+from aupguard.testing import CHAT_PATH, MessagesDouble, RecordedRequest, Reply
 
 RULES = """
 [storage]

@@ -16,8 +16,7 @@ from aupguard.moderation.base import ModeratorError, Verdict
 from aupguard.moderation.guard import GuardModelModerator
 from aupguard.moderation.guard_formats import CODES, FORMATS, SHIELDGEMMA_GUIDELINE
 from aupguard.moderation.setup import build_chain, policy_moderators
-from tests.support import MessagesDouble
-from tests.support.scripting import CHAT_PATH, Reply
+from aupguard.testing import CHAT_PATH, MessagesDouble, Reply
 
 TEXT = "guard me: unique-text-41c9"
 Run = Callable[..., Callable[[str], Verdict]]

@@ -15,8 +15,7 @@ import pytest
 from aupguard.moderation.base import ModeratorError, Verdict
 from aupguard.moderation.claude import DEFAULT_CATEGORIES, DEFAULT_MODEL, ClaudeModerator
 from aupguard.moderation.openai_compatible import OpenAICompatibleModerator
-from tests.support import MessagesDouble
-from tests.support.scripting import MESSAGES_PATH, MODERATIONS_PATH
+from aupguard.testing import MESSAGES_PATH, MODERATIONS_PATH, MessagesDouble
 
 TEXT = "moderate me: unique-text-7f3a"
 CLEAN = '{"violation": false, "categories": [], "explanation": ""}'

@@ -1,7 +1,4 @@
-"""Local stand-ins for the remote services aupguard talks to, so tests run the real SDKs
-against 127.0.0.1 and never the internet."""
-
-from tests.support.messages_double import MessagesDouble
-from tests.support.scripting import RecordedRequest, Reply, Script, verdict_reply
-
-__all__ = ["MessagesDouble", "RecordedRequest", "Reply", "Script", "verdict_reply"]
+"""What the tests share and users do not need: fixtures for the real Redis and PostgreSQL and
+servers a test may kill (``servers``), the worker processes of the multi-process tests
+(``workers``), the app those serve (``scale_app``), request shapes, gateway and review helpers.
+The Messages-API double and the engine factory users' tests need ship in :mod:`aupguard.testing`."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.messages_double import MessagesDouble
+from aupguard.testing import MessagesDouble
 
 
 @pytest.fixture

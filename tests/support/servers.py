@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,14 +17,20 @@ import psycopg
 import pytest
 import redis
 
+from aupguard.testing import free_port, wait_port
+
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "drop_database",
+    "free_port",
+    "new_database",
+    "wait_answering",
+    "wait_port",
+]
+
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_TEST_DB = "redis://127.0.0.1:6379/9"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def new_database() -> str:
@@ -117,17 +122,6 @@ class PostgresServer:
     def remove(self) -> None:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
 
 
 def wait_answering(url: str, proc: subprocess.Popen[bytes], user: str, timeout: float = 30.0) -> None:

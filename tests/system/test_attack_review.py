@@ -25,11 +25,11 @@ from aupguard.moderation.answers import only_json_object
 from aupguard.moderation.base import ModeratorError
 from aupguard.moderation.rules import RulesModerator
 from aupguard.policy.moderation import RuleSpec
+from aupguard.testing import MessagesDouble
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_gateway import build_gateway
 from tests.conftest import MakeGuard
 from tests.support.gateway import UPSTREAM_KEY, serving
-from tests.support.messages_double import MessagesDouble
 from tests.support.request_shapes import HARMFUL, RULES
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.support.messages_double import MessagesDouble
+from aupguard.testing import MessagesDouble
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -32,10 +32,10 @@ from aupguard import Policy, PolicyError, Safeguards
 from aupguard.cli.main import main as cli_main
 from aupguard.engine.prompt_policy import PromptPolicy, PromptRequest
 from aupguard.moderation import RulesModerator
+from aupguard.testing import MessagesDouble
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
 from tests.conftest import MakeGuard
-from tests.support.messages_double import MessagesDouble
 from tests.support.request_shapes import SHAPES
 
 EXAMPLES = int(os.environ.get("AUPGUARD_FUZZ_EXAMPLES", "200"))

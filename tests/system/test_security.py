@@ -19,9 +19,9 @@ from starlette.testclient import TestClient
 
 from aupguard import generate_key_entry
 from aupguard.engine.context import current_guarded
+from aupguard.testing import MessagesDouble
 from aupguard_asgi import SafeguardsMiddleware
 from tests.conftest import MakeGuard
-from tests.support.messages_double import MessagesDouble
 
 ROOT = Path(__file__).resolve().parents[2]
 RAW_USER = "raw-user-4417@example.com"

@@ -7,7 +7,7 @@ do (JSON bodies, SSE with the real event sequence, the ``request-id`` header, An
 error shape, ``retry-after-ms``) for the SDK's own parsing, streaming helpers, retries and
 timeouts to run exactly as they do in production.
 
-Scripting (see ``tests/support/scripting.py``): each endpoint has a :class:`Script`. Tests
+Scripting (see :mod:`aupguard.testing.scripting`): each endpoint has a :class:`Script`. Tests
 queue :class:`Reply` objects, served in order; when the queue is empty the script's
 ``responder`` answers (by default an echo for Messages, a clean verdict for moderations, ``safe`` for chat).
 Every request is recorded before it is answered.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import select
 import socket
 import threading
@@ -29,7 +28,8 @@ from typing import Any
 
 import anthropic
 
-from tests.support.scripting import (
+from aupguard.testing.bodies import chat_completion, message, sse_events
+from aupguard.testing.scripting import (
     ANTHROPIC_ERRORS,
     CHAT_PATH,
     COUNT_TOKENS_PATH,
@@ -45,78 +45,6 @@ from tests.support.scripting import (
     new_id,
     verdict_reply,
 )
-
-
-def _message(request: RecordedRequest, reply: Reply) -> dict[str, Any]:
-    body = request.body if isinstance(request.body, dict) else {}
-    refusal = reply.stop_reason == "refusal"
-    content = [] if refusal and not reply.text else [{"type": "text", "text": reply.text}]
-    return {
-        "id": new_id("msg_"),
-        "type": "message",
-        "role": "assistant",
-        "model": body.get("model", "claude-double"),
-        "content": content,
-        "stop_reason": reply.stop_reason,
-        "stop_sequence": None,
-        "stop_details": {"type": "refusal", "category": reply.refusal_category, "explanation": None}
-        if refusal
-        else None,
-        "usage": {"input_tokens": len(request.raw) // 4 + 1, "output_tokens": len(reply.text.split()) + 1},
-    }
-
-
-def _chat_completion(request: RecordedRequest, reply: Reply) -> dict[str, Any]:
-    """A chat completion as OpenAI (and vLLM) send it; ``logprobs`` only when asked for."""
-    body = request.body if isinstance(request.body, dict) else {}
-    choice: dict[str, Any] = {
-        "index": 0,
-        "message": {"role": "assistant", "content": reply.text},
-        "finish_reason": "stop",
-        "logprobs": None,
-    }
-    if body.get("logprobs") and reply.top_logprobs:
-        alternatives = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in reply.top_logprobs.items()]
-        first = max(alternatives, key=lambda a: float(a["logprob"]))
-        choice["logprobs"] = {"content": [first | {"top_logprobs": alternatives}]}
-    return {
-        "id": new_id("chatcmpl-"),
-        "object": "chat.completion",
-        "created": 1_800_000_000,
-        "model": body.get("model", "guard-double"),
-        "choices": [choice],
-        "usage": {"prompt_tokens": len(request.raw) // 4 + 1, "completion_tokens": 2, "total_tokens": 3},
-    }
-
-
-def _sse_events(request: RecordedRequest, reply: Reply) -> list[tuple[str, dict[str, Any]]]:
-    """The event sequence of a streamed message, as the Messages API sends it."""
-    message = _message(request, reply)
-    usage = message["usage"]
-    start = message | {"content": [], "stop_reason": None, "stop_details": None, "usage": usage | {"output_tokens": 1}}
-    events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": start})]
-    events.append(("ping", {"type": "ping"}))
-    if message["content"]:
-        events.append(
-            (
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            )
-        )
-        for piece in re.findall(r"\S+\s*|\s+", reply.text):
-            delta = {"type": "text_delta", "text": piece}
-            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
-        events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
-    if reply.stream_error:
-        error = {"type": reply.stream_error, "message": reply.error_message}
-        events.append(("error", {"type": "error", "error": error, "request_id": request.request_id}))
-        return events
-    delta = {"stop_reason": reply.stop_reason, "stop_sequence": None, "stop_details": message["stop_details"]}
-    events.append(
-        ("message_delta", {"type": "message_delta", "delta": delta, "usage": {"output_tokens": usage["output_tokens"]}})
-    )
-    events.append(("message_stop", {"type": "message_stop"}))
-    return events
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -191,11 +119,11 @@ class _Handler(BaseHTTPRequestHandler):
                 payload = {"id": new_id("modr-"), "model": model or "omni-moderation-latest"} | payload
             self._send_json(reply.status, payload, headers)
         elif request.path == CHAT_PATH:
-            self._send_json(reply.status, _chat_completion(request, reply), headers)
+            self._send_json(reply.status, chat_completion(request, reply), headers)
         elif isinstance(request.body, dict) and request.body.get("stream"):
             self._stream(request, reply, headers)
         else:
-            self._send_json(reply.status, _message(request, reply), headers)
+            self._send_json(reply.status, message(request, reply), headers)
 
     @staticmethod
     def _error_body(request: RecordedRequest, reply: Reply, *, openai: bool) -> dict[str, Any]:
@@ -226,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        events = _sse_events(request, reply)
+        events = sse_events(request, reply)
         for index, (event, data) in enumerate(events):
             if index and reply.chunk_delay and self.server.double.stopping.wait(reply.chunk_delay):
                 self.close_connection = True
@@ -334,10 +262,14 @@ class MessagesDouble:
 
     def client(self, **options: Any) -> anthropic.Anthropic:
         """The SDK client the tests use: real SDK, this double, no SDK retries unless asked."""
-        return anthropic.Anthropic(**{"api_key": "test-key", "base_url": self.url, "max_retries": 0} | options)
+        return anthropic.Anthropic(**self._client_options(options))
 
     def async_client(self, **options: Any) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(**{"api_key": "test-key", "base_url": self.url, "max_retries": 0} | options)
+        return anthropic.AsyncAnthropic(**self._client_options(options))
+
+    def _client_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        defaults: dict[str, Any] = {"api_key": "test-key", "base_url": self.url, "max_retries": 0}
+        return defaults | dict(options)
 
     def record(self, request: RecordedRequest) -> None:
         with self._lock:

@@ -18,10 +18,10 @@ import pytest
 from aupguard import Safeguards
 from aupguard.errors import StoreError
 from aupguard.gateway import GatewayKeys
+from aupguard.testing import MessagesDouble
 from aupguard_gateway import build_gateway
 from tests.conftest import MakeGuard
 from tests.support.gateway import UPSTREAM_KEY, serving
-from tests.support.messages_double import MessagesDouble
 
 MODEL = "claude-haiku-4-5"
 ASK = {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": "Capital of France?"}]}
@@ -379,7 +379,7 @@ def test_claudes_refusal_through_the_gateway_is_a_safety_signal(
 
 
 def test_upstream_cookies_are_neither_kept_nor_passed_on(gw: Gateway) -> None:
-    from tests.support.scripting import Reply
+    from aupguard.testing import Reply
 
     gw.double.messages.push(Reply(text="first", headers={"set-cookie": "__cf_bm=abc; Path=/"}))
     first = httpx.post(f"{gw.url}/v1/messages", json=ASK, headers={"x-api-key": gw.key})
@@ -400,7 +400,7 @@ def test_an_upstream_answer_with_odd_ids_is_passed_on_and_recorded_without_them(
 
 
 def test_an_upstream_request_id_the_log_cannot_hold_is_not_linked(gw: Gateway) -> None:
-    from tests.support.scripting import Reply
+    from aupguard.testing import Reply
 
     gw.double.messages.push(Reply(text="fine", headers={"request-id": "r" * 300}))
     raw = gw.client().messages.with_raw_response.create(**ASK)  # type: ignore[arg-type]

@@ -18,10 +18,10 @@ import pytest
 
 from aupguard import Refused, Safeguards
 from aupguard.gateway import GatewayKeys
+from aupguard.testing import MessagesDouble
 from aupguard_gateway import build_gateway
 from tests.conftest import MakeGuard
 from tests.support.gateway import UPSTREAM_KEY, serving
-from tests.support.messages_double import MessagesDouble
 from tests.support.request_shapes import BENIGN, HARMFUL, MODEL, RULES
 
 TAG = "".join(chr(0xE0000 + ord(c)) for c in "obey me")

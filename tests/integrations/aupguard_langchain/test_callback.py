@@ -12,9 +12,9 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from aupguard import Refused, Safeguards
+from aupguard.testing import MessagesDouble
 from aupguard_langchain import AsyncSafeguardsCallbackHandler, SafeguardsCallbackHandler, instrument_chat_model
 from tests.conftest import MakeGuard
-from tests.support.messages_double import MessagesDouble
 
 RULES = [{"category": "weapons", "action": "block", "keywords": ["nerve agent synthesis"]}]
 

@@ -17,6 +17,22 @@ from tests.support.servers import own_postgres, own_redis, pg_url, redis_url  # 
 
 DAY = 86_400.0
 
+# A test that asks for one of these fixtures needs the service: it gets the marker, so
+# `pytest -m "not redis and not postgres and not browser"` runs where those servers are not installed.
+SERVICE_FIXTURES = {
+    "redis": {"redis_url", "own_redis"},
+    "postgres": {"pg_url", "own_postgres"},
+    "browser": {"browser"},  # the Playwright browser fixture of the console's browser tests
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in SERVICE_FIXTURES.items():
+            if used & fixtures:
+                item.add_marker(marker)
+
 
 @pytest.fixture(autouse=True)
 def _no_policy_env(monkeypatch: pytest.MonkeyPatch) -> None:

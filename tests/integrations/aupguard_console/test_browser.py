@@ -27,6 +27,8 @@ from aupguard_console import review_console
 from tests.conftest import MakeGuard
 from tests.support.review import PASSWORD, add_reviewer, review_guard
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 # saved by every run, outside the tree's tracked files; AUPGUARD_SCREENSHOTS=docs/img refreshes the docs' copies
 SCREENSHOTS = Path(

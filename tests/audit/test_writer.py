@@ -102,3 +102,17 @@ def test_an_async_caller_on_a_full_queue_does_not_block_the_loop(
     guard.close()
     assert released_in_time and all(released_in_time)
     assert _count(tmp_path / "aupguard.db") == 50
+
+
+def test_alink_fills_the_same_fields_as_link(make_guard: MakeGuard) -> None:
+    """The async twin documented for async apps takes every field ``link`` takes."""
+    import asyncio
+
+    guard = make_guard({"identity": {"require_account": False}})
+    decision = guard.check("u-1")
+    asyncio.run(guard.audit.alink(decision.request_id, anthropic_request_id="req_1", message_id="msg_1",
+                                  model="claude-haiku-4-5", input_tokens=12, output_tokens=3))  # fmt: skip
+    guard.audit.flush()
+    record = guard.audit.find(request_id=decision.request_id)[0]
+    assert (record.anthropic_request_id, record.message_id, record.model) == ("req_1", "msg_1", "claude-haiku-4-5")
+    assert (record.input_tokens, record.output_tokens) == (12, 3)

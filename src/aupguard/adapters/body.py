@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from ..engine.request_pieces import BadBody
+from ..errors import AupguardError
 
 __all__ = [
     "BODY_METHODS",
@@ -36,7 +37,7 @@ FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-dat
 _LENGTH_DIGITS = 19  # more digits than any real body (and int() of a huge string is slow)
 
 
-class TooLarge(Exception):
+class TooLarge(AupguardError):
     """The body is (or declares itself) larger than the adapter's cap."""
 
 

@@ -33,7 +33,8 @@ from anthropic._middleware import AsyncCallNext, CallNext, Middleware
 from anthropic._request import APIRequest
 
 from ..outcome import ANONYMOUS, Decision
-from .answers import AnswerFacts, linkable_id, record_answer
+from .answer_facts import AnswerFacts, request_id_of
+from .answers import arecord_answer, linkable_id, record_answer
 from .context import Guarded, current_guarded, reset_guarded, set_guarded
 from .prompt_policy import PromptRequest
 from .request_body import BadBody, prompt_from_body, upstream_body
@@ -46,7 +47,19 @@ if TYPE_CHECKING:
 
 __all__ = ["GuardMiddleware", "as_user", "instrument"]
 
-ClientT = TypeVar("ClientT", anthropic.Anthropic, anthropic.AsyncAnthropic)
+ClientT = TypeVar(
+    "ClientT",
+    anthropic.Anthropic,
+    anthropic.AsyncAnthropic,
+    anthropic.AnthropicBedrock,
+    anthropic.AsyncAnthropicBedrock,
+    anthropic.AnthropicVertex,
+    anthropic.AsyncAnthropicVertex,
+)
+#: Clients of cloud platforms whose Messages API accepts no ``metadata`` key but ``user_id``
+#: (Bedrock answers 400 to any other): only the hash goes in their ``metadata``.
+_CLOUD = (anthropic.AnthropicBedrock, anthropic.AsyncAnthropicBedrock, anthropic.AnthropicVertex,
+          anthropic.AsyncAnthropicVertex)  # fmt: skip
 _as_user: ContextVar[str | None] = ContextVar("aupguard_as_user", default=None)
 
 
@@ -69,7 +82,8 @@ def instrument(guard: Safeguards, client: ClientT) -> ClientT:
     instrumented client returns it as it is)."""
     if any(isinstance(m, GuardMiddleware) for m in client.middleware):
         return client
-    return client.with_options(middleware=[GuardMiddleware(guard), *client.middleware])
+    middleware = GuardMiddleware(guard, only_user_id=isinstance(client, _CLOUD))
+    return client.with_options(middleware=[middleware, *client.middleware])
 
 
 def _is_batch(request: APIRequest) -> bool:
@@ -85,14 +99,14 @@ _RETRIED = frozenset({408, 409, 429}) | frozenset(range(500, 600))  # what the S
 
 
 class GuardMiddleware(Middleware):
-    def __init__(self, guard: Safeguards) -> None:
+    def __init__(self, guard: Safeguards, *, only_user_id: bool = False) -> None:
         self.guard = guard
+        self._only_user_id = only_user_id  # Bedrock, Vertex: metadata holds user_id or nothing
         self._attempts: OrderedDict[str, Decision] = OrderedDict()
 
     # -- before the request ------------------------------------------------------------
 
-    @staticmethod
-    def _prepare(request: APIRequest, decision: Decision, own: bool) -> APIRequest:
+    def _prepare(self, request: APIRequest, decision: Decision, own: bool) -> APIRequest:
         screened = decision.prompt if own else None  # what this middleware screened is what goes on
         if screened is not None and screened.body is not None:
             body = upstream_body(screened)
@@ -101,11 +115,16 @@ class GuardMiddleware(Middleware):
         else:  # an adapter screened the call: what the app sends is still cleaned of hidden text
             body = _cleaned(request.json)
         metadata = dict(body.get("metadata") or {})
+        if self._only_user_id:
+            metadata = {}
         if decision.user_hash is not None and decision.user_hash != ANONYMOUS:
             body["metadata"] = {**metadata, "user_id": decision.user_hash}
-        elif "user_id" in metadata:  # an anonymous call: no id at all goes on, not the app's raw one
-            del metadata["user_id"]
-            body["metadata"] = metadata
+        elif metadata or "metadata" in body:  # anonymous: no id at all goes on, not the app's raw one
+            metadata.pop("user_id", None)
+            if metadata:
+                body["metadata"] = metadata
+            else:
+                body.pop("metadata", None)
         return request.copy(body=body)
 
     @staticmethod
@@ -186,36 +205,29 @@ class GuardMiddleware(Middleware):
 
     # -- after the response ------------------------------------------------------------
 
-    def _observe(self, decision: Decision, headers: Any, message: Any) -> None:
-        usage = getattr(message, "usage", None)
-        tin = _tokens(getattr(usage, "input_tokens", None) if usage is not None else None)
-        tout = _tokens(getattr(usage, "output_tokens", None) if usage is not None else None)
-        self.guard.spend_tokens(decision, (tin or 0) + (tout or 0))
-        self.guard.audit.link(  # what the API says is data: an id the log cannot hold is left out
-            decision.request_id,
-            anthropic_request_id=linkable_id(headers.get("request-id")),
-            message_id=linkable_id(getattr(message, "id", None)),
-            model=linkable_id(getattr(message, "model", None)),
-            input_tokens=tin,
-            output_tokens=tout,
-        )
-        if getattr(message, "stop_reason", None) == "refusal":
-            self.guard.record_refusal(decision, message)
+    def _failed(self, decision: Decision, request_id: str | None) -> None:
+        """An error answer: only the request id is linked (nothing was answered)."""
+        request_id = linkable_id(request_id)
+        if request_id:
+            self.guard.audit.link(decision.request_id, anthropic_request_id=request_id)
 
-    def _tap_stream(self, decision: Decision, headers: Any, stream: Any) -> None:
+    @staticmethod
+    def _withheld(answered: Decision) -> None:
+        """An answer output moderation blocked is not handed to the app."""
+        from .screening import Refused
+
+        if not answered.allowed:
+            raise Refused(answered)
+
+    def _tap_stream(self, decision: Decision, request_id: str | None, stream: Any) -> None:
         """Watch a streamed answer's events as the app reads them: the message id and input
         tokens from ``message_start``, output tokens from ``message_delta``, the text from the
-        deltas; linked, counted and captured when the stream ends. (The SDK's stream object
-        is the one the app gets: ``parse()`` caches it.)"""
-        request_id = linkable_id(headers.get("request-id"))
-        if request_id:  # linked at once: even a stream that is never read names its request
-            self.guard.audit.link(decision.request_id, anthropic_request_id=request_id)
+        deltas; recorded when the stream ends (read to the end, closed or abandoned). (The
+        SDK's stream object is the one the app gets: ``parse()`` caches it.)"""
+        self._failed(decision, request_id)  # linked at once: even a stream never read names its request
         seen = AnswerFacts()
         inner = stream._iterator  # the SDK's own event iterator (made on first use)
         guard = self.guard
-
-        def finish() -> None:
-            record_answer(guard, decision, request_id, seen)
 
         if hasattr(inner, "__anext__"):
 
@@ -225,7 +237,7 @@ class GuardMiddleware(Middleware):
                         seen.see(event)
                         yield event
                 finally:
-                    finish()
+                    await arecord_answer(guard, decision, request_id, seen)
 
             stream.__dict__["_iterator"] = atap()
         else:
@@ -236,7 +248,7 @@ class GuardMiddleware(Middleware):
                         seen.see(event)
                         yield event
                 finally:
-                    finish()
+                    record_answer(guard, decision, request_id, seen)
 
             stream.__dict__["_iterator"] = tap()
 
@@ -253,18 +265,20 @@ class GuardMiddleware(Middleware):
         self._allowed(decision)  # also a refused decision handed over by the app
         if guarded is None:
             guarded = Guarded(_as_user.get(), decision)
-        guarded.tokens_counted = True
+        guarded.answer_recorded = True
         token = set_guarded(guarded) if own else None
         try:
             response = call_next(self._prepare(request, decision, own))
             self._settled(request, response.status_code)
-            if request.stream and response.status_code < 400:
-                self._tap_stream(decision, response.headers, response.parse())
-                return response
-            message = None if response.status_code >= 400 else response.parse()
-            self._observe(decision, response.headers, message)
-            if message is not None and self.guard.capture.enabled:
-                self.guard.capture_completion(decision, _text_of(message))
+            request_id = request_id_of(response.headers)
+            if response.status_code >= 400:
+                self._failed(decision, request_id)
+            elif request.stream:
+                self._tap_stream(decision, request_id, response.parse())
+            else:
+                facts = AnswerFacts()
+                facts.see_sdk_message(response.parse())
+                self._withheld(record_answer(self.guard, decision, request_id, facts))
             return response
         finally:
             if token is not None:
@@ -281,18 +295,20 @@ class GuardMiddleware(Middleware):
         self._allowed(decision)  # also a refused decision handed over by the app
         if guarded is None:
             guarded = Guarded(_as_user.get(), decision)
-        guarded.tokens_counted = True
+        guarded.answer_recorded = True
         token = set_guarded(guarded) if own else None
         try:
             response = await call_next(self._prepare(request, decision, own))
             self._settled(request, response.status_code)
-            if request.stream and response.status_code < 400:
-                self._tap_stream(decision, response.headers, await response.parse())
-                return response
-            message = None if response.status_code >= 400 else await response.parse()
-            self._observe(decision, response.headers, message)
-            if message is not None and self.guard.capture.enabled:
-                await self.guard.acapture(decision, "completion", _text_of(message))
+            request_id = request_id_of(response.headers)
+            if response.status_code >= 400:
+                self._failed(decision, request_id)
+            elif request.stream:
+                self._tap_stream(decision, request_id, await response.parse())
+            else:
+                facts = AnswerFacts()
+                facts.see_sdk_message(await response.parse())
+                self._withheld(await arecord_answer(self.guard, decision, request_id, facts))
             return response
         finally:
             if token is not None:
@@ -307,11 +323,3 @@ def _cleaned(body: Mapping[str, Any]) -> dict[str, Any]:
         return dict(read_messages(body).body)
     except BadBody:
         return dict(body)
-
-
-def _text_of(message: Any) -> str:
-    return "".join(getattr(block, "text", "") for block in getattr(message, "content", []) or [])
-
-
-def _tokens(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

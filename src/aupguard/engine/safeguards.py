@@ -61,7 +61,15 @@ T = TypeVar("T")
 #: (request id, user hash, status, level).
 Ready = tuple[str, str, "UserStatus | None", "Level | None"]
 log = logging.getLogger("aupguard.engine")
-ClientT = TypeVar("ClientT", "anthropic.Anthropic", "anthropic.AsyncAnthropic")
+ClientT = TypeVar(
+    "ClientT",
+    "anthropic.Anthropic",
+    "anthropic.AsyncAnthropic",
+    "anthropic.AnthropicBedrock",
+    "anthropic.AsyncAnthropicBedrock",
+    "anthropic.AnthropicVertex",
+    "anthropic.AsyncAnthropicVertex",
+)
 
 
 class Safeguards(Screening, VersionedDecisions):
@@ -123,7 +131,8 @@ class Safeguards(Screening, VersionedDecisions):
     # -- the Anthropic client ------------------------------------------------------------
 
     def instrument(self, client: ClientT) -> ClientT:
-        """A copy of an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client whose Messages calls
+        """A copy of an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client (or of their Bedrock
+        and Vertex AI twins) whose Messages calls
         carry the current user's hashed id as ``metadata.user_id`` and are linked to the audit
         record (see :mod:`aupguard.engine.instrument`)."""
         from .instrument import instrument
@@ -259,14 +268,14 @@ class Safeguards(Screening, VersionedDecisions):
         return await asyncio.to_thread(self.standing, user_id, surface=surface)
 
     def spend_tokens(self, decision: Decision, tokens: int) -> None:
-        """Count an answer's tokens (``usage``) against the user's ``[limits] tokens`` budget;
-        instrumented clients do it themselves for answers that are not streamed."""
+        """Count tokens used elsewhere against the user's ``[limits] tokens`` budget (the answer
+        recorder, :mod:`aupguard.engine.answers`, counts every answer it sees)."""
         if decision.user_hash is not None and decision.user_hash != ANONYMOUS:
             self.counters.spend_tokens(decision.user_hash, tokens)
 
     def capture_completion(self, decision: Decision, text: str) -> None:
-        """Capture Claude's answer to a guarded call (``[capture]``; instrumented clients do
-        it themselves for answers that are not streamed)."""
+        """Capture an answer got elsewhere (``[capture]``; the answer recorder,
+        :mod:`aupguard.engine.answers`, captures every answer it sees)."""
         self.capture.record(decision, "completion", text)
 
     async def acapture(self, decision: Decision, kind: str, text: str) -> None:

@@ -49,8 +49,10 @@ class AnswerFacts:
             self.message_id = getattr(message, "id", None)
             self.model = getattr(message, "model", None)
             self.input_tokens = getattr(getattr(message, "usage", None), "input_tokens", 0) or 0
-        elif kind == "message_delta":  # the running total of output tokens, and how it stopped
-            self.output_tokens = getattr(getattr(event, "usage", None), "output_tokens", 0) or 0
+        elif kind == "message_delta":  # the running totals of tokens, and how it stopped
+            usage = getattr(event, "usage", None)
+            self.input_tokens = getattr(usage, "input_tokens", None) or self.input_tokens
+            self.output_tokens = getattr(usage, "output_tokens", 0) or 0
             delta = getattr(event, "delta", None)
             self.stop_reason = getattr(delta, "stop_reason", None) or self.stop_reason
             self.stop_details = getattr(delta, "stop_details", None) or self.stop_details
@@ -82,6 +84,7 @@ class AnswerFacts:
                 self._see_message_head(message)
         elif kind == "message_delta":
             usage, delta = _dict(event.get("usage")), _dict(event.get("delta"))
+            self.input_tokens = _int(usage.get("input_tokens")) or self.input_tokens
             self.output_tokens = _int(usage.get("output_tokens")) or self.output_tokens
             self.stop_reason = _str(delta.get("stop_reason")) or self.stop_reason
             self.stop_details = as_namespace(delta.get("stop_details")) or self.stop_details

@@ -131,7 +131,7 @@ def _as(guard: Safeguards, user: str, call: Callable[[], None]) -> None:
 
 def through_langchain(guard: Safeguards, double: MessagesDouble) -> Iterator[tuple[str, Callable[[], None]]]:
     def plain() -> ChatAnthropic:
-        return ChatAnthropic(model=MODEL, api_key="test-key", base_url=double.url, max_retries=0)  # type: ignore[arg-type]
+        return ChatAnthropic(model=MODEL, api_key="test-key", base_url=double.url, max_retries=0)
 
     def config(handler: Any, user: str) -> Any:
         return {"callbacks": [handler], "metadata": {"user_id": user}}
@@ -183,7 +183,9 @@ def test_the_same_answer_through_every_path_leaves_the_same_record(
         assert "claude_refusal:cyber" in record.reasons, user
         # Anthropic's request-id header: every path that sees the HTTP answer links it (a plain
         # LangChain model hands the callback no headers)
-        expected = None if user in ("langchain-invoke", "langchain-stream", "langchain-ainvoke") else answered[user_hash]
+        expected = (
+            None if user in ("langchain-invoke", "langchain-stream", "langchain-ainvoke") else answered[user_hash]
+        )
         assert record.anthropic_request_id == expected, user
         left = guard.counters.tokens_left(user_hash)
         assert left is not None and left.remaining == BUDGET - 28, user  # counted once, whatever the path
@@ -199,7 +201,7 @@ def test_a_refusal_through_a_plain_langchain_model_is_a_safety_signal(
     make_guard: MakeGuard, messages_double: MessagesDouble, handler: Any
 ) -> None:
     guard = make_guard({"moderation": {"refusals": "strike"}})
-    model = ChatAnthropic(model=MODEL, api_key="test-key", base_url=messages_double.url, max_retries=0)  # type: ignore[arg-type]
+    model = ChatAnthropic(model=MODEL, api_key="test-key", base_url=messages_double.url, max_retries=0)
     messages_double.messages.refusal(category="violent_extremism")
     config: Any = {"callbacks": [handler(guard)], "metadata": {"user_id": "u-7"}}
     answer = asyncio.run(model.ainvoke("bad", config=config))
@@ -224,7 +226,7 @@ def test_output_moderation_withholds_a_flagged_answer_from_the_client_and_the_ch
     with guard.as_user("olga"), pytest.raises(Refused) as info:
         client.messages.create(**ASK)
     assert info.value.decision.error == "content_flagged"
-    model = ChatAnthropic(model=MODEL, api_key="test-key", base_url=messages_double.url, max_retries=0)  # type: ignore[arg-type]
+    model = ChatAnthropic(model=MODEL, api_key="test-key", base_url=messages_double.url, max_retries=0)
     push(messages_double, stream=False, message=bad)
     with pytest.raises(Refused):
         model.invoke("x", config={"callbacks": [SafeguardsCallbackHandler(guard)], "metadata": {"user_id": "piet"}})

@@ -1,4 +1,5 @@
-"""``guard.instrument(client)``: an Anthropic client whose Messages calls are guarded.
+"""``guard.instrument(client)``: an Anthropic client whose Messages calls are guarded
+(``Anthropic`` / ``AsyncAnthropic``, and the Bedrock and Vertex AI clients).
 
 Through the SDK's own ``middleware=`` hook (no monkeypatching), for every ``POST /v1/messages``:
 
@@ -11,13 +12,14 @@ Through the SDK's own ``middleware=`` hook (no monkeypatching), for every ``POST
   sent is the one screened, cleaned of invisible characters. A body an adapter screened
   already is not screened again (the adapter's decision stands for the call). The SDK's
   retries of one call are one guarded call: checked, counted and recorded once;
-- ``metadata.user_id`` is set to the user's keyed hash, replacing anything the app put there;
-- Anthropic's ``request-id`` header and the ``msg_...`` id are linked to the audit record
-  (streams: from ``message_start``, as the app reads the stream);
-- the answer's ``usage`` counts against the user's ``[limits] tokens`` budget, and with
-  ``[capture]`` on its text is captured, encrypted (streams: when the app has read them);
-- an answer with ``stop_reason: "refusal"`` is Claude's own safety signal: it gets a review
-  item (and a strike with ``[moderation] refusals = "strike"``; ``"log"`` only records it).
+- ``metadata.user_id`` is set to the user's keyed hash, replacing anything the app put there
+  (Bedrock and Vertex: ``metadata`` holds that and nothing else, as Bedrock demands);
+- the answer goes to the one answer recorder (:mod:`aupguard.engine.answers`): the
+  platform's request id (``request-id``, Bedrock's ``x-amzn-requestid``) and the ``msg_...``
+  id are linked to the audit record, the ``usage`` counts against ``[limits] tokens``, the
+  text is captured (``[capture]``) and moderated (``[moderation] output``: a blocked answer
+  that is not streamed raises ``Refused``), and a ``stop_reason: "refusal"`` is handled per
+  ``[moderation] refusals``. Streams are recorded when the app has read them.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ import anthropic
 from anthropic._middleware import AsyncCallNext, CallNext, Middleware
 from anthropic._request import APIRequest
 
-from ..outcome import ANONYMOUS, Decision
+from ..outcome import Decision
 from .answer_facts import AnswerFacts, request_id_of
 from .answers import arecord_answer, linkable_id, record_answer
 from .context import Guarded, current_guarded, reset_guarded, set_guarded
+from .outbound import hashed_batch, outbound_body
 from .prompt_policy import PromptRequest
-from .request_body import BadBody, prompt_from_body, upstream_body
-from .request_pieces import read_messages
+from .request_body import BadBody, prompt_from_body
 
 if TYPE_CHECKING:
     from anthropic._response import APIResponse, AsyncAPIResponse
@@ -108,24 +110,8 @@ class GuardMiddleware(Middleware):
 
     def _prepare(self, request: APIRequest, decision: Decision, own: bool) -> APIRequest:
         screened = decision.prompt if own else None  # what this middleware screened is what goes on
-        if screened is not None and screened.body is not None:
-            body = upstream_body(screened)
-        elif not isinstance(request.json, dict):
-            return request
-        else:  # an adapter screened the call: what the app sends is still cleaned of hidden text
-            body = _cleaned(request.json)
-        metadata = dict(body.get("metadata") or {})
-        if self._only_user_id:
-            metadata = {}
-        if decision.user_hash is not None and decision.user_hash != ANONYMOUS:
-            body["metadata"] = {**metadata, "user_id": decision.user_hash}
-        elif metadata or "metadata" in body:  # anonymous: no id at all goes on, not the app's raw one
-            metadata.pop("user_id", None)
-            if metadata:
-                body["metadata"] = metadata
-            else:
-                body.pop("metadata", None)
-        return request.copy(body=body)
+        body = outbound_body(request.json, screened, decision.user_hash, only_user_id=self._only_user_id)
+        return request if body is None else request.copy(body=body)
 
     @staticmethod
     def _request_of(request: APIRequest) -> PromptRequest | str:
@@ -178,22 +164,8 @@ class GuardMiddleware(Middleware):
         return self._remember(request, await self.guard.acheck(user, surface="anthropic", prompt=found))
 
     def _hash_batch(self, request: APIRequest) -> APIRequest:
-        """A message batch carries many requests, each with the app's own ``metadata.user_id``:
-        each is replaced by its hash, so no raw id leaves in a batch either (a batch is not a
-        guarded call of one user: its requests are not checked here)."""
-        body = dict(request.json) if isinstance(request.json, dict) else None
-        if body is None or not isinstance(body.get("requests"), list):
-            return request
-        requests = []
-        for item in body["requests"]:
-            params = item.get("params") if isinstance(item, dict) else None
-            metadata = params.get("metadata") if isinstance(params, dict) else None
-            raw = metadata.get("user_id") if isinstance(metadata, dict) else None
-            if isinstance(raw, str) and raw:
-                hashed = self.guard.hash_user(raw)
-                item = {**item, "params": {**params, "metadata": {**metadata, "user_id": hashed}}}  # type: ignore[dict-item]
-            requests.append(item)
-        return request.copy(body={**body, "requests": requests})
+        body = hashed_batch(request.json, self.guard.hash_user)
+        return request if body is None else request.copy(body=body)
 
     @staticmethod
     def _allowed(decision: Decision) -> Decision:
@@ -313,13 +285,3 @@ class GuardMiddleware(Middleware):
         finally:
             if token is not None:
                 reset_guarded(token)
-
-
-def _cleaned(body: Mapping[str, Any]) -> dict[str, Any]:
-    """``body`` with invisible characters removed from every piece of text (an adapter
-    screened the call, and a LangChain callback cannot change what its model sends). A
-    body the walk cannot read goes as the app wrote it: the adapter screened what it saw."""
-    try:
-        return dict(read_messages(body).body)
-    except BadBody:
-        return dict(body)

@@ -308,3 +308,59 @@ def test_the_gateway_answers_others_while_a_refusal_waits_for_the_store(
         waiting.join(10)
     assert done and done[0].stop_reason == "refusal"
     assert guard.status("refused").strikes == 1
+
+
+def test_what_an_answer_gets_is_decided_by_the_facts_and_the_policy_alone() -> None:
+    from aupguard.engine.answers import AnswerFacts, AnswerRules, plan_answer
+    from aupguard.outcome import Decision
+
+    facts = AnswerFacts()
+    facts.see_message(fixed_message())
+    everything = AnswerRules(token_budget=True, capture_completions=True, moderate_output=True, refusals="review")
+    user = Decision("r-1", True, 200, None, "", "hash-of-user", None)
+    plan = plan_answer(facts, user, everything, request_id="req_1")
+    assert plan.link == {"anthropic_request_id": "req_1", "message_id": "msg_parity0123456789", "model": MODEL,
+                         "input_tokens": 21, "output_tokens": 7}  # fmt: skip
+    assert (plan.spend, plan.capture, plan.moderate) == (28, TEXT, TEXT)
+    assert plan.refusal is not None and plan.refusal.category == "cyber" and not plan.refusal.strike
+    assert plan.refusal.flag is not None and plan.refusal.flag.moderators == ("claude-refusal",)
+    # moderated already (the gateway), anonymous, nothing in the policy, refusals only logged
+    assert plan_answer(facts, user, everything, request_id=None, output_moderated=True).moderate is None
+    anonymous = plan_answer(facts, user._replace(user_hash=None), everything, request_id=None)
+    assert (anonymous.spend, anonymous.capture) == (0, None)
+    bare = AnswerRules(token_budget=False, capture_completions=False, moderate_output=False, refusals="log")
+    quiet = plan_answer(facts, user, bare, request_id=None)
+    assert (quiet.spend, quiet.capture, quiet.moderate) == (0, None, None)
+    assert quiet.refusal is not None and quiet.refusal.flag is None  # still in the record's reasons
+    # what an upstream says is data: ids the log cannot hold and odd counts are left out
+    odd = AnswerFacts()
+    odd.see_message({"id": "", "model": "m" * 300, "usage": {"input_tokens": -5, "output_tokens": True}})
+    plan = plan_answer(odd, user, everything, request_id="x" * 300)
+    assert plan.link == {"anthropic_request_id": None, "message_id": None, "model": None, "input_tokens": 0,
+                         "output_tokens": 0}  # fmt: skip
+    assert plan.spend == 0 and plan.refusal is None
+
+
+def test_redis_counters_are_spent_off_the_event_loop(
+    make_guard: MakeGuard, messages_double: MessagesDouble, redis_url: str
+) -> None:
+    guard = make_guard({"limits": {"tokens": f"{BUDGET}/day"}, "storage": {"counters": redis_url}})
+    threads: list[str] = []
+    spend = guard.counters.spend_tokens
+
+    def watched(key: str, tokens: int) -> None:
+        threads.append(threading.current_thread().name)
+        spend(key, tokens)
+
+    guard.counters.spend_tokens = watched  # type: ignore[method-assign]
+
+    async def run() -> None:
+        aclient = guard.instrument(messages_double.async_client())
+        push(messages_double, stream=False, message=fixed_message("end_turn"))
+        with guard.as_user("redis-user"):
+            await aclient.messages.create(**ASK)
+
+    asyncio.run(run())
+    assert len(threads) == 1 and threads[0] != threading.main_thread().name  # Redis: waited for in a thread
+    left = guard.counters.tokens_left(guard.hash_user("redis-user"))
+    assert left is not None and left.remaining == BUDGET - 28

@@ -31,7 +31,7 @@ from ..audit.writer import check_text
 from ..counters.redis import RedisCounters
 from ..moderation.base import Verdict
 from ..moderation.chain import ModerationResult
-from ..outcome import ANONYMOUS, Decision
+from ..outcome import Decision
 from .answer_facts import AnswerFacts
 
 if TYPE_CHECKING:
@@ -76,8 +76,9 @@ class ClaudeRefusal:
 class AnswerPlan:
     """What one answer means for its guarded call. ``link`` holds the audit record's fields
     (``anthropic_request_id``, ``message_id``, ``model``, ``input_tokens``, ``output_tokens``);
-    ``spend`` the tokens to count (0: none); ``capture`` the completion text to capture;
-    ``moderate`` the text output moderation reads (None: not moderated here)."""
+    ``spend`` the tokens to count against the user's (or anonymous caller's) budget (0:
+    none); ``capture`` the completion text to capture; ``moderate`` the text output
+    moderation reads (None: not moderated here)."""
 
     link: dict[str, Any]
     spend: int
@@ -116,10 +117,12 @@ def plan_answer(
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
     }
-    known = decision.user_hash is not None and decision.user_hash != ANONYMOUS
-    spend = input_tokens + output_tokens if known and rules.token_budget else 0
+    # tokens count against the user's budget, or an anonymous caller's client key; only a
+    # user's text is captured (under their data key)
+    counted = decision.user_hash is not None or decision.anonymous_key is not None
+    spend = input_tokens + output_tokens if counted and rules.token_budget else 0
     text = "".join(facts.text)
-    capture = text if known and rules.capture_completions and text else None
+    capture = text if decision.user_hash is not None and rules.capture_completions and text else None
     moderated = facts.moderated_text
     moderate = moderated if rules.moderate_output and not output_moderated and moderated.strip() else None
     return AnswerPlan(link, spend, capture, moderate, claude_refusal(facts, rules.refusals))
@@ -162,8 +165,8 @@ def _steps(guard: Safeguards, decision: Decision, plan: AnswerPlan) -> Generator
     link = plan.link
     yield _Step("queue", lambda: audit.link(decision.request_id, **link))
     if plan.spend:
-        user_hash, spend = decision.user_hash or "", plan.spend
-        yield _Step("counters", lambda: guard.counters.spend_tokens(user_hash, spend))
+        key, spend = decision.user_hash or decision.anonymous_key or "", plan.spend
+        yield _Step("counters", lambda: guard.counters.spend_tokens(key, spend))
     if plan.capture is not None:
         text = plan.capture
         yield _Step("capture", lambda: guard.capture.record(decision, "completion", text))

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..outcome import ANONYMOUS
 from .prompt_policy import ResolvedPrompt
 from .request_body import BadBody, upstream_body
 from .request_pieces import read_messages
@@ -33,7 +32,7 @@ def outbound_body(
     else:
         body = _cleaned(sent)
     metadata = {} if only_user_id else dict(body.get("metadata") or {})
-    if user_hash is not None and user_hash != ANONYMOUS:
+    if user_hash is not None:
         body["metadata"] = {**metadata, "user_id": user_hash}
     elif metadata or "metadata" in body:  # anonymous: no id at all goes on, not the app's raw one
         metadata.pop("user_id", None)

@@ -184,8 +184,9 @@ def test_flask_reads_a_terminated_body_without_length_or_chunking(make_guard: Ma
     ``wsgi.input_terminated``: werkzeug still reads the body, so the guard must too."""
     import io
 
-    from aupguard_flask import FlaskSafeguards
     from flask import Flask, request
+
+    from aupguard_flask import FlaskSafeguards
 
     guard = make_guard({"moderation": {"rules": RULES}})
     app = Flask(__name__)

@@ -154,8 +154,9 @@ def test_a_user_header_is_ignored_unless_configured(make_guard: MakeGuard) -> No
 
 
 def test_flask_ignores_a_user_header_unless_configured(make_guard: MakeGuard) -> None:
-    from aupguard_flask import FlaskSafeguards
     from flask import Flask
+
+    from aupguard_flask import FlaskSafeguards
 
     app = Flask("spoof")
     FlaskSafeguards(app, safeguards=make_guard())  # no user_header; Flask-Login is not set up here

@@ -176,7 +176,7 @@ def _steps(guard: Safeguards, decision: Decision, plan: AnswerPlan) -> Generator
     if refusal is not None:
         if refusal.flag is not None:
             flagged, flag, output = decision, refusal.flag, not refusal.strike  # "review": no strike
-            yield _Step("store", lambda: guard._flag(flagged, flag, output))
+            yield _Step("store", lambda: guard.screening._flag(flagged, flag, output))
         outcome = "allowed" if decision.allowed else decision.error or "refused"
         status, reasons = decision.status, refusal.reasons(decision)
         yield _Step("queue", lambda: audit.amend(decision.request_id, outcome=outcome, status=status, reasons=reasons))

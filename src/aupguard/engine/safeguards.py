@@ -45,7 +45,15 @@ if TYPE_CHECKING:
 __all__ = ["Safeguards", "StrikeResult"]
 
 T = TypeVar("T")
-ClientT = TypeVar("ClientT", "anthropic.Anthropic", "anthropic.AsyncAnthropic")
+ClientT = TypeVar(
+    "ClientT",
+    "anthropic.Anthropic",
+    "anthropic.AsyncAnthropic",
+    "anthropic.AnthropicBedrock",
+    "anthropic.AsyncAnthropicBedrock",
+    "anthropic.AnthropicVertex",
+    "anthropic.AsyncAnthropicVertex",
+)
 
 
 class Safeguards:
@@ -201,8 +209,6 @@ class Safeguards:
         chunks is still seen) are moderated as they fill. A no-op unless ``[moderation] output``."""
         return OutputStream(self.screening, decision)
 
-    record_refusal = delegate("screening", Screening.record_refusal)
-
     # -- the users -------------------------------------------------------------------------
 
     status = delegate("users", UserActions.status)
@@ -241,7 +247,8 @@ class Safeguards:
     # -- the Anthropic client ------------------------------------------------------------
 
     def instrument(self, client: ClientT) -> ClientT:
-        """A copy of an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client whose Messages calls
+        """A copy of an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client (or of their Bedrock
+        and Vertex AI twins) whose Messages calls
         carry the current user's hashed id as ``metadata.user_id`` and are linked to the audit
         record (see :mod:`aupguard.engine.instrument`)."""
         from .instrument import instrument
@@ -260,15 +267,15 @@ class Safeguards:
         return as_user(user_id, decision)
 
     def spend_tokens(self, decision: Decision, tokens: int) -> None:
-        """Count an answer's tokens (``usage``) against the user's ``[limits] tokens`` budget;
-        instrumented clients do it themselves for answers that are not streamed."""
+        """Count tokens used elsewhere against the user's ``[limits] tokens`` budget (the answer
+        recorder, :mod:`aupguard.engine.answers`, counts every answer it sees)."""
         key = decision.user_hash or decision.anonymous_key
         if key is not None:
             self.counters.spend_tokens(key, tokens)
 
     def capture_completion(self, decision: Decision, text: str) -> None:
-        """Capture Claude's answer to a guarded call (``[capture]``; instrumented clients do
-        it themselves for answers that are not streamed)."""
+        """Capture an answer got elsewhere (``[capture]``; the answer recorder,
+        :mod:`aupguard.engine.answers`, captures every answer it sees)."""
         self.capture.record(decision, "completion", text)
 
     acapture = delegate("capture", Capture.arecord)

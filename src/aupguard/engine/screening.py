@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import AupguardError, StoreError
 from ..ids import new_id
-from ..moderation.base import Verdict
 from ..moderation.chain import ModerationChain, ModerationResult
 from ..outcome import Decision, Refusal
 from ..stores import ReviewItem, StrikeRecord
@@ -244,21 +243,6 @@ class Screening:
         self.users.mutate(
             user_hash, describe, suspension_after_strike if strike else None, strike=strike, review=review
         )
-
-    def record_refusal(self, decision: Decision, message: object) -> None:
-        """Claude refused to answer (``stop_reason: "refusal"``): a safety signal. Per
-        ``[moderation] refusals``: a review item (``review``), a strike and a review item
-        (``strike``), or only the audit reasons (``log``)."""
-        details = getattr(message, "stop_details", None)
-        category = str(getattr(details, "category", None) or "claude_refusal")
-        verdict = Verdict(True, (category,), "claude-refusal", "Claude refused to answer")
-        result = ModerationResult("review", (category,), (verdict,))
-        mode = self.policy.moderation.refusals
-        if mode != "log":
-            self._flag(decision, result, mode == "review")  # "review": no strike, as for an answer
-        reasons = (*decision.reasons, f"claude_refusal:{category}")
-        self.audit.amend(decision.request_id, outcome="allowed" if decision.allowed else decision.error or "refused",
-                         status=decision.status, reasons=reasons)  # fmt: skip
 
     # -- answers -----------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ from .moderation.base import Moderator
 from .moderation.setup import build_chain
 from .policy import Policy
 from .prompt_policy import PromptPolicy, PromptRequest
+from .review.appeals import AppealDesk, Notices
+from .review.delivery import Notifier
 from .review.sampling import sample_item, should_sample
 from .screening import Screening
 from .spill import SpillFile
@@ -109,6 +111,8 @@ class Safeguards(Screening, VersionedDecisions):
         self.metrics = Metrics()
         self.moderation.observe = self.metrics.moderation
         _register_figures(self)
+        self.appeals = AppealDesk(self)
+        self.notifier = Notifier(self) if self.policy.notify.webhooks else None  # webhook senders (threads)
         self._closed = False
         self._atexit = _weakly(self, lambda guard: guard.close())
         atexit.register(self._atexit)
@@ -431,6 +435,26 @@ class Safeguards(Screening, VersionedDecisions):
             None,
         )
 
+    # -- appeals and notices (see aupguard.review.appeals) --------------------------------
+
+    def appeal(self, user_id: str, *, strike_id: str | None = None, request_id: str | None = None, text: str) -> str:
+        """File the user's appeal against their strike or refused request; returns its id."""
+        return self.appeals.file(user_id, strike_id=strike_id, request_id=request_id, text=text).id
+
+    async def aappeal(
+        self, user_id: str, *, strike_id: str | None = None, request_id: str | None = None, text: str
+    ) -> str:
+        return await asyncio.to_thread(lambda: self.appeal(user_id, strike_id=strike_id, request_id=request_id,
+                                                           text=text))  # fmt: skip
+
+    def decide_appeal(self, appeal_id: str, *, upheld: bool, reason: str, actor: str = "system") -> None:
+        """Uphold (the strike is voided) or deny an open appeal; ``reason`` is shown to the user."""
+        self.appeals.decide(appeal_id, upheld=upheld, reason=reason, actor=actor)
+
+    def notices(self, user_id: str) -> Notices:
+        """The user's own view of their standing: strikes, suspension, appeals and outcomes."""
+        return self.appeals.notices(user_id)
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def close(self) -> None:
@@ -441,6 +465,8 @@ class Safeguards(Screening, VersionedDecisions):
         atexit.unregister(self._atexit)
         self.audit.close()
         self._cache.close()
+        if self.notifier is not None:
+            self.notifier.close()
         self.store.close()
         for moderator in self.moderation.moderators:  # remote moderators' connections
             close = getattr(moderator, "close", None)
@@ -457,6 +483,8 @@ class Safeguards(Screening, VersionedDecisions):
         self.counters.after_fork()
         self.audit.after_fork()
         self._cache.after_fork()
+        if self.notifier is not None:
+            self.notifier.after_fork()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)

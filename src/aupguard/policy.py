@@ -18,6 +18,7 @@ from .durations import DURATION_HELP, parse_duration
 from .errors import PolicyError
 from .policy_gateway import GATEWAY_FIELDS, GatewayPolicy
 from .policy_moderation import MODERATION_FIELDS, PROMPTS_FIELDS, ModerationPolicy, PromptsPolicy
+from .policy_notify import NOTIFY_FIELDS, NotifyPolicy
 from .policy_review import REVIEW_FIELDS, ReviewPolicy
 from .policy_values import allowed_and_why, any_text, boolean, choice, count, optional_text, rate, text
 
@@ -105,6 +106,7 @@ class Policy:
     capture: CapturePolicy = field(default_factory=CapturePolicy)
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
+    notify: NotifyPolicy = field(default_factory=NotifyPolicy)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
@@ -238,6 +240,7 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
     ),
     "review": (ReviewPolicy, REVIEW_FIELDS),
     "gateway": (GatewayPolicy, GATEWAY_FIELDS),
+    "notify": (NotifyPolicy, NOTIFY_FIELDS),
 }
 
 

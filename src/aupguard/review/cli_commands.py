@@ -18,6 +18,7 @@ from ..cli_support import OpenGuard, when
 from ..durations import DURATION_HELP, parse_duration
 from ..errors import AupguardError
 from .accounts import MIN_PASSWORD, ReviewerAccounts
+from .appeal_commands import add_appeal_commands
 from .queue import ReviewQueue
 from .report import report_csv, report_json, violation_report
 
@@ -175,6 +176,7 @@ def add_review_commands(
     p.add_argument("user_hash")
     p.add_argument("text")
     p.add_argument("--item", help="the review item the note is about")
+    add_appeal_commands(cmd, runs)
 
     report = sub.add_parser("report", help="reports: violations (users ranked by violation rate)")
     report_sub = report.add_subparsers(dest="report_command", required=True, metavar="REPORT")

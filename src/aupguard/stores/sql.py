@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 
 from ..ladder import UserState
 from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
+from .sql_appeals import AppealTables
 from .sql_capture import CaptureTables
 from .sql_gateway import GatewayKeyTables
+from .sql_outbox import OutboxTables
 from .sql_review import ReviewTables
 
 __all__ = ["AuditOp", "SQLStore"]
@@ -50,7 +52,7 @@ _READ_COLUMNS = _DECISION_COLUMNS + ", model, input_tokens, output_tokens"
 _STRIKE_COLUMNS = "id, user_hash, at, reason, category, source, actor, voided_at, void_reason"
 
 
-class SQLStore(CaptureTables, ReviewTables, GatewayKeyTables):
+class SQLStore(CaptureTables, ReviewTables, GatewayKeyTables, AppealTables, OutboxTables):
     """The durable records of one deployment: users, strikes, events, decisions, the review
     queue, captured text and the change feed other processes poll."""
 
@@ -258,11 +260,13 @@ class SQLStore(CaptureTables, ReviewTables, GatewayKeyTables):
     # -- events and decision records -------------------------------------------------
 
     def _insert_events(self, conn: Conn, events: Iterable[AuditEvent]) -> None:
+        events = list(events)
         self._executemany(
             conn,
             "INSERT INTO events (id, at, user_hash, action, actor, reason, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(e.id, e.at, e.user_hash, e.action, e.actor, e.reason, json.dumps(dict(e.details))) for e in events],
         )
+        self._outbox_from_events(conn, events)  # the webhooks' notifications, in the same transaction
 
     def events(self, *, user_hash: str | None = None, limit: int = 100) -> list[AuditEvent]:
         where, args = ("WHERE user_hash = ?", (user_hash,)) if user_hash else ("", ())

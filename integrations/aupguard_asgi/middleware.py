@@ -26,6 +26,7 @@ from starlette.requests import Request
 from aupguard import Decision, PromptRequest, Safeguards
 from aupguard.context import Guarded, reset_guarded, set_guarded
 from aupguard.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
+from aupguard.review.notices_api import notices_paths
 from aupguard.routes import RouteSet, squashed
 from aupguard.routes import route_path as _route_path
 
@@ -68,6 +69,9 @@ class SafeguardsMiddleware:
     - ``extract_prompt(json_body)``: the end user's prompt; default: Anthropic Messages shape
       (last user message), ``{"prompt": ...}`` or ``{"template": ..., "variables": ...}``.
     - ``max_body_bytes``: larger bodies get 413.
+    - ``notices_route``: a path (``"/me/safety"``) where the identified user reads their own
+      standing as JSON (GET), and files an appeal at ``<notices_route>/appeals`` (POST); see
+      :mod:`aupguard.review.notices_api`. Unset: not served.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class SafeguardsMiddleware:
         routes: Iterable[str] | Callable[[Scope], bool] | None = None,
         extract_prompt: ExtractPrompt | None = None,
         max_body_bytes: int = 1_000_000,
+        notices_route: str | None = None,
     ) -> None:
         self.app = app
         self.guard = safeguards
@@ -93,10 +98,15 @@ class SafeguardsMiddleware:
         self._guard_all = routes is None
         self._predicate = routes if callable(routes) else None
         self._routes = RouteSet([] if routes is None or callable(routes) else routes)
+        self._notices = notices_paths(notices_route) if notices_route is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" and self._guarded(scope):
+        if kind == "http" and self._notices is not None and route_path(scope) in self._notices:
+            from .notices import serve_notices
+
+            await serve_notices(self, scope, receive, send, route_path(scope) == self._notices[1])
+        elif kind == "http" and self._guarded(scope):
             await _GuardedCall(self, scope, receive, send).run()
         elif kind == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))

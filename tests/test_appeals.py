@@ -44,7 +44,9 @@ def test_upheld_appeal_voids_the_strike_and_lifts_its_suspension(guard: Safeguar
     (appeal,) = notices["appeals"]
     assert appeal["status"] == "upheld" and appeal["reason"] == "Quoting a news article is allowed."
     assert {s["id"]: (s["category"], s["voided"]) for s in notices["strikes"]} == {
-        first.id: ("weapons", False), second.id: ("hate", True)}
+        first.id: ("weapons", False),
+        second.id: ("hate", True),
+    }
     assert "reviewer:ann" not in repr(notices)  # who decided is not the user's to know
     actions = [e.action for e in guard.store.events(user_hash=guard.hash_user("u1"), limit=20)]
     assert actions[:3] == ["level_changed", "appeal_decided", "appeal_filed"]

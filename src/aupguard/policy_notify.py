@@ -47,6 +47,7 @@ class NotifyPolicy:
     batch_window: float = 10.0  # item_flagged notifications this close together go in one delivery
     poll: float = 1.0  # how often a sender looks for rows written by other processes
     give_up_after: float = 3 * 86400.0  # a notification no receiver took this long is marked failed
+    retry_min: float = 2.0  # the first retry's delay; each next one doubles (with jitter), up to an hour
 
 
 def _bounded(most: float) -> Callable[[object], float]:
@@ -102,4 +103,5 @@ NOTIFY_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "batch_window": (_bounded(3600.0), DURATION_HELP + ", at most 1 h"),
     "poll": (_bounded(600.0), DURATION_HELP + ", at most 10 min"),
     "give_up_after": (_bounded(90 * 86400.0), DURATION_HELP + ", at most 90 days"),
+    "retry_min": (_bounded(3600.0), DURATION_HELP + ", at most 1 h"),
 }

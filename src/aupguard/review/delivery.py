@@ -178,7 +178,7 @@ class Notifier:
                       rows[0].attempts + 1)  # fmt: skip
             store.outbox_give_up(ids, at=now)
         else:
-            store.outbox_retry(ids, next_at=now + backoff(rows[0].attempts, random.random()))
+            store.outbox_retry(ids, next_at=now + backoff(rows[0].attempts, random.random(), self.policy.retry_min))
 
 
 def batches(rows: Sequence[OutboxRow], now: float, window: float) -> list[list[OutboxRow]]:

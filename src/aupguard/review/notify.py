@@ -46,7 +46,7 @@ def _notification(e: AuditEvent) -> tuple[str, dict[str, Any]] | None:
     if e.action == "suspend":
         return "user_suspended", {**user, "until": d.get("until"), "reason": e.reason, "actor": e.actor}
     if e.action == "level_changed" and d.get("to") == "suspended" and d.get("from") != "suspended":
-        return "user_suspended", {**user, "until": None, "reason": e.reason, "actor": e.actor, "automatic": True}
+        return "user_suspended", {**user, "reason": e.reason, "actor": e.actor, "automatic": True}
     if e.action == "reinstate":
         return "user_reinstated", {**user, "reason": e.reason, "actor": e.actor}
     if e.action == "level_changed" and d.get("from") == "suspended" and d.get("to") != "suspended":
@@ -110,6 +110,8 @@ def slack_text(kind: str, events: Sequence[Mapping[str, Any]]) -> str:
     if kind == "user_suspended":
         until = data.get("until")
         end = "until reinstated" if until is None else time.strftime("until %Y-%m-%d %H:%M UTC", time.gmtime(until))
+        if data.get("automatic"):
+            end = "by the strike ladder"
         return f"aupguard: user {_short(data.get('user_hash'))} suspended {end}: {data.get('reason')}"
     if kind == "user_reinstated":
         return f"aupguard: user {_short(data.get('user_hash'))} reinstated: {data.get('reason')}"
@@ -148,10 +150,11 @@ def verify(secret: str, body: bytes, header: str, *, tolerance: float = 300.0, n
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-def backoff(attempts: int, jitter: float) -> float:
-    """Seconds before the next try after ``attempts`` failed ones: 2, 4, 8, ... up to an
-    hour, times a ``jitter`` in [0.5, 1.5) so receivers coming back are not stampeded."""
-    return min(MAX_BACKOFF, 2.0 ** min(attempts + 1, 20)) * (0.5 + jitter)
+def backoff(attempts: int, jitter: float, first: float = 2.0) -> float:
+    """Seconds before the next try after ``attempts + 1`` failed ones: ``first``, twice
+    that, four times, ... up to an hour, times a ``jitter`` in [0.5, 1.5) so the senders of
+    many processes do not come back to a receiver all at once."""
+    return min(MAX_BACKOFF, first * 2.0 ** min(attempts, 20)) * (0.5 + jitter)
 
 
 def new_delivery_id() -> str:

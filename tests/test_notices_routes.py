@@ -4,7 +4,7 @@ bodies; another user's strike reads as unknown; a suspended user can still appea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -66,9 +66,9 @@ def flask_client(guard: Safeguards) -> Call:
 
 
 @pytest.fixture(params=["asgi", "flask"])
-def setup(request: pytest.FixtureRequest, make_guard: MakeGuard) -> Iterator[tuple[Safeguards, Call]]:
+def setup(request: pytest.FixtureRequest, make_guard: MakeGuard) -> tuple[Safeguards, Call]:
     guard = make_guard(POLICY)
-    yield guard, (asgi_client if request.param == "asgi" else flask_client)(guard)
+    return guard, (asgi_client if request.param == "asgi" else flask_client)(guard)
 
 
 def test_a_suspended_user_reads_why_appeals_and_sees_the_outcome(setup: tuple[Safeguards, Call]) -> None:

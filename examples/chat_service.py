@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
-from aupguard.context import current_guarded
+from aupguard.engine.context import current_guarded
 
 OFFLINE_LABEL = "[offline stand-in model: set ANTHROPIC_API_KEY for real answers]"
 MODEL = "claude-haiku-4-5"

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chat_service import OFFLINE_LABEL, answer, demo_guard, prompt_of
 
 from aupguard import Safeguards
-from aupguard.demo import demo_reviewer
+from aupguard.cli.demo import demo_reviewer
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_console import review_console
 

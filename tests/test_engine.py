@@ -328,7 +328,7 @@ def test_memory_counters_sweep_at_most_once_a_second_and_still_expire(make_guard
     sweeps at most once a second, and expired windows still stop counting at once."""
     import time as _time
 
-    from aupguard.throttle import SweptMemoryStorage
+    from aupguard.counters.base import SweptMemoryStorage
 
     guard = make_guard({"limits": {"default": "3/second"}})
     storage = guard.counters.storage

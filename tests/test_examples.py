@@ -91,7 +91,7 @@ def test_langchain_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mess
 def test_fastapi_demo_serves_the_console_with_a_one_time_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import re
 
-    from aupguard.demo import demo_reviewer
+    from aupguard.cli.demo import demo_reviewer
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("AUPGUARD_CAPTURE_KEY", raising=False)

@@ -24,11 +24,11 @@ from typing import Any
 from starlette.requests import Request
 
 from aupguard import Decision, PromptRequest, Safeguards
-from aupguard.context import Guarded, reset_guarded, set_guarded
-from aupguard.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
-from aupguard.review.notices_api import notices_paths
-from aupguard.routes import RouteSet, squashed
-from aupguard.routes import route_path as _route_path
+from aupguard.adapters.notices import notices_paths
+from aupguard.adapters.routes import RouteSet, squashed
+from aupguard.adapters.routes import route_path as _route_path
+from aupguard.engine.context import Guarded, reset_guarded, set_guarded
+from aupguard.engine.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
 
 __all__ = ["SafeguardsMiddleware", "route_path"]
 
@@ -64,14 +64,14 @@ class SafeguardsMiddleware:
       ``scope["user"]`` (Starlette's AuthenticationMiddleware), then ``user_header`` when set.
     - ``user_header``: a header trusted to carry the user id (only behind your own gateway).
     - ``routes``: paths to guard (``"/v1/chat"``, or a prefix ``"/v1/*"``), relative to the
-      app's mount point (see :mod:`aupguard.routes`), or a predicate over the ASGI scope;
+      app's mount point (see :mod:`aupguard.adapters.routes`), or a predicate over the ASGI scope;
       default: every HTTP route.
     - ``extract_prompt(json_body)``: the end user's prompt; default: Anthropic Messages shape
       (last user message), ``{"prompt": ...}`` or ``{"template": ..., "variables": ...}``.
     - ``max_body_bytes``: larger bodies get 413.
     - ``notices_route``: a path (``"/me/safety"``) where the identified user reads their own
       standing as JSON (GET), and files an appeal at ``<notices_route>/appeals`` (POST); see
-      :mod:`aupguard.review.notices_api`. Unset: not served.
+      :mod:`aupguard.adapters.notices`. Unset: not served.
     """
 
     def __init__(

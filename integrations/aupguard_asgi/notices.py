@@ -9,8 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from aupguard.request_body import TooLarge, declared_length, read_body
-from aupguard.review.notices_api import MAX_BODY, NoticesAnswer, answer_notices, error_answer, too_large
+from aupguard.adapters.notices import MAX_BODY, NoticesAnswer, answer_notices, error_answer, too_large
+from aupguard.engine.request_body import TooLarge, declared_length, read_body
 
 if TYPE_CHECKING:
     from .middleware import SafeguardsMiddleware

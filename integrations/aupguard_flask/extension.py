@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flask import Flask, Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
-from aupguard.context import Guarded, register_lookup, reset_guarded, set_guarded
+from aupguard.adapters.routes import RouteSet
+from aupguard.engine.context import Guarded, register_lookup, reset_guarded, set_guarded
+from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
 from aupguard.ids import new_id
-from aupguard.request_body import BadBody, parse_json, prompt_from_body
-from aupguard.routes import RouteSet
-from flask import Flask, Request, Response, current_app, g, request
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
 
@@ -197,7 +197,7 @@ def _check_options(values: Mapping[str, Any]) -> None:
             raise TypeError(f"AUPGUARD_{name.upper()} / {name} must be callable")
     notices = values.get("notices_route")
     if notices is not None:
-        from aupguard.review.notices_api import notices_paths
+        from aupguard.adapters.notices import notices_paths
 
         notices_paths(notices)  # a ValueError naming the option
     header = values.get("user_header")

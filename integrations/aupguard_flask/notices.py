@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from aupguard.review.notices_api import MAX_BODY, answer_notices, error_answer, notices_paths, too_large
-from flask import Flask, Response, current_app, request
+from aupguard.adapters.notices import MAX_BODY, answer_notices, error_answer, notices_paths, too_large
 
 __all__ = ["add_notices_routes"]
 

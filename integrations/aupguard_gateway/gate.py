@@ -22,11 +22,11 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aupguard import Safeguards
-from aupguard.decision import Decision, whole_seconds
+from aupguard.adapters.routes import route_path, squashed
 from aupguard.gateway.callers import BadKeyThrottle, RefusalSampler, arefuse_sampled
 from aupguard.gateway.controls import check_betas
 from aupguard.gateway.keys import GatewayKeys
-from aupguard.routes import route_path, squashed
+from aupguard.outcome import Decision, whole_seconds
 
 __all__ = ["USER", "KeyGate", "gateway_key"]
 

@@ -20,7 +20,7 @@ import enum
 from dataclasses import dataclass
 
 from .durations import format_duration
-from .policy import LadderPolicy
+from .policy.config import LadderPolicy
 
 __all__ = [
     "Level",

@@ -25,16 +25,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..engine.user_actions import describe_change
 from ..errors import AppealConflict, AppealError, AppealRateLimited, UnknownAppealTarget
 from ..ids import new_id
 from ..ladder import Level, derive_status, lift_after_void
 from ..normalize import clean
 from ..stores.appeal_records import AppealRecord
 from ..stores.records import AuditEvent
-from ..user_actions import describe_change
 
 if TYPE_CHECKING:
-    from ..engine import Safeguards
+    from ..engine.safeguards import Safeguards
     from ..identity import HashKey
 
 __all__ = ["AppealDesk", "Notices", "clean_appeal_text"]

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..errors import AupguardError, ConfigurationError
-from ..policy_notify import Webhook
+from ..policy.notify import Webhook
 from ..stores.appeal_records import OutboxRow
 from ..stores.records import AuditEvent
 from .notify import SIGNATURE_HEADER, backoff, body_of, new_delivery_id, notifications_for, sign, sla_rows
 
 if TYPE_CHECKING:
-    from ..engine import Safeguards
+    from ..engine.safeguards import Safeguards
 
 __all__ = ["Notifier"]
 

@@ -19,8 +19,8 @@ from ..stores.records import AuditEvent, AuditRecord, StrikeRecord
 from ..stores.review_records import QueueEntry, ReviewNote, ViolationCount
 
 if TYPE_CHECKING:
-    from ..capture import CapturedText
-    from ..engine import Safeguards
+    from ..capture.recorder import CapturedText
+    from ..engine.safeguards import Safeguards
 
 __all__ = ["ItemDetail", "QueuePage", "ReviewConflict", "ReviewQueue", "UserHistory", "actor_of"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..decision import ANONYMOUS
 from ..ids import new_id
+from ..outcome import ANONYMOUS
 from ..stores.records import ReviewItem
 
 if TYPE_CHECKING:
-    from ..decision import Decision
+    from ..outcome import Decision
 
 __all__ = ["SAMPLE_ACTION", "sample_item", "should_sample"]
 

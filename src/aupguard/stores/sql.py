@@ -1,7 +1,7 @@
 """What the SQL stores share: every query and the logic around it, written once.
 
-Subclasses (:class:`~aupguard.stores.sqlite.SQLStore`,
-:class:`~aupguard.stores.postgres.PostgresStore`) supply connections and transactions:
+Subclasses (:class:`~aupguard.stores.sqlite.store.SQLStore`,
+:class:`~aupguard.stores.postgres.store.PostgresStore`) supply connections and transactions:
 ``_read(fn)`` runs ``fn(conn)`` outside a transaction, ``_write(fn, user_hash=...)`` inside
 one that serialises changes to that user, ``_write_audit(fn)`` inside one on the audit
 writer's connection. Queries use ``?`` placeholders; ``_q`` turns them into the driver's.
@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 from ..ladder import UserState
 from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
-from .sql_appeals import AppealTables
-from .sql_capture import CaptureTables
-from .sql_gateway import GatewayKeyTables
-from .sql_outbox import OutboxTables
-from .sql_review import ReviewTables
+from .tables.appeals import AppealTables
+from .tables.capture import CaptureTables
+from .tables.gateway import GatewayKeyTables
+from .tables.outbox import OutboxTables
+from .tables.review import ReviewTables
 
 __all__ = ["AuditOp", "SQLStore"]
 

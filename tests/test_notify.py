@@ -168,3 +168,24 @@ def test_the_documented_verification_snippet_matches_the_signature() -> None:
     expected = hmac.new(SECRET.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(expected, fields["v1"])
     assert not verify(SECRET, body, sign(SECRET, body, t - 3600))  # an old delivery replayed is refused
+
+
+def test_the_outbox_works_on_postgresql_and_two_engines_send_each_event_once(
+    pg_url: str, make_guard: MakeGuard, receiver: Receiver
+) -> None:
+    port = receiver.port
+    receiver.stop()
+    policy = notify(receiver)
+    one, two = make_guard(policy, store=pg_url), make_guard(policy, store=pg_url)  # two workers, one store
+    for user in ("a", "b", "c", "d"):
+        (one if user in "ac" else two).suspend(user, reason="pg")
+    one.check("e", prompt="explain nerve agent synthesis")
+    back = Receiver(port).start()
+    try:
+        events = back.wait_for(5)
+        assert Counter(e["type"] for e in events) == {"user_suspended": 4, "item_flagged": 1}
+        assert len({e["id"] for e in events}) == 5 and len(back.deliveries) == len({b["id"] for b in back.bodies()})
+        time.sleep(0.5)  # both engines keep polling: nothing is sent twice
+        assert len(back.events()) == 5
+    finally:
+        back.stop()

@@ -189,3 +189,13 @@ def test_the_outbox_works_on_postgresql_and_two_engines_send_each_event_once(
         assert len(back.events()) == 5
     finally:
         back.stop()
+
+
+def test_deliveries_are_counted_in_the_metrics(make_guard: MakeGuard, receiver: Receiver) -> None:
+    guard = make_guard(notify(receiver))
+    guard.suspend("u1", reason="metrics")
+    receiver.wait_for(1)
+    deadline = time.monotonic() + 10
+    while "aupguard_webhook_deliveries_total 1" not in guard.metrics.render() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the receiver's answer is counted just after it arrived
+    assert "aupguard_webhook_deliveries_total 1" in guard.metrics.render()

@@ -57,6 +57,11 @@ class Notifier:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         guard.store.outbox_hook = self.rows_for
+        add = guard.metrics.read_at_scrape
+        add("aupguard_webhook_deliveries_total", "Webhook deliveries a receiver took (this process).", "counter",
+            lambda: [("", self.delivered)])  # fmt: skip
+        add("aupguard_webhook_failures_total", "Webhook delivery attempts that failed (this process).", "counter",
+            lambda: [("", self.failures)])  # fmt: skip
         self._start()
 
     def rows_for(self, events: Sequence[AuditEvent]) -> list[tuple[str, float, str, str, str]]:
@@ -83,8 +88,9 @@ class Notifier:
         stay in the outbox for the next start."""
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + self.policy.timeout + 2.0  # one bound for all, not one per webhook
         for thread in self._threads:
-            thread.join(self.policy.timeout + 2.0)
+            thread.join(max(0.0, deadline - time.monotonic()))
         self.guard.store.outbox_hook = None
 
     def after_fork(self) -> None:

@@ -78,7 +78,7 @@ class AppealViews:
         assert session.reviewer is not None
         actor, upheld = actor_of(session.reviewer), action == "uphold"
         try:
-            await asyncio.to_thread(lambda: self.guard.appeals.decide(appeal_id, upheld=upheld, reason=reason,
+            await asyncio.to_thread(lambda: self.guard.appeals.decide_appeal(appeal_id, upheld=upheld, reason=reason,
                                                                       actor=actor))  # fmt: skip
         except AppealError as exc:
             return await self.appeal_page(request, session, None, error=str(exc))

@@ -12,8 +12,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from .engine.prompt_policy import ResolvedPrompt
     from .moderation.chain import ModerationResult
+    from .prompts import ResolvedPrompt
 
 __all__ = ["ERROR_STATUS", "Decision", "ErrorKind", "Level", "Refusal", "error_body", "whole_seconds"]
 

@@ -38,7 +38,7 @@ def _appeals(args: argparse.Namespace, open_guard: OpenGuard) -> int:
             print(f"--- the user's text ---\n{text if text is not None else '(cannot be opened with this key ring)'}")
         else:
             upheld = action == "uphold"
-            desk.decide(args.appeal_id, upheld=upheld, reason=args.reason, actor=actor_of(str(args.reviewer)))
+            desk.decide_appeal(args.appeal_id, upheld=upheld, reason=args.reason, actor=actor_of(str(args.reviewer)))
             print(f"appeal {args.appeal_id} {'upheld: the strike is voided' if upheld else 'denied'}")
     return 0
 

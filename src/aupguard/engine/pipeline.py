@@ -34,7 +34,14 @@ from .prompt_policy import PromptRequest
 from .steps import budget_refusal, check_surface, refuse, throttled
 
 if TYPE_CHECKING:
-    from .safeguards import Safeguards
+    from ..audit.writer import AuditLog
+    from ..capture.recorder import Capture
+    from ..counters.base import Counters
+    from ..identity import UserHasher
+    from ..policy.config import Policy
+    from .records import Records
+    from .screening import Screening
+    from .user_actions import UserActions
 
 __all__ = ["Op", "Pipeline"]
 
@@ -51,40 +58,53 @@ _ANONYMOUS_PREFIX = "anonymous:"
 
 
 class Pipeline:
-    """The steps of a guarded call and their two drivers; its parts come from ``guard``."""
+    """The steps of a guarded call and their two drivers, over the engine's parts."""
 
-    def __init__(self, guard: Safeguards) -> None:
-        self.guard = guard
-        self.policy = guard.policy
-        self._clock = guard._clock
-        self._hasher = guard.hasher
-        self._cache = guard._cache
-        self._audit = guard.audit
-        self._versioned = guard.counters.versioned
-        self._token_budget = guard.policy.limits.tokens is not None
-        self._versions = guard._versions  # user hash -> the version its cached state was loaded at
+    def __init__(
+        self,
+        policy: Policy,
+        clock: Callable[[], float],
+        hasher: UserHasher,
+        users: UserActions,
+        screening: Screening,
+        counters: Counters,
+        capture: Capture,
+        audit: AuditLog,
+        records: Records,
+    ) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._hasher = hasher
+        self._users = users
+        self._screening = screening
+        self._capture = capture
+        self._audit = audit
+        self._records = records
+        self._cache = users.cache
+        self._versioned = counters.versioned
+        self._token_budget = policy.limits.tokens is not None
+        self._versions = users.versions  # user hash -> the version its cached state was loaded at
         self._statuses: dict[str, tuple[UserState, float, float, UserStatus]] = {}
         self._surfaces: set[str] = set()
-        counters, capture = guard.counters, guard.capture
         self._sync: dict[Op, Callable[..., Any]] = {
-            LOAD: guard._fresh_state,
+            LOAD: users.fresh_state,
             VERSION: counters.version,
             REFRESH: self._refresh,
             TOKENS: counters.tokens_left,
             HIT: counters.hit_checked,
-            SCREEN: guard.screen,
+            SCREEN: screening.screen,
             CAPTURE: capture.record,
-            RECORD: self._audit.record,
+            RECORD: audit.record,
         }
         self._async: dict[Op, Callable[..., Awaitable[Any]]] = {
-            LOAD: lambda *args: asyncio.to_thread(guard._fresh_state, *args),
+            LOAD: lambda *args: asyncio.to_thread(users.fresh_state, *args),
             VERSION: counters.aversion,
             REFRESH: lambda user_hash: asyncio.to_thread(self._refresh, user_hash),
             TOKENS: counters.atokens_left,
             HIT: counters.ahit_checked,
-            SCREEN: guard.ascreen,
-            CAPTURE: guard.acapture,
-            RECORD: self._audit.arecord,
+            SCREEN: screening.ascreen,
+            CAPTURE: capture.arecord,
+            RECORD: audit.arecord,
         }
 
     # -- the drivers ---------------------------------------------------------------------
@@ -135,25 +155,25 @@ class Pipeline:
         now = self._clock()
         who = self._identify(user_id, surface, client_key)
         if isinstance(who, Decision):
-            yield RECORD, (self.guard.record_row(who, surface, now),)
+            yield RECORD, (self._records.row(who, surface, now),)
             return who
         user_hash, key = who
         try:
             decision = yield from self._limits(user_id, user_hash, key, now)
         except (StoreError, CountersUnavailable) as exc:
-            decision = self.guard.unavailable_decision(user_hash, exc)
+            decision = self._records.unavailable_decision(user_hash, exc)
         if key != user_hash:
             decision = decision._replace(anonymous_key=key)
         if prompt is not None and decision.allowed:
-            guard = self.guard
-            decision = guard._resolve(decision, prompt, defer_moderation)
-            if guard._needs_moderation(decision):
+            screening = self._screening
+            decision = screening.resolve(decision, prompt, defer_moderation)
+            if screening.needs_moderation(decision):
                 decision = yield SCREEN, (decision,)
-            if guard.capture.enabled and decision.prompt is not None:
+            if self._capture.enabled and decision.prompt is not None:
                 yield CAPTURE, (decision, "prompt", decision.prompt.text)
             if should_sample(decision, self.policy.review.sample_rate, random.random()):
                 self._audit.review(sample_item(decision, now))
-        yield RECORD, (self.guard.record_row(decision, surface, now),)
+        yield RECORD, (self._records.row(decision, surface, now),)
         return decision
 
     def _identify(self, user_id: object, surface: str, client_key: str | None) -> tuple[str | None, str] | Decision:
@@ -220,7 +240,7 @@ class Pipeline:
     # -- state ---------------------------------------------------------------------------
 
     def _refresh(self, user_hash: str) -> UserState:
-        state = self.guard._load_state(user_hash)
+        state = self._users.load_state(user_hash)
         self._cache.put(state)
         return state
 

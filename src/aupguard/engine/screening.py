@@ -11,9 +11,8 @@ strike and a review item in one transaction; ``warn`` adds a warning; ``log`` on
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,12 +22,13 @@ from ..moderation.base import Verdict
 from ..moderation.chain import ModerationChain, ModerationResult
 from ..outcome import Decision, Refusal
 from ..stores import ReviewItem, StrikeRecord
-from .prompt_policy import PromptPolicy, PromptRequest, ResolvedPrompt
+from .prompt_policy import PromptPolicy, PromptRequest
 from .request_pieces import Piece
 from .user_actions import UserActions, describe_change
 
 if TYPE_CHECKING:
     from ..audit.writer import AuditLog
+    from ..policy.config import Policy
 
 __all__ = ["OutputStream", "Refused", "Screening"]
 
@@ -59,37 +59,30 @@ def _refusal(decision: Decision, refusal: Refusal, reasons: tuple[str, ...] = ()
     )  # fmt: skip
 
 
-class Screening(UserActions):
-    """Mixed into :class:`~aupguard.engine.safeguards.Safeguards`, which provides these attributes."""
+class Screening:
+    """The prompt policy, the moderators and what a verdict costs the user (a part of
+    :class:`~aupguard.engine.safeguards.Safeguards`, which exposes its public methods)."""
 
-    prompts: PromptPolicy
-    moderation: ModerationChain
-    audit: AuditLog
-    flag_failures = 0  # strikes / review items the store could not take (logged)
-
-    if TYPE_CHECKING:
-
-        def check(
-            self,
-            user_id: str | None,
-            *,
-            surface: str = "default",
-            prompt: str | PromptRequest | None = None,
-            defer_moderation: bool = False,
-        ) -> Decision: ...
-
-        async def acheck(
-            self,
-            user_id: str | None,
-            *,
-            surface: str = "default",
-            prompt: str | PromptRequest | None = None,
-            defer_moderation: bool = False,
-        ) -> Decision: ...
+    def __init__(
+        self,
+        policy: Policy,
+        prompts: PromptPolicy,
+        moderation: ModerationChain,
+        audit: AuditLog,
+        users: UserActions,
+        clock: Callable[[], float],
+    ) -> None:
+        self.policy = policy
+        self.prompts = prompts
+        self.moderation = moderation
+        self.audit = audit
+        self.users = users
+        self._clock = clock
+        self.flag_failures = 0  # strikes / review items the store could not take (logged)
 
     # -- the prompt --------------------------------------------------------------------
 
-    def _resolve(self, decision: Decision, prompt: str | PromptRequest, defer: bool) -> Decision:
+    def resolve(self, decision: Decision, prompt: str | PromptRequest, defer: bool) -> Decision:
         resolved = self.prompts.resolve_text(prompt) if isinstance(prompt, str) else self.prompts.resolve(prompt)
         if isinstance(resolved, Refusal):
             return _refusal(decision, resolved, ("prompt_policy",))
@@ -100,7 +93,7 @@ class Screening(UserActions):
             decision = decision._replace(reasons=(*decision.reasons, f"media:{resolved.media}"))
         return decision.with_prompt(resolved, None, pending)
 
-    def _needs_moderation(self, decision: Decision) -> bool:
+    def needs_moderation(self, decision: Decision) -> bool:
         return (
             decision.allowed
             and decision.prompt is not None
@@ -248,7 +241,9 @@ class Screening(UserActions):
             self.policy.ladder, at, "strike" if strike else "review", "moderation", f"{review.explanation} flagged",
             details,
         )  # fmt: skip
-        self._mutate(user_hash, describe, suspension_after_strike if strike else None, strike=strike, review=review)
+        self.users.mutate(
+            user_hash, describe, suspension_after_strike if strike else None, strike=strike, review=review
+        )
 
     def record_refusal(self, decision: Decision, message: object) -> None:
         """Claude refused to answer (``stop_reason: "refusal"``): a safety signal. Per
@@ -287,59 +282,6 @@ class Screening(UserActions):
         Windows of ``OutputStream.WINDOW`` characters (overlapping, so a phrase split across
         chunks is still seen) are moderated as they fill. A no-op unless ``[moderation] output``."""
         return OutputStream(self, decision)
-
-    # -- the whole call ----------------------------------------------------------------
-
-    async def acall(
-        self,
-        user_id: str | None,
-        prompt: str | PromptRequest,
-        call: Callable[[ResolvedPrompt], Awaitable[T]],
-        *,
-        surface: str = "default",
-    ) -> T:
-        """Guard one call: check, screen the prompt (before, or in parallel with ``call``,
-        whose result is held until the verdict and discarded on a flag), run ``call``.
-        Raises :class:`Refused` with the decision when the call may not proceed."""
-        decision = await self.acheck(user_id, surface=surface, prompt=prompt, defer_moderation=True)
-        if not decision.allowed or decision.prompt is None:
-            raise Refused(decision)
-        if not decision.moderation_pending:
-            return await call(decision.prompt)
-        task = asyncio.ensure_future(call(decision.prompt))
-        try:
-            screened = await self.ascreen(decision)
-            if not screened.allowed:
-                raise Refused(screened)
-            return await task
-        finally:  # a flag, an error or the caller's cancellation: the upstream call stops too
-            if not task.done():
-                task.cancel()
-
-    def call(
-        self,
-        user_id: str | None,
-        prompt: str | PromptRequest,
-        call: Callable[[ResolvedPrompt], T],
-        *,
-        surface: str = "default",
-    ) -> T:
-        """``acall`` for sync code; in parallel mode ``call`` runs in a worker thread while
-        this thread moderates."""
-        decision = self.check(user_id, surface=surface, prompt=prompt, defer_moderation=True)
-        if not decision.allowed or decision.prompt is None:
-            raise Refused(decision)
-        if not decision.moderation_pending:
-            return call(decision.prompt)
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="aupguard-call")
-        try:
-            future = pool.submit(call, decision.prompt)
-            screened = self.screen(decision)
-            if not screened.allowed:  # the answer, when it comes, is discarded
-                raise Refused(screened)
-            return future.result()
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _places(where: tuple[str, ...]) -> str:

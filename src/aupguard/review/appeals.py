@@ -15,7 +15,9 @@ sees the decision and its reason in their notices (never who decided).
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +36,11 @@ from ..stores.appeal_records import AppealRecord
 from ..stores.records import AuditEvent
 
 if TYPE_CHECKING:
-    from ..engine.safeguards import Safeguards
-    from ..identity import HashKey
+    from ..audit.writer import AuditLog
+    from ..engine.user_actions import UserActions
+    from ..identity import HashKey, UserHasher
+    from ..policy.config import Policy
+    from ..stores import SQLStore
 
 __all__ = ["AppealDesk", "Notices", "clean_appeal_text"]
 
@@ -91,23 +96,37 @@ class Notices:
 
 
 class AppealDesk:
-    """The appeal logic over one engine's store (no state of its own but its key cache)."""
+    """The appeals (a part of :class:`~aupguard.engine.safeguards.Safeguards`, which exposes
+    ``appeal``, ``aappeal``, ``decide_appeal`` and ``notices``); no state of its own but the
+    derived keys."""
 
-    def __init__(self, guard: Safeguards) -> None:
-        self.guard = guard
-        self.store = guard.store
+    def __init__(
+        self,
+        policy: Policy,
+        hasher: UserHasher,
+        store: SQLStore,
+        users: UserActions,
+        audit: AuditLog,
+        clock: Callable[[], float],
+    ) -> None:
+        self.policy = policy
+        self.hasher = hasher
+        self.store = store
+        self.users = users
+        self.audit = audit
+        self._clock = clock
         self._keys: dict[str, bytes] = {}
 
     # -- policy --------------------------------------------------------------------------
 
     def _rate(self) -> tuple[int, float]:
-        item = limits.parse(self.guard.policy.review.appeals)
+        item = limits.parse(self.policy.review.appeals)
         return item.amount, float(item.get_expiry())
 
     def _seal_key(self, kid: str) -> bytes:
         key = self._keys.get(kid)
         if key is None:
-            found = next((k for k in self.guard.hasher.keyring.keys if k.kid == kid), None)
+            found = next((k for k in self.hasher.keyring.keys if k.kid == kid), None)
             if found is None:
                 raise AppealError(f"the hash key {kid!r} that sealed this appeal is no longer in the key ring")
             key = self._keys[kid] = _key(found)
@@ -115,20 +134,29 @@ class AppealDesk:
 
     # -- filing --------------------------------------------------------------------------
 
+    def appeal(self, user_id: str, *, strike_id: str | None = None, request_id: str | None = None, text: str) -> str:
+        """File the user's appeal against their strike or refused request; returns its id."""
+        return self.file(user_id, strike_id=strike_id, request_id=request_id, text=text).id
+
+    async def aappeal(
+        self, user_id: str, *, strike_id: str | None = None, request_id: str | None = None, text: str
+    ) -> str:
+        return await asyncio.to_thread(lambda: self.appeal(user_id, strike_id=strike_id, request_id=request_id,
+                                                           text=text))  # fmt: skip
+
     def file(self, user_id: str, *, strike_id: str | None, request_id: str | None, text: object) -> AppealRecord:
-        guard = self.guard
         if (strike_id is None) == (request_id is None):
             raise AppealError("appeal either a strike (strike_id) or a refused request (request_id)")
         for value in (strike_id, request_id):
             if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 200):
                 raise AppealError("an id is a string of 1 to 200 characters")
-        body = clean_appeal_text(text, guard.policy.review.appeal_max_chars)
-        user_hash = guard._known_hash(user_id)
+        body = clean_appeal_text(text, self.policy.review.appeal_max_chars)
+        user_hash = self.users._known_hash(user_id)
         strike_id, request_id = self._target(user_hash, strike_id, request_id)
-        now = guard._clock()
+        now = self._clock()
         most, window = self._rate()
         appeal_id = new_id()
-        kid = guard.hasher.keyring.current.kid
+        kid = self.hasher.keyring.current.kid
         nonce = os.urandom(12)
         sealed = AESGCM(self._seal_key(kid)).encrypt(nonce, body.encode("utf-8"), _aad(appeal_id))
         appeal = AppealRecord(appeal_id, now, user_hash, strike_id, request_id, kid, nonce, sealed)
@@ -153,7 +181,7 @@ class AppealDesk:
                 raise AppealConflict("this strike was voided already: it no longer counts")
             return strike_id, None
         assert request_id is not None
-        self.guard.audit.flush()  # the refusal's record may still be queued
+        self.audit.flush()  # the refusal's record may still be queued
         records = self.store.find_decisions(request_id=request_id, limit=1)
         if not records or records[0].user_hash != user_hash:
             raise UnknownAppealTarget("you have no refused request with that id")
@@ -181,8 +209,9 @@ class AppealDesk:
 
     # -- deciding ------------------------------------------------------------------------
 
-    def decide(self, appeal_id: str, *, upheld: bool, reason: str, actor: str) -> AppealRecord:
-        guard = self.guard
+    def decide_appeal(self, appeal_id: str, *, upheld: bool, reason: str, actor: str = "system") -> AppealRecord:
+        """Uphold (the strike is voided, and a suspension the ladder imposed for it lifted) or
+        deny an open appeal; ``reason`` is shown to the user. Returns the decided appeal."""
         if not isinstance(upheld, bool):
             raise TypeError("upheld is True or False")
         reason = reason.strip() if isinstance(reason, str) else ""
@@ -192,33 +221,33 @@ class AppealDesk:
         if appeal.status != "open":
             raise AppealConflict(f"this appeal was {appeal.status} already")
         status = "upheld" if upheld else "denied"
-        now = guard._clock()
+        now = self._clock()
         strike = self.store.find_strike(appeal.strike_id) if upheld and appeal.strike_id else None
         void = strike.id if strike is not None and strike.voided_at is None else None
         details = {"appeal_id": appeal.id, "strike_id": appeal.strike_id, "request_id": appeal.request_id,
                    "outcome": status}  # fmt: skip
-        describe = describe_change(guard.policy.ladder, now, "appeal_decided", actor, reason, details)
-        ladder = guard.policy.ladder
+        ladder = self.policy.ladder
+        describe = describe_change(ladder, now, "appeal_decided", actor, reason, details)
         after = self.store.decide_appeal(
             appeal, status=status, actor=actor, reason=reason, at=now, window_start=now - ladder.window,
-            keep=guard._keep, describe=describe, void=void,
+            keep=self.users._keep, describe=describe, void=void,
             follow_up=(lambda state: lift_after_void(state, ladder, now)) if void else None,
         )  # fmt: skip
         if after is None:
             raise AppealConflict("this appeal was decided already")
-        guard._cache.put(after)
-        guard._changed(appeal.user_hash)
+        self.users.cache.put(after)
+        self.users.changed(appeal.user_hash)
         return self.get(appeal.id)
 
     # -- the user's own view ---------------------------------------------------------------
 
     def notices(self, user_id: str) -> Notices:
-        guard = self.guard
-        user_hash = guard._known_hash(user_id)
-        now = guard._clock()
-        state = guard._load_state(user_hash)
-        status = derive_status(state, guard.policy.ladder, now)
-        floor = now - guard.policy.ladder.window
+        """The user's own view of their standing: strikes, suspension, appeals and outcomes."""
+        user_hash = self.users._known_hash(user_id)
+        now = self._clock()
+        state = self.users.load_state(user_hash)
+        status = derive_status(state, self.policy.ladder, now)
+        floor = now - self.policy.ladder.window
         if state.reset_at is not None:
             floor = max(floor, state.reset_at)
         strikes = [

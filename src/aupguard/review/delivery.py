@@ -17,7 +17,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -29,7 +29,9 @@ from ..stores.records import AuditEvent
 from .notify import SIGNATURE_HEADER, backoff, body_of, new_delivery_id, notifications_for, sign, sla_rows
 
 if TYPE_CHECKING:
-    from ..engine.safeguards import Safeguards
+    from ..metrics import Metrics
+    from ..policy.config import Policy
+    from ..stores import SQLStore
 
 __all__ = ["Notifier"]
 
@@ -40,11 +42,14 @@ PRUNE_AFTER = 7 * 86400.0
 
 
 class Notifier:
-    """The webhooks of one engine: the outbox hook and the sender threads."""
+    """The webhooks of one engine: the outbox hook and the sender threads (a part of
+    :class:`~aupguard.engine.safeguards.Safeguards`, made when ``[notify] webhooks`` is set)."""
 
-    def __init__(self, guard: Safeguards) -> None:
-        self.guard = guard
-        self.policy = guard.policy.notify
+    def __init__(self, policy: Policy, store: SQLStore, metrics: Metrics, clock: Callable[[], float]) -> None:
+        self.store = store
+        self._clock = clock
+        self.sla = policy.review.sla
+        self.policy = policy.notify
         self.hooks = self.policy.webhooks
         self._secrets = {h.target: _secret(h) for h in self.hooks}
         self.routes: dict[str, list[str]] = {}
@@ -56,8 +61,8 @@ class Notifier:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        guard.store.outbox_hook = self.rows_for
-        add = guard.metrics.read_at_scrape
+        store.outbox_hook = self.rows_for
+        add = metrics.read_at_scrape
         add("aupguard_webhook_deliveries_total", "Webhook deliveries a receiver took (this process).", "counter",
             lambda: [("", self.delivered)])  # fmt: skip
         add("aupguard_webhook_failures_total", "Webhook delivery attempts that failed (this process).", "counter",
@@ -91,7 +96,7 @@ class Notifier:
         deadline = time.monotonic() + self.policy.timeout + 2.0  # one bound for all, not one per webhook
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self.guard.store.outbox_hook = None
+        self.store.outbox_hook = None
 
     def after_fork(self) -> None:
         """A forked child starts its own senders (threads do not survive a fork)."""
@@ -104,16 +109,16 @@ class Notifier:
             self._stop.wait(0.05)
 
     def _sla_loop(self) -> None:
-        sla = self.guard.policy.review.sla
+        sla = self.sla
         targets = self.routes["queue_sla_breached"]
         while not self._stop.is_set():
-            now = self.guard._clock()
+            now = self._clock()
 
             def make_rows(items: list[tuple[str, float]], at: float = now) -> list[Any]:
                 return sla_rows(items, sla, at, targets)
 
             try:
-                self.guard.store.sla_breaches(older_than=now - sla, make_rows=make_rows)
+                self.store.sla_breaches(older_than=now - sla, make_rows=make_rows)
             except AupguardError as exc:
                 log.warning("could not check the review queue's SLA: %s", exc.__class__.__name__)
             self._stop.wait(max(self.policy.poll, 1.0))
@@ -125,9 +130,9 @@ class Notifier:
             while not self._stop.is_set():
                 try:
                     sent = self._send_due(client, hook)
-                    now = self.guard._clock()
+                    now = self._clock()
                     if now - pruned > 3600.0:
-                        self.guard.store.prune_outbox(before=now - PRUNE_AFTER)
+                        self.store.prune_outbox(before=now - PRUNE_AFTER)
                         pruned = now
                 except AupguardError as exc:  # the store is down: the rows wait in it
                     log.warning("webhook %s: outbox unavailable: %s", hook.target, exc.__class__.__name__)
@@ -141,15 +146,15 @@ class Notifier:
 
     def _send_due(self, client: httpx.Client, hook: Webhook) -> bool:
         """Send every delivery due for ``hook`` now; True when one was attempted."""
-        now = self.guard._clock()
-        rows = self.guard.store.due_outbox(hook.target, now=now, limit=MAX_BATCH * 2)
+        now = self._clock()
+        rows = self.store.due_outbox(hook.target, now=now, limit=MAX_BATCH * 2)
         attempted = False
         for batch in batches(rows, now, self.policy.batch_window):
             if self._stop.is_set():
                 break
             delivery_id = batch[0].delivery_id or new_delivery_id()
             until = now + self.policy.timeout + 5.0
-            leased = self.guard.store.lease_outbox(batch, delivery_id, now=now, until=until)
+            leased = self.store.lease_outbox(batch, delivery_id, now=now, until=until)
             if not leased:
                 continue
             attempted = True
@@ -157,7 +162,7 @@ class Notifier:
         return attempted
 
     def _attempt(self, client: httpx.Client, hook: Webhook, delivery_id: str, rows: list[OutboxRow]) -> None:
-        store = self.guard.store
+        store = self.store
         ids = [r.id for r in rows]
         created = time.time()
         body = body_of(delivery_id, rows[0].event, [r.data for r in rows], created)
@@ -173,7 +178,7 @@ class Notifier:
             ok = _post(client, hook.url, body, headers, self.policy.timeout)
         except httpx.HTTPError as exc:
             log.info("webhook %s: delivery failed: %s", hook.target, exc.__class__.__name__)
-        now = self.guard._clock()
+        now = self._clock()
         if ok:
             self.delivered += 1
             store.outbox_done(ids, at=now)

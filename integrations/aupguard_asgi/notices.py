@@ -9,8 +9,9 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from aupguard.adapters.body import TooLarge, declared_length, read_body
+from aupguard.adapters.identity import BadIdentity
 from aupguard.adapters.notices import MAX_BODY, NoticesAnswer, answer_notices, error_answer, too_large
-from aupguard.engine.request_body import TooLarge, declared_length, read_body
 
 if TYPE_CHECKING:
     from .middleware import SafeguardsMiddleware
@@ -26,11 +27,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 async def serve_notices(mw: SafeguardsMiddleware, scope: Scope, receive: Receive, send: Send, appeals: bool) -> None:
-    from .middleware import _BadIdentity  # the middleware imports this module lazily
-
     try:
         user = await mw.identify(scope, receive)
-    except _BadIdentity as exc:
+    except BadIdentity as exc:
         return await _answer(send, error_answer(400, "invalid_request_error", str(exc)))
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
         log.error("identify failed on the notices route: %s", exc.__class__.__name__)

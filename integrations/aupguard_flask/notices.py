@@ -9,6 +9,7 @@ import logging
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from aupguard.adapters.identity import BadIdentity
 from aupguard.adapters.notices import MAX_BODY, answer_notices, error_answer, notices_paths, too_large
 
 __all__ = ["add_notices_routes"]
@@ -36,13 +37,13 @@ _appeals.__aupguard__ = None  # type: ignore[attr-defined]
 
 
 def _serve(*, appeals: bool) -> Response:
-    from .extension import _BadIdentity, _identify
+    from .extension import _identify
 
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     state = app.extensions["aupguard"]
     try:
         user = _identify(app, request, state.options)
-    except _BadIdentity as exc:
+    except BadIdentity as exc:
         answer = error_answer(400, "invalid_request_error", str(exc))
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
         log.error("identify failed on the notices route: %s", exc.__class__.__name__)

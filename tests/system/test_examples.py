@@ -263,7 +263,7 @@ def _check_the_three_curl_lines(name: str, output: str) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", ["starlette_app", "fastapi_app", "flask_app", "gateway"])
 def test_a_server_example_prints_its_port_and_curl_lines_that_work(name: str, tmp_path: Path) -> None:
-    from tests.fakes.servers import free_port, wait_port
+    from aupguard.testing import free_port, wait_port
 
     port = free_port()
     app = Running([sys.executable, str(EXAMPLES / f"{name}.py"), "--port", str(port)], tmp_path, _env())
@@ -329,7 +329,7 @@ def test_make_demo_serves_the_walkthroughs_store_and_prints_how_to_inspect_it(tm
     import re
     import shlex
 
-    from tests.fakes.servers import free_port, wait_port
+    from aupguard.testing import free_port, wait_port
 
     port = free_port()
     variables = {"$(VENV)": str(ROOT / ".venv"), "$(PY)": sys.executable, "$(PORT)": str(port),

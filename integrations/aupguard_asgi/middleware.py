@@ -35,6 +35,7 @@ from aupguard.adapters.body import (
 )
 from aupguard.adapters.identity import BadIdentity, identify_failed, user_from_header
 from aupguard.adapters.lifecycle import GuardedContext
+from aupguard.adapters.notices import notices_paths
 from aupguard.adapters.routes import RouteSet, route_set, squashed
 from aupguard.adapters.routes import route_path as _route_path
 from aupguard.adapters.surfaces import surface_name
@@ -73,6 +74,9 @@ class SafeguardsMiddleware:
     - ``extract_prompt(json_body)``: the end user's prompt; default: Anthropic Messages shape
       (last user message), ``{"prompt": ...}`` or ``{"template": ..., "variables": ...}``.
     - ``max_body_bytes``: larger bodies get 413.
+    - ``notices_route``: a path (``"/me/safety"``) where the identified user reads their own
+      standing as JSON (GET), and files an appeal at ``<notices_route>/appeals`` (POST); see
+      :mod:`aupguard.adapters.notices`. Unset: not served.
     - ``anonymous_key(request)``: with ``[identity] require_account = false``, what an anonymous
       caller is rate-limited by (hashed like a user id); default: the client address. Behind a
       proxy, give the address your proxy reports (e.g. from a header it sets).
@@ -88,6 +92,7 @@ class SafeguardsMiddleware:
         routes: Iterable[str] | Callable[[Scope], bool] | None = None,
         extract_prompt: ExtractPrompt | None = None,
         max_body_bytes: int = 1_000_000,
+        notices_route: str | None = None,
         anonymous_key: Callable[[Request], str | None] | None = None,
     ) -> None:
         self.app = app
@@ -101,10 +106,15 @@ class SafeguardsMiddleware:
         self._guard_all = routes is None
         self._predicate = routes if callable(routes) else None
         self._routes = (None if callable(routes) else route_set(routes)) or RouteSet(())
+        self._notices = notices_paths(notices_route) if notices_route is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" and self._guarded(scope):
+        if kind == "http" and self._notices is not None and route_path(scope) in self._notices:
+            from .notices import serve_notices
+
+            await serve_notices(self, scope, receive, send, route_path(scope) == self._notices[1])
+        elif kind == "http" and self._guarded(scope):
             await _GuardedCall(self, scope, receive, send).run()
         elif kind == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))

@@ -78,12 +78,21 @@ class Options:
     routes: tuple[str, ...] | None = None  # paths or "prefix*"; None: every view
     extract_prompt: ExtractPrompt = prompt_from_body
     max_body_bytes: int = 1_000_000
+    notices_route: str | None = None  # GET: the user's own standing; POST <route>/appeals: an appeal
     anonymous_key: Callable[[], str | None] | None = None  # default: the client address
     surface: str | None = None  # per view: the name in the audit log (default: the URL rule)
 
 
 _DEFAULTS = Options()
-_OPTION_NAMES = ("identify", "user_header", "routes", "extract_prompt", "max_body_bytes", "anonymous_key")
+_OPTION_NAMES = (
+    "identify",
+    "user_header",
+    "routes",
+    "extract_prompt",
+    "max_body_bytes",
+    "anonymous_key",
+    "notices_route",
+)
 
 
 @dataclass(slots=True)
@@ -108,6 +117,8 @@ class FlaskSafeguards:
     callable reading ``flask.request``; default: Flask-Login's ``current_user`` when
     installed), ``user_header`` (a trusted header; never by default), ``routes`` (paths or
     ``"prefix*"`` to guard; default: every view), ``extract_prompt``, ``max_body_bytes``,
+    ``notices_route`` (a path where the identified user reads their own standing, GET, and
+    appeals, POST ``<route>/appeals``; unset: not served).
     ``anonymous_key`` (a no-argument callable: what an anonymous caller is rate-limited by
     when ``[identity] require_account = false``; default: ``request.remote_addr``).
     Without ``safeguards``, the engine is built from ``AUPGUARD_POLICY`` (a TOML path or a
@@ -144,6 +155,11 @@ class FlaskSafeguards:
         app.before_request(_before_request)
         app.after_request(_after_request)
         app.teardown_request(_teardown_request)
+        route = app.extensions["aupguard"].options.notices_route
+        if route is not None:
+            from .notices import add_notices_routes
+
+            add_notices_routes(app, route)
 
     @staticmethod
     def safeguards(app: Flask | None = None) -> Safeguards:
@@ -158,8 +174,9 @@ class FlaskSafeguards:
         ``extract_prompt``, ``max_body_bytes``, ``user_header``). Guards it even when
         ``routes`` would not."""
         unknown = set(overrides) - {*_OPTION_NAMES, "surface"} - {"routes"}
-        if unknown or "routes" in overrides:
-            raise TypeError(f"guard() takes {', '.join(n for n in _OPTION_NAMES if n != 'routes')}, surface")
+        if unknown or "routes" in overrides or "notices_route" in overrides:
+            per_view = (n for n in _OPTION_NAMES if n not in ("routes", "notices_route"))
+            raise TypeError(f"guard() takes {', '.join(per_view)}, surface")
 
         def mark(view: F) -> F:
             setattr(view, _MARK, overrides)
@@ -182,6 +199,11 @@ def _check_options(values: Mapping[str, Any]) -> None:
     for name in ("identify", "extract_prompt", "anonymous_key"):
         if values.get(name) is not None and not callable(values[name]):
             raise TypeError(f"AUPGUARD_{name.upper()} / {name} must be callable")
+    notices = values.get("notices_route")
+    if notices is not None:
+        from aupguard.adapters.notices import notices_paths
+
+        notices_paths(notices)  # a ValueError naming the option
     header = values.get("user_header")
     if header is not None and not isinstance(header, str):
         raise TypeError("AUPGUARD_USER_HEADER / user_header must be a header name")

@@ -19,6 +19,7 @@ from ..errors import AupguardError
 from ..review.accounts import MIN_PASSWORD, ReviewerAccounts
 from ..review.queue import ReviewQueue
 from ..review.report import report_csv, report_json, violation_report
+from .appeals import add_appeal_commands
 from .support import OpenGuard, when
 
 __all__ = ["add_review_commands"]
@@ -175,6 +176,7 @@ def add_review_commands(
     p.add_argument("user_hash")
     p.add_argument("text")
     p.add_argument("--item", help="the review item the note is about")
+    add_appeal_commands(cmd, runs)
 
     report = sub.add_parser("report", help="reports: violations (users ranked by violation rate)")
     report_sub = report.add_subparsers(dest="report_command", required=True, metavar="REPORT")

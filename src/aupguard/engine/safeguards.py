@@ -29,6 +29,8 @@ from ..moderation.setup import build_chain
 from ..outcome import Decision
 from ..policy.config import Policy
 from ..prompts import PromptRequest, ResolvedPrompt
+from ..review.appeals import AppealDesk
+from ..review.delivery import Notifier
 from ..stores import store_from_uri
 from .delegate import delegate
 from .lifecycle import register_figures, spill_for, weakly
@@ -99,6 +101,8 @@ class Safeguards:
         self.audit.on_flag = self.screening.record_flag
         self.moderation.observe = self.metrics.moderation
         register_figures(self.metrics, self.audit, self.counters, self.users.cache, self.screening, self.records)
+        self.appeals = AppealDesk(policy, self.hasher, self.store, self.users, self.audit, clock)
+        self.notifier = Notifier(policy, self.store, self.metrics, clock) if policy.notify.webhooks else None
         self._closed = False
         self._atexit = weakly(self, lambda guard: guard.close())
         atexit.register(self._atexit)
@@ -228,6 +232,13 @@ class Safeguards:
     areinstate = delegate("users", UserActions.areinstate)
     aaccept_terms = delegate("users", UserActions.aaccept_terms)
 
+    # -- appeals and the user's notices (aupguard.review.appeals) ------------------------
+
+    appeal = delegate("appeals", AppealDesk.appeal)
+    aappeal = delegate("appeals", AppealDesk.aappeal)
+    decide_appeal = delegate("appeals", AppealDesk.decide_appeal)
+    notices = delegate("appeals", AppealDesk.notices)
+
     @property
     def unavailable(self) -> int:
         """Calls answered 503 because a store could not be reached."""
@@ -290,6 +301,8 @@ class Safeguards:
         atexit.unregister(self._atexit)
         self.audit.close()
         self.users.cache.close()
+        if self.notifier is not None:  # undelivered notifications wait in the store's outbox
+            self.notifier.close()
         self.store.close()
         for moderator in self.moderation.moderators:  # remote moderators' connections
             close = getattr(moderator, "close", None)
@@ -306,6 +319,8 @@ class Safeguards:
         self.counters.after_fork()
         self.audit.after_fork()
         self.users.cache.after_fork()
+        if self.notifier is not None:
+            self.notifier.after_fork()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)

@@ -1,5 +1,5 @@
 """``Policy``: the one frozen config object, and its tables (values, prompts, moderation,
-moderators, review, gateway), each validated at load with errors that name the key."""
+moderators, review, gateway, notify), each validated at load with errors that name the key."""
 
 from .config import (
     ENV_PREFIX,

@@ -19,6 +19,7 @@ from ..errors import PolicyError
 from .archive import ENDPOINT_HELP, S3_URL_HELP, s3_url
 from .gateway import GATEWAY_FIELDS, GatewayPolicy
 from .moderation import MODERATION_FIELDS, PROMPTS_FIELDS, ModerationPolicy, PromptsPolicy
+from .notify import NOTIFY_FIELDS, NotifyPolicy
 from .review import REVIEW_FIELDS, ReviewPolicy
 from .values import allowed_and_why, any_text, boolean, choice, count, http_url, optional_text, rate, text
 
@@ -109,6 +110,7 @@ class Policy:
     capture: CapturePolicy = field(default_factory=CapturePolicy)
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
+    notify: NotifyPolicy = field(default_factory=NotifyPolicy)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
@@ -245,6 +247,7 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
     ),
     "review": (ReviewPolicy, REVIEW_FIELDS),
     "gateway": (GatewayPolicy, GATEWAY_FIELDS),
+    "notify": (NotifyPolicy, NOTIFY_FIELDS),
 }
 
 

@@ -18,16 +18,19 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from aupguard import Decision, PromptRequest, Safeguards
+from aupguard.adapters.identify_errors import aidentify_refusal
 from aupguard.adapters.routes import RouteSet, squashed
 from aupguard.adapters.routes import route_path as _route_path
 from aupguard.engine.context import Guarded, reset_guarded, set_guarded
 from aupguard.engine.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
+from aupguard.policy.config import LimitsPolicy
 
 __all__ = ["SafeguardsMiddleware", "route_path"]
 
@@ -170,6 +173,9 @@ class _GuardedCall:
             user = await self.mw.identify(scope, self.receive)
         except _BadIdentity as exc:
             return await self._refuse(await guard.arefusal(None, surface, "invalid_request_error", str(exc)))
+        except HTTPException as exc:  # the app's own answer (a bad token): its status, not a 500
+            refused = await aidentify_refusal(guard, surface, exc.status_code, exc.detail)
+            return await self._refuse(refused, exc.headers)
         except Exception as exc:  # the app's identify failed: its bug, logged without its message
             log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
             return await self._refuse(_internal_error())
@@ -208,7 +214,7 @@ class _GuardedCall:
         if cleaned is not None and cleaned is not parsed:  # the app reads what was screened, cleaned
             self.body = json.dumps(cleaned, ensure_ascii=False).encode("utf-8")
             scope = self.scope = _with_length(scope, len(self.body))
-        self.extra_headers = _header_list(decision)
+        self.extra_headers = _header_list(decision, guard.policy.limits)
         self.warning = decision.warning
         guarded = Guarded(user, decision)
         token = set_guarded(guarded)
@@ -274,10 +280,10 @@ class _GuardedCall:
                 message = {"type": "http.response.body", "body": body}
         await self.send(message)
 
-    async def _refuse(self, decision: Decision) -> None:
+    async def _refuse(self, decision: Decision, extra: Mapping[str, str] | None = None) -> None:
         body = json.dumps(decision.error_body()).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   *_header_list(decision)]  # fmt: skip
+                   *_header_list(decision, self.mw.guard.policy.limits, extra)]  # fmt: skip
         await self.send({"type": "http.response.start", "status": decision.status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
 
@@ -298,8 +304,14 @@ def _header_user(value: bytes) -> str | None:
     return user or None
 
 
-def _header_list(decision: Decision) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode("latin-1"), v.encode("latin-1", "replace")) for k, v in decision.headers().items()]
+def _header_list(
+    decision: Decision, limits: LimitsPolicy | None = None, extra: Mapping[str, str] | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The decision's headers (and ``extra``: an identify exception's own, such as
+    ``WWW-Authenticate``) as ASGI header pairs."""
+    own = {k: v for k, v in (extra or {}).items() if k.lower() not in ("content-length", "content-type")}
+    headers = {**own, **decision.headers(limits)}
+    return [(k.lower().encode("latin-1"), v.encode("latin-1", "replace")) for k, v in headers.items()]
 
 
 _HINT_LIMIT = 1_000_000  # a larger JSON answer is passed on as it is (the header still warns)

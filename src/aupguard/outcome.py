@@ -14,6 +14,7 @@ from .ladder import Level
 if TYPE_CHECKING:
     from .engine.prompt_policy import ResolvedPrompt
     from .moderation.chain import ModerationResult
+    from .policy.config import LimitsPolicy
 
 __all__ = ["ANONYMOUS", "ERROR_STATUS", "Decision", "error_body"]
 
@@ -86,13 +87,16 @@ class Decision(NamedTuple):
             raise ValueError("an allowed decision has no error body")
         return error_body(self.error, self.message)
 
-    def headers(self) -> dict[str, str]:
-        """``RateLimit-*`` (IETF draft, delta seconds), ``Retry-After`` and the warning header."""
+    def headers(self, limits: LimitsPolicy | None = None) -> dict[str, str]:
+        """``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers-10; with
+        the policy's ``[limits]``, its window and ``legacy_headers``: see
+        :mod:`aupguard.adapters.ratelimit_headers`), ``Retry-After`` and the warning header."""
         out: dict[str, str] = {}
         if self.limit is not None:
-            out["RateLimit-Limit"] = str(self.limit)
-            out["RateLimit-Remaining"] = str(self.remaining or 0)
-            out["RateLimit-Reset"] = str(self.reset_after or 0)
+            from .adapters.ratelimit_headers import rate_limit_headers
+
+            rate_limit_headers(out, limit=self.limit, remaining=self.remaining or 0, reset_after=self.reset_after or 0,
+                               level=self.level, user_hash=self.user_hash, policy=limits)  # fmt: skip
         if self.retry_after is not None:
             out["Retry-After"] = str(self.retry_after)
         if self.warning is not None:

@@ -66,6 +66,7 @@ class LimitsPolicy:
     throttled: str = "5/minute"
     strategy: str = "moving-window"
     tokens: str | None = None  # a per-user token budget, e.g. "200000/day"
+    legacy_headers: bool = True  # also RateLimit-Limit/-Remaining/-Reset (earlier drafts); default false next release
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +205,7 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
             "throttled": (rate, "a rate such as '5/minute' (one rate, amount >= 1)"),
             "strategy": (_strategy, " | ".join(STRATEGIES)),
             "tokens": (rate, "a token budget such as '200000/day' (one rate, amount >= 1)"),
+            "legacy_headers": (boolean, "true or false"),
         },
     ),
     "storage": (

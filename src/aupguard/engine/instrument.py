@@ -33,6 +33,7 @@ from anthropic._middleware import AsyncCallNext, CallNext, Middleware
 from anthropic._request import APIRequest
 
 from ..outcome import ANONYMOUS, Decision
+from ..telemetry.genai import traced_acall, traced_call
 from .answers import AnswerFacts, linkable_id, record_answer
 from .context import Guarded, current_guarded, reset_guarded, set_guarded
 from .prompt_policy import PromptRequest
@@ -255,6 +256,7 @@ class GuardMiddleware(Middleware):
             guarded = Guarded(_as_user.get(), decision)
         guarded.tokens_counted = True
         token = set_guarded(guarded) if own else None
+        call_next = traced_call(self.guard, decision, call_next)  # a GenAI span (itself without a tracer)
         try:
             response = call_next(self._prepare(request, decision, own))
             self._settled(request, response.status_code)
@@ -283,6 +285,7 @@ class GuardMiddleware(Middleware):
             guarded = Guarded(_as_user.get(), decision)
         guarded.tokens_counted = True
         token = set_guarded(guarded) if own else None
+        call_next = traced_acall(self.guard, decision, call_next)  # a GenAI span (itself without a tracer)
         try:
             response = await call_next(self._prepare(request, decision, own))
             self._settled(request, response.status_code)

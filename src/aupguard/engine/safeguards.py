@@ -44,6 +44,7 @@ from ..outcome import ANONYMOUS, ERROR_STATUS, Decision, whole_seconds
 from ..policy.config import Policy
 from ..review.sampling import sample_item, should_sample
 from ..stores import SQLStore, store_from_uri
+from ..telemetry import traced, traced_async
 from .gates import Refusal, account_gate, standing_gate, throttle_gate, warning_for
 from .prompt_policy import PromptPolicy, PromptRequest
 from .screening import Screening
@@ -143,6 +144,7 @@ class Safeguards(Screening, VersionedDecisions):
 
     # -- the guarded call ----------------------------------------------------------------
 
+    @traced("aupguard.check")
     def check(
         self,
         user_id: str | None,
@@ -189,6 +191,7 @@ class Safeguards(Screening, VersionedDecisions):
         self.audit.record(self._record(decision, surface, now))
         return decision
 
+    @traced_async("aupguard.check")
     async def acheck(
         self,
         user_id: str | None,
@@ -276,6 +279,7 @@ class Safeguards(Screening, VersionedDecisions):
         else:
             self.capture.record(decision, kind, text)
 
+    @traced("aupguard.check", surface_at=1)
     def refusal(
         self, user_id: str | None, surface: str, error: str, message: str, *, reasons: tuple[str, ...] = ()
     ) -> Decision:
@@ -286,6 +290,7 @@ class Safeguards(Screening, VersionedDecisions):
         self.audit.record(row)
         return decision
 
+    @traced_async("aupguard.check", surface_at=1)
     async def arefusal(
         self, user_id: str | None, surface: str, error: str, message: str, *, reasons: tuple[str, ...] = ()
     ) -> Decision:

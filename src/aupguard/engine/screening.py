@@ -23,6 +23,7 @@ from ..moderation.base import Verdict
 from ..moderation.chain import ModerationChain, ModerationResult
 from ..outcome import ANONYMOUS, Decision
 from ..stores import ReviewItem, StrikeRecord
+from ..telemetry import traced, traced_async
 from .gates import Refusal
 from .prompt_policy import PromptPolicy, PromptRequest, ResolvedPrompt
 from .request_pieces import Piece
@@ -122,6 +123,7 @@ class Screening(UserActions):
             pieces = tuple(p for p in pieces if p.role == "user" and (p.turn == turn or p.turn < 0 or turn < 0))
         return pieces
 
+    @traced("aupguard.screen")
     def screen(self, decision: Decision) -> Decision:
         """Moderate every piece of the decision's request and apply the verdict. For a
         decision whose record is already written (parallel mode), the record is amended."""
@@ -132,6 +134,7 @@ class Screening(UserActions):
         result = self.moderation.run_pieces(pieces)
         return self._apply(decision, result, self._flag)
 
+    @traced_async("aupguard.screen")
     async def ascreen(self, decision: Decision) -> Decision:
         pieces = self._pieces(decision)
         size = sum(len(p.text) for p in pieces)

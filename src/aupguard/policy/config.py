@@ -28,6 +28,7 @@ __all__ = [
     "IdentityPolicy",
     "LadderPolicy",
     "LimitsPolicy",
+    "OtelPolicy",
     "Policy",
     "ReviewPolicy",
     "StoragePolicy",
@@ -93,6 +94,13 @@ class CapturePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class OtelPolicy:
+    """OpenTelemetry spans (docs/observability.md). Off the hook unless a tracer provider is set."""
+
+    capture_content: bool = False  # prompt and completion text in spans: opt-in, never by default
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Everything aupguard enforces. Build with :meth:`from_toml` or :meth:`from_mapping`."""
 
@@ -106,6 +114,7 @@ class Policy:
     capture: CapturePolicy = field(default_factory=CapturePolicy)
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
+    otel: OtelPolicy = field(default_factory=OtelPolicy)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
@@ -240,6 +249,10 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
     ),
     "review": (ReviewPolicy, REVIEW_FIELDS),
     "gateway": (GatewayPolicy, GATEWAY_FIELDS),
+    "otel": (
+        OtelPolicy,
+        {"capture_content": (boolean, "true or false (prompt and completion text in spans; default false)")},
+    ),
 }
 
 

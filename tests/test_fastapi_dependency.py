@@ -205,3 +205,21 @@ def test_without_install_a_refusal_still_answers_its_status(guard: Safeguards) -
 def test_the_user_must_be_a_dependency(guard: Safeguards) -> None:
     with pytest.raises(TypeError, match="Depends"):
         guard_dependency(guard, user=get_current_user)
+
+
+def test_anonymous_calls_are_limited_by_the_client_address(make_guard: MakeGuard) -> None:
+    guard = make_guard({"identity": {"require_account": False}, "limits": {"default": "2/minute"}})
+    app = FastAPI()
+    install(app)
+
+    def maybe_user() -> str | None:
+        return None  # a public endpoint: no account
+
+    @app.post("/v1/ask")
+    async def ask(decision: Decision = Depends(guard_dependency(guard, user=Depends(maybe_user)))) -> dict[str, bool]:  # noqa: B008
+        return {"anonymous": decision.user_hash is None}
+
+    with TestClient(app) as client:
+        answers = [client.post("/v1/ask", json={"prompt": "hi"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429] and answers[0].json() == {"anonymous": True}
+    assert ";pk=:" in answers[0].headers["ratelimit"]  # partitioned by the client key's hash

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from aupguard import Safeguards
 from aupguard.adapters.ratelimit_headers import partition_key
 from aupguard.ladder import Level
-from aupguard.outcome import ANONYMOUS, Decision
+from aupguard.outcome import Decision
 from aupguard.policy.config import LimitsPolicy
 from tests.fakes.messages_double import MessagesDouble
 from tests.fakes.scripting import Reply
@@ -80,7 +80,13 @@ def test_without_the_policy_the_window_is_left_out() -> None:
     assert "w" not in params(headers["RateLimit-Policy"])[1]
 
 
-@pytest.mark.parametrize("user_hash", [None, ANONYMOUS, "", "k1_xyz"])
+def test_an_anonymous_call_is_partitioned_by_its_client_key() -> None:
+    key = "k1_" + "0f" * 32
+    headers = Decision("r1", True, limit=5, remaining=4, reset_after=1, anonymous_key=key).headers()
+    assert_user_partition(headers["RateLimit"], key)
+
+
+@pytest.mark.parametrize("user_hash", [None, "anonymous", "", "k1_xyz"])
 def test_no_partition_key_without_a_user_hash(user_hash: str | None) -> None:
     headers = Decision("r1", True, user_hash=user_hash, limit=5, remaining=4, reset_after=1).headers()
     assert "pk" not in params(headers["RateLimit"])[1] and "pk" not in params(headers["RateLimit-Policy"])[1]

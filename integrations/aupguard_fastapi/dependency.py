@@ -131,7 +131,7 @@ async def _decide(
     try:
         body = await _body(request, cap)
         if not body and request.method not in BODY_METHODS:  # a GET without a body: no prompt
-            return await guard.acheck(raw, surface=surface)
+            return await guard.acheck(raw, surface=surface, client_key=_client_key(request, raw))
         _refuse_forms(request)
         if len(body) > _OFF_LOOP:
             parsed, prompt = await asyncio.to_thread(_read, body, extract)
@@ -144,7 +144,7 @@ async def _decide(
         return await guard.arefusal(raw, surface, "request_too_large", message)
     except BadBody as exc:
         return await guard.arefusal(raw, surface, exc.kind, str(exc))
-    decision = await guard.acheck(raw, surface=surface, prompt=prompt)
+    decision = await guard.acheck(raw, surface=surface, prompt=prompt, client_key=_client_key(request, raw))
     cleaned = decision.body
     if decision.allowed and cleaned is not None and cleaned is not parsed:  # the endpoint reads what was screened
         request._body = json.dumps(cleaned, ensure_ascii=False).encode("utf-8")
@@ -186,6 +186,13 @@ def _refuse_forms(request: Request) -> None:
     for name, value in request.scope.get("headers", ()):
         if name == b"content-type" and bytes(value).split(b";")[0].strip().lower() in _FORMS:
             raise BadBody("a guarded request's body must be JSON (Content-Type: application/json), not a form")
+
+
+def _client_key(request: Request, raw: str | None) -> str | None:
+    """What an anonymous call (``[identity] require_account = false``) is counted under: the
+    client's address, as the middleware does."""
+    client = request.scope.get("client")
+    return str(client[0]) if raw is None and client else None
 
 
 def _surface_of(request: Request) -> str:

@@ -7,36 +7,63 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
-
-from .ladder import Level
 
 if TYPE_CHECKING:
     from .engine.prompt_policy import ResolvedPrompt
     from .moderation.chain import ModerationResult
     from .policy.config import LimitsPolicy
 
-__all__ = ["ANONYMOUS", "ERROR_STATUS", "Decision", "error_body"]
+__all__ = ["ERROR_STATUS", "Decision", "ErrorKind", "Level", "Refusal", "error_body", "whole_seconds"]
 
-#: The user hash of a call without an account (``[identity] require_account = false``): it
-#: gets no strikes and is never sent to Anthropic as ``metadata.user_id`` (Anthropic would
-#: see every anonymous caller as one user).
-ANONYMOUS = "anonymous"
 
-#: Every error kind aupguard returns, with its HTTP status.
-ERROR_STATUS: dict[str, int] = {
-    "invalid_request_error": 400,
-    "authentication_required": 401,
-    "terms_not_accepted": 403,
-    "user_suspended": 403,
-    "prompt_not_allowed": 403,
-    "content_flagged": 403,
-    "permission_error": 403,  # the gateway's operator does not allow what was asked
-    "request_timeout": 408,  # the request body did not arrive in time
-    "request_too_large": 413,
-    "rate_limited": 429,
-    "safeguards_unavailable": 503,
-}
+class Level(StrEnum):
+    """A user's rung on the escalation ladder."""
+
+    OK = "ok"
+    WARNED = "warned"
+    THROTTLED = "throttled"
+    SUSPENDED = "suspended"
+
+
+class ErrorKind(StrEnum):
+    """Every error kind aupguard returns (the ``error.type`` of the body), with its HTTP status."""
+
+    status: int
+
+    def __new__(cls, value: str, status: int) -> ErrorKind:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.status = status
+        return member
+
+    INVALID_REQUEST = ("invalid_request_error", 400)
+    AUTHENTICATION_REQUIRED = ("authentication_required", 401)
+    TERMS_NOT_ACCEPTED = ("terms_not_accepted", 403)
+    USER_SUSPENDED = ("user_suspended", 403)
+    PROMPT_NOT_ALLOWED = ("prompt_not_allowed", 403)
+    CONTENT_FLAGGED = ("content_flagged", 403)
+    PERMISSION = ("permission_error", 403)  # the gateway's operator does not allow what was asked
+    REQUEST_TIMEOUT = ("request_timeout", 408)  # the request body did not arrive in time
+    REQUEST_TOO_LARGE = ("request_too_large", 413)
+    RATE_LIMITED = ("rate_limited", 429)
+    SAFEGUARDS_UNAVAILABLE = ("safeguards_unavailable", 503)
+
+
+#: Every error kind aupguard returns, with its HTTP status (``ErrorKind`` as a plain mapping).
+ERROR_STATUS: dict[str, int] = {kind.value: kind.status for kind in ErrorKind}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a step refused a call: the error kind (an ``ErrorKind`` value), the message for the
+    client, and the seconds after which a retry may succeed."""
+
+    error: str
+    message: str
+    retry_after: int | None = None
 
 
 def error_body(kind: str, message: str) -> dict[str, Any]:
@@ -64,6 +91,9 @@ class Decision(NamedTuple):
     retry_after: int | None = None
     warning: str | None = None
     reasons: tuple[str, ...] = ()  # text-free reasons recorded in the audit log
+    #: the key an anonymous call was counted under (the keyed hash of its client key); None
+    #: for a user's call, which is counted under its user hash
+    anonymous_key: str | None = None
     prompt: ResolvedPrompt | None = None  # the prompt to send to Claude, when one was screened
     moderation: ModerationResult | None = None
     moderation_pending: bool = False  # parallel mode: screen() must still run before answering
@@ -73,7 +103,7 @@ class Decision(NamedTuple):
     ) -> Decision:
         """This decision with its screened prompt, moderation result and pending flag (the
         last three fields): what ``_replace`` does, several times faster on the hot path."""
-        return Decision(*self[:13], prompt, moderation, pending)
+        return Decision(*self[:14], prompt, moderation, pending)
 
     @property
     def body(self) -> Mapping[str, Any] | None:
@@ -96,7 +126,7 @@ class Decision(NamedTuple):
             from .adapters.ratelimit_headers import rate_limit_headers
 
             rate_limit_headers(out, limit=self.limit, remaining=self.remaining or 0, reset_after=self.reset_after or 0,
-                               level=self.level, user_hash=self.user_hash, policy=limits)  # fmt: skip
+                               level=self.level, user_hash=self.user_hash or self.anonymous_key, policy=limits)  # fmt: skip
         if self.retry_after is not None:
             out["Retry-After"] = str(self.retry_after)
         if self.warning is not None:
@@ -106,7 +136,7 @@ class Decision(NamedTuple):
 
 
 # ``with_prompt`` copies by position: the screened fields must stay the last three
-assert Decision._fields[13:] == ("prompt", "moderation", "moderation_pending")
+assert Decision._fields[14:] == ("prompt", "moderation", "moderation_pending")
 
 
 def whole_seconds(seconds: float) -> int:

@@ -12,7 +12,8 @@ Two structured fields (RFC 8941 lists of one item each)::
 - ``r`` the requests left, ``t`` the seconds until the window frees a slot;
 - ``pk``, the partition key, is a short form of the user's keyed hash (its first 8 bytes):
   the quota is per user, and the client learns which partition it is in without anything
-  that names the user. An anonymous caller gets no ``pk``.
+  that names the user. An anonymous call is partitioned by its client key's hash (what it
+  was counted under), the same way.
 
 ``[limits] legacy_headers = true`` (the default for this release) also sends the trio of
 earlier drafts, ``RateLimit-Limit`` / ``RateLimit-Remaining`` / ``RateLimit-Reset``.
@@ -36,7 +37,7 @@ _WINDOWS: dict[str, int] = {}  # a rate such as "60/minute" -> its window in sec
 
 def partition_key(user_hash: str | None) -> str | None:
     """The ``pk`` parameter for a user hash (``kid_hexdigest``): an RFC 8941 byte sequence of
-    the digest's first 8 bytes, or None (no hash, the anonymous stand-in, not a hex digest)."""
+    the digest's first 8 bytes, or None (no hash, or not a hex digest)."""
     if not user_hash:
         return None
     digest = user_hash.rpartition("_")[2]

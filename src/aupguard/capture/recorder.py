@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigurationError
 from ..identity import Keyring
-from ..outcome import ANONYMOUS
 from ..policy.config import CapturePolicy
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ class Capture:
     def record(self, decision: Decision, kind: str, text: str) -> None:
         """Encrypt and queue ``text`` for the decision's audit record (no-op when disabled,
         for anonymous calls, or for completions with ``completions = false``)."""
-        if not self.enabled or decision.user_hash is None or decision.user_hash == ANONYMOUS:
+        if not self.enabled or decision.user_hash is None:
             return
         if kind == "completion" and not self.policy.completions:
             return

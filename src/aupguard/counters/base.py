@@ -24,9 +24,11 @@ from ..errors import ConfigurationError
 from ..ladder import Level
 from ..policy.config import LimitsPolicy, StoragePolicy
 
-__all__ = ["Counters", "Hit", "SweptMemoryStorage", "counters_from_uri"]
+__all__ = ["ANY_VERSION", "Counters", "Hit", "SweptMemoryStorage", "counters_from_uri"]
 
 _KEY_CACHE_LIMIT = 65_536
+#: The version that matches any user state version (``hit_checked``)
+ANY_VERSION = "*"
 
 _STRATEGIES: dict[str, Callable[[Storage], RateLimiter]] = {
     "moving-window": MovingWindowRateLimiter,
@@ -131,6 +133,29 @@ class Counters:
 
     #: whether ``hit_checked`` also checks the user's state version (Redis counters do)
     versioned = False
+
+    def hit_checked(self, key: str, level: Level | None, version: str) -> Hit | str:
+        """The hit, if the user's state version is ``version``; else the current version (a
+        string) and nothing counted. Memory counters keep no versions: any version is current."""
+        return self.hit(key, level)
+
+    async def ahit_checked(self, key: str, level: Level | None, version: str) -> Hit | str:
+        return self.hit(key, level)
+
+    def version(self, key: str) -> str:
+        """The user's state version (``"*"``, any, where no versions are kept)."""
+        return ANY_VERSION
+
+    async def aversion(self, key: str) -> str:
+        return ANY_VERSION
+
+    async def atokens_left(self, key: str) -> Hit | None:
+        """``tokens_left`` for async code."""
+        return self.tokens_left(key)
+
+    async def aspend_tokens(self, key: str, tokens: int) -> None:
+        """``spend_tokens`` for async code."""
+        self.spend_tokens(key, tokens)
 
     def bump(self, key: str) -> None:
         """Mark a user's state changed for other processes (nothing to do in memory)."""

@@ -27,7 +27,7 @@ from limits.storage import storage_from_string
 from ..errors import ConfigurationError, CountersUnavailable
 from ..ladder import Level
 from ..policy.config import LimitsPolicy, StoragePolicy
-from .base import Counters, Hit, SweptMemoryStorage
+from .base import ANY_VERSION, Counters, Hit, SweptMemoryStorage
 
 __all__ = ["ANY_VERSION", "RedisCounters"]
 
@@ -73,7 +73,6 @@ return {allowed, found + 1, redis.call('lindex', KEYS[1], found), version}
 """
 #: Versions live a day past the last change; a missing one reads as "0" (a reload at worst).
 _VERSION_TTL = 86_400
-ANY_VERSION = "*"
 _SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.5, 30.0
 
@@ -187,6 +186,12 @@ class RedisCounters(Counters):
 
     def spend_tokens(self, key: str, tokens: int) -> None:
         self._guarded(lambda: super(RedisCounters, self).spend_tokens(key, tokens), key, None, spend=tokens)
+
+    async def atokens_left(self, key: str) -> Hit | None:
+        return await asyncio.to_thread(self.tokens_left, key)
+
+    async def aspend_tokens(self, key: str, tokens: int) -> None:
+        await asyncio.to_thread(self.spend_tokens, key, tokens)
 
     # -- helpers -------------------------------------------------------------------------
 

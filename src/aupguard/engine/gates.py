@@ -6,22 +6,13 @@ limiter hit) and turns the verdicts into a :class:`~aupguard.outcome.Decision`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..counters.base import Hit
 from ..ladder import Level, UserStatus
-from ..outcome import whole_seconds
+from ..outcome import Refusal, whole_seconds
 from ..policy.config import Policy
 from ..timestamps import clamp, utc_text
 
-__all__ = ["Refusal", "account_gate", "standing_gate", "throttle_gate", "warning_for"]
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    error: str
-    message: str
-    retry_after: int | None = None
+__all__ = ["account_gate", "standing_gate", "throttle_gate", "warning_for"]
 
 
 def account_gate(has_user: bool, policy: Policy) -> Refusal | None:

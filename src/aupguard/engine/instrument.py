@@ -32,7 +32,7 @@ import anthropic
 from anthropic._middleware import AsyncCallNext, CallNext, Middleware
 from anthropic._request import APIRequest
 
-from ..outcome import ANONYMOUS, Decision
+from ..outcome import Decision
 from ..telemetry.genai import traced_acall, traced_call
 from .answers import AnswerFacts, linkable_id, record_answer
 from .context import Guarded, current_guarded, reset_guarded, set_guarded
@@ -102,7 +102,7 @@ class GuardMiddleware(Middleware):
         else:  # an adapter screened the call: what the app sends is still cleaned of hidden text
             body = _cleaned(request.json)
         metadata = dict(body.get("metadata") or {})
-        if decision.user_hash is not None and decision.user_hash != ANONYMOUS:
+        if decision.user_hash is not None:
             body["metadata"] = {**metadata, "user_id": decision.user_hash}
         elif "user_id" in metadata:  # an anonymous call: no id at all goes on, not the app's raw one
             del metadata["user_id"]

@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 from .. import operator_regex
 from ..errors import ConfigurationError
 from ..normalize import clean, normalize
+from ..outcome import Refusal
 from ..policy.moderation import PromptsPolicy, TemplateSpec, VariableSpec
-from .gates import Refusal
 from .request_pieces import Piece
 
 __all__ = ["Corpus", "CorpusDocument", "PromptPolicy", "PromptRequest", "ResolvedPrompt"]

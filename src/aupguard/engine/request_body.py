@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ..errors import AupguardError
 from ..normalize import clean
 from .prompt_policy import PromptRequest
 from .request_pieces import BadBody, MessagesText, Piece, read_messages
@@ -46,7 +47,7 @@ OUR_FIELDS = ("prompt", "template", "variables", "documents")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-class TooLarge(Exception):
+class TooLarge(AupguardError):
     pass
 
 

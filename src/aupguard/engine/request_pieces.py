@@ -21,12 +21,13 @@ import binascii
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from ..errors import AupguardError
 from ..normalize import clean
 
 __all__ = ["BadBody", "MessagesText", "Piece", "read_messages"]
 
 
-class BadBody(Exception):
+class BadBody(AupguardError):
     """The body is not what a guarded route accepts; the message is safe to show (it names
     fields, never their text). ``kind`` is the error kind answered (by default 400
     ``invalid_request_error``)."""

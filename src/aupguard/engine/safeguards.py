@@ -12,10 +12,8 @@ import asyncio
 import atexit
 import contextlib
 import hashlib
-import json
 import logging
 import os
-import random
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -24,48 +22,39 @@ from typing import TYPE_CHECKING, TypeVar
 from ..audit.spill import SpillFile
 from ..audit.writer import AuditLog, AuditRow
 from ..capture.recorder import Capture
-from ..counters.base import Hit, counters_from_uri
+from ..counters.base import counters_from_uri
 from ..counters.redis import RedisCounters
-from ..errors import CountersUnavailable, InvalidUserId, StoreError
+from ..errors import InvalidUserId, StoreError
 from ..identity import Keyring, UserHasher
 from ..ids import new_id
 from ..ladder import (
-    Level,
-    UserState,
-    UserStatus,
-    derive_status,
-    status_expires,
     strikes_to_keep,
 )
 from ..metrics import Metrics
 from ..moderation.base import Moderator
 from ..moderation.setup import build_chain
-from ..outcome import ANONYMOUS, ERROR_STATUS, Decision, whole_seconds
+from ..outcome import Decision, Refusal
 from ..policy.config import Policy
-from ..review.sampling import sample_item, should_sample
 from ..stores import SQLStore, store_from_uri
 from ..telemetry import traced, traced_async
-from .gates import Refusal, account_gate, standing_gate, throttle_gate, warning_for
+from .gates import standing_gate
+from .pipeline import Pipeline
 from .prompt_policy import PromptPolicy, PromptRequest
 from .screening import Screening
 from .state_cache import StateCache
+from .steps import reasons_json, refuse, surface_or_default
 from .user_actions import StrikeResult
-from .versioned import VersionedDecisions
 
 if TYPE_CHECKING:
     import anthropic
 
 __all__ = ["Safeguards", "StrikeResult"]
 
-T = TypeVar("T")
-#: What the throttle needs once the user's standing allows the call:
-#: (request id, user hash, status, level).
-Ready = tuple[str, str, "UserStatus | None", "Level | None"]
 log = logging.getLogger("aupguard.engine")
 ClientT = TypeVar("ClientT", "anthropic.Anthropic", "anthropic.AsyncAnthropic")
 
 
-class Safeguards(Screening, VersionedDecisions):
+class Safeguards(Screening):
     """The policy engine. ``store`` and ``counters`` override ``[storage]`` in the policy;
     ``keyring`` overrides the key ring named by ``[identity]``; ``moderators`` replaces the
     moderators ``[moderation]`` describes (in the order given); ``clock`` is for simulations."""
@@ -95,19 +84,16 @@ class Safeguards(Screening, VersionedDecisions):
             counters or self.policy.storage.counters, self.policy.limits, self.policy.storage
         )
         self.unavailable = 0  # calls answered 503 because a store could not be reached
-        self._versioned = self.counters.versioned  # Redis: standing checked against its state version
-        self._versions: dict[str, str] = {}
+        self._versions: dict[str, str] = {}  # user hash -> the state version its cached state has
         self.audit = AuditLog(
             self.store, self.hasher, max_queue=self.policy.storage.audit_queue, spill=spill_for(self.store, self.policy)
         )
         self.capture = Capture(self.policy.capture, self.store, self.audit, self.hasher, self._clock)
         self._keep = strikes_to_keep(self.policy.ladder)
         self._cache = StateCache(self.store, self._load_state, sync_interval=self.policy.storage.sync_interval)
-        self._statuses: dict[str, tuple[UserState, float, float, UserStatus]] = {}
-        self._surfaces: set[str] = set()
-        self._token_budget = self.policy.limits.tokens is not None
         self.audit.on_flag = self.record_flag
         self.metrics = Metrics()
+        self.pipeline = Pipeline(self)
         self.moderation.observe = self.metrics.moderation
         _register_figures(self)
         self._closed = False
@@ -152,44 +138,18 @@ class Safeguards(Screening, VersionedDecisions):
         surface: str = "default",
         prompt: str | PromptRequest | None = None,
         defer_moderation: bool = False,
+        client_key: str | None = None,
     ) -> Decision:
         """Decide whether ``user_id`` may make a call now, and record the decision. With a
         ``prompt``, also apply the prompt policy and (``[moderation] mode = "before"``) the
         moderators; the decision then carries the resolved prompt to send to Claude.
         ``defer_moderation=True`` (with ``[moderation] mode = "parallel"``) leaves the verdict
         to the caller: the decision comes back with ``moderation_pending``, and the caller
-        must run :meth:`screen` / :meth:`ascreen` before answering (``acall`` does)."""
-        now = self._clock()
-        early = self._identify(user_id, surface, now)
-        if isinstance(early, Decision):
-            self.audit.record(self._record(early, surface, now))
-            return early
-        state = self._cache.get(early) if early != ANONYMOUS else None
-        try:
-            if self._versioned and early != ANONYMOUS:
-                ready = self._decide_versioned(user_id, early, state, now)  # type: ignore[arg-type]
-            else:
-                if state is None and early != ANONYMOUS:
-                    state = self._fresh_state(user_id, early)  # type: ignore[arg-type]
-                standing = self._standing(early, state, now)
-                if isinstance(standing, Decision):
-                    ready = standing
-                else:
-                    budget = self.counters.tokens_left(early) if self._token_budget else None
-                    ready = self._throttled(standing, budget, lambda level: self.counters.hit(early, level))
-        except (StoreError, CountersUnavailable) as exc:
-            ready = self._unavailable(early, exc)
-        decision = ready
-        if prompt is not None and decision.allowed:
-            decision = self._resolve(decision, prompt, defer_moderation)
-            if self._needs_moderation(decision):
-                decision = self.screen(decision)
-            if self.capture.enabled and decision.prompt is not None:
-                self.capture.record(decision, "prompt", decision.prompt.text)
-            if should_sample(decision, self.policy.review.sample_rate, random.random()):
-                self.audit.review(sample_item(decision, now))
-        self.audit.record(self._record(decision, surface, now))
-        return decision
+        must run :meth:`screen` / :meth:`ascreen` before answering (``acall`` does).
+        ``client_key`` (the client address, say) is what an anonymous call (``user_id`` None,
+        ``[identity] require_account = false``) is rate-limited by; it is hashed like a user id."""
+        steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key)
+        return self.pipeline.run(steps)
 
     @traced_async("aupguard.check")
     async def acheck(
@@ -199,42 +159,11 @@ class Safeguards(Screening, VersionedDecisions):
         surface: str = "default",
         prompt: str | PromptRequest | None = None,
         defer_moderation: bool = False,
+        client_key: str | None = None,
     ) -> Decision:
-        """``check`` for async code: store reads and remote moderators run off the loop."""
-        now = self._clock()
-        early = self._identify(user_id, surface, now)
-        if isinstance(early, Decision):
-            await self.audit.arecord(self._record(early, surface, now))
-            return early
-        state = self._cache.get(early) if early != ANONYMOUS else None
-        try:
-            if self._versioned and early != ANONYMOUS:
-                ready = await self._adecide_versioned(user_id, early, state, now)  # type: ignore[arg-type]
-            else:
-                if state is None and early != ANONYMOUS:
-                    state = await asyncio.to_thread(self._fresh_state, user_id, early)  # type: ignore[arg-type]
-                standing = self._standing(early, state, now)
-                if isinstance(standing, Decision):
-                    ready = standing
-                else:
-                    budget = None
-                    if self._token_budget:
-                        budget = await self._off_loop(self.counters.tokens_left, early)
-                    hit = await self.counters.ahit(early, standing[3])
-                    ready = self._throttled(standing, budget, lambda level: hit)
-        except (StoreError, CountersUnavailable) as exc:
-            ready = self._unavailable(early, exc)
-        decision = ready
-        if prompt is not None and decision.allowed:
-            decision = self._resolve(decision, prompt, defer_moderation)
-            if self._needs_moderation(decision):
-                decision = await self.ascreen(decision)
-            if self.capture.enabled and decision.prompt is not None:
-                await self.acapture(decision, "prompt", decision.prompt.text)
-            if should_sample(decision, self.policy.review.sample_rate, random.random()):
-                self.audit.review(sample_item(decision, now))
-        await self.audit.arecord(self._record(decision, surface, now))
-        return decision
+        """``check`` for async code: store reads, Redis and remote moderators never block the loop."""
+        steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key)
+        return await self.pipeline.arun(steps)
 
     def standing(self, user_id: str, *, surface: str = "default") -> Decision | None:
         """The refusal a call by ``user_id`` gets for the user's standing alone (terms not
@@ -248,13 +177,13 @@ class Safeguards(Screening, VersionedDecisions):
         try:
             status = self.status_by_hash(user_hash)
         except StoreError as exc:  # 503, recorded, as a guarded call gets
-            decision = self._unavailable(user_hash, exc)
+            decision = self.unavailable_decision(user_hash, exc)
         else:
             refusal = standing_gate(status, self.policy, now)
             if refusal is None:
                 return None
-            decision = self._refuse(new_id(), refusal, user_hash, status.level)
-        self.audit.record(self._record(decision, _surface_or_default(surface), now))
+            decision = refuse(new_id(), refusal, user_hash, status.level)
+        self.audit.record(self.record_row(decision, surface_or_default(surface), now))
         return decision
 
     async def astanding(self, user_id: str, *, surface: str = "default") -> Decision | None:
@@ -264,8 +193,9 @@ class Safeguards(Screening, VersionedDecisions):
     def spend_tokens(self, decision: Decision, tokens: int) -> None:
         """Count an answer's tokens (``usage``) against the user's ``[limits] tokens`` budget;
         instrumented clients do it themselves for answers that are not streamed."""
-        if decision.user_hash is not None and decision.user_hash != ANONYMOUS:
-            self.counters.spend_tokens(decision.user_hash, tokens)
+        key = decision.user_hash or decision.anonymous_key
+        if key is not None:
+            self.counters.spend_tokens(key, tokens)
 
     def capture_completion(self, decision: Decision, text: str) -> None:
         """Capture Claude's answer to a guarded call (``[capture]``; instrumented clients do
@@ -305,121 +235,21 @@ class Safeguards(Screening, VersionedDecisions):
             user_hash = None if user_id is None else self.hasher.hash(user_id)
         except InvalidUserId:
             user_hash = None
-        decision = self._refuse(new_id(), Refusal(error, message), user_hash, None)
+        decision = refuse(new_id(), Refusal(error, message), user_hash, None)
         if reasons:
             decision = decision._replace(reasons=reasons)
-        return decision, self._record(decision, _surface_or_default(surface), self._clock())
+        return decision, self.record_row(decision, surface_or_default(surface), self._clock())
 
-    def _identify(self, user_id: object, surface: str, now: float) -> str | Decision:
-        """The user hash (or ANONYMOUS), or a refusal that needs no user state."""
-        if surface not in self._surfaces:
-            _check_surface(surface)
-            if len(self._surfaces) >= 4096:  # surfaces are meant to be few; stay bounded anyway
-                self._surfaces.clear()
-            self._surfaces.add(surface)
-        refusal = account_gate(user_id is not None, self.policy)
-        if refusal is not None:
-            return self._refuse(new_id(), refusal, None, None)
-        if user_id is None:
-            return ANONYMOUS
-        try:
-            return self.hasher.hash(user_id)
-        except InvalidUserId as exc:
-            return self._refuse(new_id(), Refusal("invalid_request_error", f"Invalid user id: {exc}"), None, None)
-
-    def _standing(self, user_hash: str, state: UserState | None, now: float) -> Decision | Ready:
-        """A refusal by the user's standing, or what the throttle needs next."""
-        request_id = new_id()
-        status = None if state is None else self._status_at(state, now)
-        if status is not None:
-            refusal = standing_gate(status, self.policy, now)
-            if refusal is not None:
-                return self._refuse(request_id, refusal, user_hash, status.level)
-        return request_id, user_hash, status, None if status is None else status.level
-
-    def _throttled(
-        self,
-        ready: Ready,
-        budget: Hit | None,
-        hit_for: Callable[[Level | None], Hit],
-    ) -> Decision:
-        """The decision once the counters answered: the token budget, then the rate limit."""
-        request_id, user_hash, status, level = ready
-        if budget is not None and not budget.allowed:
-            wait = whole_seconds(budget.reset_after)
-            message = f"The token budget of {budget.limit} tokens is spent. Retry after {wait} s."
-            return self._refuse(request_id, Refusal("rate_limited", message, wait), user_hash, level)
-        hit = hit_for(level)
-        reset_after = int(hit.reset_after + 0.999)
-        refusal = throttle_gate(hit, level)
-        if refusal is not None:
-            return Decision(
-                request_id,
-                False,
-                429,
-                refusal.error,
-                refusal.message,
-                user_hash,
-                level,
-                hit.limit,
-                0,
-                reset_after,
-                refusal.retry_after,
-            )
-        return Decision(
-            request_id,
-            True,
-            200,
-            None,
-            "",
-            user_hash,
-            level,
-            hit.limit,
-            hit.remaining,
-            reset_after,
-            None,
-            warning_for(status, self.policy),
-        )
-
-    def _unavailable(self, user_hash: str, exc: Exception) -> Decision:
+    def unavailable_decision(self, user_hash: str | None, exc: Exception) -> Decision:
         """The store (loading a user not cached yet) or, with ``fail = "closed"``, the counter
         store cannot be reached: 503, recorded like any other refusal."""
         self.unavailable += 1
         log.warning("answering 503: %s", exc.__class__.__name__)
         message = "Safeguards are temporarily unavailable. Retry shortly."
-        return self._refuse(new_id(), Refusal("safeguards_unavailable", message, 1), user_hash, None)
+        return refuse(new_id(), Refusal("safeguards_unavailable", message, 1), user_hash, None)
 
-    async def _off_loop(self, fn: Callable[[str], T], arg: str) -> T:
-        """Counter calls that may wait on the network run in a thread; memory ones inline."""
-        if isinstance(self.counters, RedisCounters):
-            return await asyncio.to_thread(fn, arg)
-        return fn(arg)
-
-    def _status_at(self, state: UserState, now: float) -> UserStatus:
-        """``derive_status``, memoised per cached state until time alone could change it."""
-        memo = self._statuses.get(state.user_hash)
-        if memo is not None and memo[0] is state and memo[1] <= now < memo[2]:
-            return memo[3]
-        status = derive_status(state, self.policy.ladder, now)
-        if len(self._statuses) >= 65_536:
-            self._statuses.clear()
-        self._statuses[state.user_hash] = (state, now, status_expires(state, self.policy.ladder, now), status)
-        return status
-
-    @staticmethod
-    def _refuse(request_id: str, refusal: Refusal, user_hash: str | None, level: Level | None) -> Decision:
-        return Decision(
-            request_id,
-            False,
-            ERROR_STATUS[refusal.error],
-            refusal.error,
-            refusal.message,
-            user_hash,
-            level,
-            retry_after=refusal.retry_after,
-        )
-
-    def _record(self, decision: Decision, surface: str, now: float) -> AuditRow:
+    def record_row(self, decision: Decision, surface: str, now: float) -> AuditRow:
+        """The audit row of ``decision`` (and its count in the metrics)."""
         level = decision.level
         outcome = "allowed" if decision.allowed else decision.error or "refused"
         self.metrics.decisions[outcome] += 1
@@ -431,7 +261,7 @@ class Safeguards(Screening, VersionedDecisions):
             outcome,
             decision.status,
             None if level is None else level.value,
-            _reasons_json(decision),
+            reasons_json(decision),
             None,
             None,
         )
@@ -548,27 +378,3 @@ def _weakly(guard: Safeguards, act: Callable[[Safeguards], None]) -> Callable[[]
             act(alive)
 
     return call
-
-
-def _check_surface(surface: object) -> None:
-    """``surface`` names a route or feature: a programming error if it is not short text."""
-    if not isinstance(surface, str) or not surface or len(surface) > 200:
-        raise ValueError("surface must be a non-empty string of at most 200 characters")
-    try:
-        surface.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("surface is not valid Unicode") from None
-
-
-def _reasons_json(decision: Decision) -> str:
-    if decision.reasons:
-        return json.dumps([*decision.reasons, "warned"] if decision.warning is not None else list(decision.reasons))
-    return '["warned"]' if decision.warning is not None else "[]"
-
-
-def _surface_or_default(surface: object) -> str:
-    try:
-        _check_surface(surface)
-    except ValueError:
-        return "default"
-    return surface  # type: ignore[return-value]

@@ -17,14 +17,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import StoreError
+from ..errors import AupguardError, StoreError
 from ..ids import new_id
 from ..moderation.base import Verdict
 from ..moderation.chain import ModerationChain, ModerationResult
-from ..outcome import ANONYMOUS, Decision
+from ..outcome import Decision, Refusal
 from ..stores import ReviewItem, StrikeRecord
 from ..telemetry import traced, traced_async
-from .gates import Refusal
 from .prompt_policy import PromptPolicy, PromptRequest, ResolvedPrompt
 from .request_pieces import Piece
 from .user_actions import UserActions, describe_change
@@ -44,7 +43,7 @@ _OFF_LOOP = 256 * 1024  # characters of text above which a request is screened i
 _OFF_LOOP_BACKTRACKING = 8 * 1024  # the same, when a rule's pattern may backtrack (bounded, but slow)
 
 
-class Refused(Exception):
+class Refused(AupguardError):
     """A guarded call was refused; ``decision`` says why (status, error kind, headers)."""
 
     def __init__(self, decision: Decision) -> None:
@@ -206,7 +205,7 @@ class Screening(UserActions):
     def _flag(self, decision: Decision, result: ModerationResult, output: bool) -> None:
         """A strike (prompts only: an answer is not the user's own words) and a review item,
         in one transaction."""
-        if decision.user_hash is None or decision.user_hash == ANONYMOUS:
+        if decision.user_hash is None:
             return
         now = self._clock()
         category = result.categories[0] if result.categories else "unspecified"

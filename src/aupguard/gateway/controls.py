@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..engine.gates import Refusal
+from ..outcome import Refusal
 from ..policy.gateway import GatewayPolicy
 
 __all__ = ["MESSAGES_FIELDS", "check_betas", "check_body"]

@@ -191,7 +191,8 @@ class _GuardedCall:
         except Exception as exc:  # the app's identify failed: its bug, logged without its message
             log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
             return await self._refuse(_internal_error())
-        if user is None and guard.policy.identity.require_account:  # 401 before any body is read
+        if user is None and guard.policy.identity.require_account and guard.policy.enforcement.mode == "enforce":
+            # 401 before any body is read (monitor mode reads and screens it, and lets it through)
             return await self._refuse(await guard.acheck(None, surface=surface))
         prompt: PromptRequest | str | None = None
         receive: Receive = self.receive

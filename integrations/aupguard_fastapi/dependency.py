@@ -126,7 +126,8 @@ async def _decide(
         if raw is not None and earlier.user_hash == guard.hash_user(raw):
             return earlier.decision
         raise RuntimeError("the request is guarded by SafeguardsMiddleware as another user: guard a route one way")
-    if raw is None and guard.policy.identity.require_account:  # 401 before any body is read
+    if raw is None and guard.policy.identity.require_account and guard.policy.enforcement.mode == "enforce":
+        # 401 before any body is read (monitor mode reads and screens it, and lets it through)
         return await guard.acheck(None, surface=surface)
     try:
         body = await _body(request, cap)

@@ -126,11 +126,18 @@ class Decision(NamedTuple):
             from .adapters.ratelimit_headers import rate_limit_headers
 
             rate_limit_headers(out, limit=self.limit, remaining=self.remaining or 0, reset_after=self.reset_after or 0,
-                               level=self.level, user_hash=self.user_hash or self.anonymous_key, policy=limits)  # fmt: skip
+                               level=self.level, user_hash=self.user_hash or self.anonymous_key,
+                               policy=limits)  # fmt: skip
         if self.retry_after is not None:
             out["Retry-After"] = str(self.retry_after)
         if self.warning is not None:
             out["Aupguard-Warning"] = self.warning
+        if self.reasons:  # monitor mode: what enforce mode would have refused
+            from .engine.monitor import would_refuse
+
+            kind = would_refuse(self)
+            if kind is not None:
+                out["Aupguard-Would-Refuse"] = kind
         out["Aupguard-Request-Id"] = self.request_id
         return out
 

@@ -27,10 +27,13 @@ from ..counters.base import ANY_VERSION
 from ..errors import CountersUnavailable, InvalidUserId, StoreError
 from ..ids import new_id
 from ..ladder import UserState, UserStatus, derive_status, status_expires
+from ..normalize import clean
 from ..outcome import Decision, Refusal
 from ..review.sampling import sample_item, should_sample
 from .gates import account_gate, standing_gate
+from .monitor import MONITORED_KINDS, allowed_instead, with_would
 from .prompt_policy import PromptRequest
+from .request_pieces import Piece
 from .steps import budget_refusal, check_surface, refuse, throttled
 
 if TYPE_CHECKING:
@@ -133,26 +136,44 @@ class Pipeline:
     ) -> Steps:
         """One guarded call, yielding its I/O."""
         now = self._clock()
+        monitor = self.policy.enforcement.mode == "monitor"
+        would: list[Decision] | None = [] if monitor else None  # what enforce mode would have refused
         who = self._identify(user_id, surface, client_key)
         if isinstance(who, Decision):
-            yield RECORD, (self.guard.record_row(who, surface, now),)
-            return who
+            if would is None or who.error != "authentication_required":
+                yield RECORD, (self.guard.record_row(who, surface, now),)
+                return who
+            would.append(who)  # monitor mode: served as an anonymous call, counted by its client key
+            try:
+                anonymous = _ANONYMOUS_PREFIX + (self._hasher.hash(client_key) if client_key else "")
+            except InvalidUserId:
+                anonymous = _ANONYMOUS_PREFIX
+            user_id, who = None, (None, anonymous)
         user_hash, key = who
         try:
-            decision = yield from self._limits(user_id, user_hash, key, now)
+            decision = yield from self._limits(user_id, user_hash, key, now, would)
         except (StoreError, CountersUnavailable) as exc:
             decision = self.guard.unavailable_decision(user_hash, exc)
         if key != user_hash:
             decision = decision._replace(anonymous_key=key)
+        if would is not None and not decision.allowed and decision.error in MONITORED_KINDS:
+            would.append(decision)  # a 429, a 503: the call goes on, its figures kept
+            decision = allowed_instead(decision)
         if prompt is not None and decision.allowed:
             guard = self.guard
-            decision = guard._resolve(decision, prompt, defer_moderation)
+            resolved = guard._resolve(decision, prompt, defer_moderation)
+            if would is not None and resolved.error == "prompt_not_allowed":  # screened as the app's own call
+                would.append(resolved)
+                resolved = guard._resolve(decision, _as_app(prompt), defer_moderation)
+            decision = resolved
             if guard._needs_moderation(decision):
                 decision = yield SCREEN, (decision,)
             if guard.capture.enabled and decision.prompt is not None:
                 yield CAPTURE, (decision, "prompt", decision.prompt.text)
             if should_sample(decision, self.policy.review.sample_rate, random.random()):
                 self._audit.review(sample_item(decision, now))
+        if would:
+            decision = with_would(decision, would)
         yield RECORD, (self.guard.record_row(decision, surface, now),)
         return decision
 
@@ -177,8 +198,12 @@ class Pipeline:
             return refuse(new_id(), Refusal("invalid_request_error", f"Invalid {what}: {exc}"), None, None)
         return user_hash, user_hash
 
-    def _limits(self, user_id: object, user_hash: str | None, key: str, now: float) -> Steps:
-        """Standing, token budget and rate limit: the decision before the prompt is looked at."""
+    def _limits(
+        self, user_id: object, user_hash: str | None, key: str, now: float, would: list[Decision] | None = None
+    ) -> Steps:
+        """Standing, token budget and rate limit: the decision before the prompt is looked at.
+        With ``would`` (monitor mode) a standing or budget refusal is kept there and the
+        checks after it still run."""
         state = None
         versioned = self._versioned and user_hash is not None
         if user_hash is not None:
@@ -199,11 +224,15 @@ class Pipeline:
                     if current not in (expected, ANY_VERSION):
                         state = yield from self._reload(user_hash, current)
                         continue
-                return refuse(request_id, refusal, user_hash, level)
+                if would is None:
+                    return refuse(request_id, refusal, user_hash, level)
+                would.append(refuse(request_id, refusal, user_hash, level))
             if self._token_budget:  # before the rate limit: a spent budget counts no request slot
                 budget = yield TOKENS, (key,)
                 if budget is not None and not budget.allowed:
-                    return budget_refusal(request_id, budget, user_hash, level)
+                    if would is None:
+                        return budget_refusal(request_id, budget, user_hash, level)
+                    would.append(budget_refusal(request_id, budget, user_hash, level))
             hit = yield HIT, (key, level, expected)
             if isinstance(hit, str):  # the cached state is older than the user's version
                 state = yield from self._reload(user_hash, hit)
@@ -240,3 +269,12 @@ class Pipeline:
             self._statuses.clear()
         self._statuses[state.user_hash] = (state, now, status_expires(state, ladder, now), status)
         return status
+
+
+def _as_app(prompt: str | PromptRequest) -> PromptRequest:
+    """The prompt as a call the app wrote: moderated, not held to the prompt policy (monitor
+    mode screens what enforce mode would have refused unread)."""
+    if isinstance(prompt, PromptRequest):
+        return prompt._replace(origin="app")
+    text = clean(prompt)
+    return PromptRequest(text=text, pieces=(Piece("prompt", "user", 0, "text", text),), origin="app")

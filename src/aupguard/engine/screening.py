@@ -14,7 +14,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import AupguardError, StoreError
@@ -24,6 +24,7 @@ from ..moderation.chain import ModerationChain, ModerationResult
 from ..outcome import Decision, Refusal
 from ..stores import ReviewItem, StrikeRecord
 from ..telemetry import traced, traced_async
+from .monitor import MONITORED_STRIKE, allowed_instead
 from .prompt_policy import PromptPolicy, PromptRequest, ResolvedPrompt
 from .request_pieces import Piece
 from .user_actions import UserActions, describe_change
@@ -196,6 +197,8 @@ class Screening(UserActions):
             out = decision._replace(warning=note, reasons=reasons)
         else:
             out = decision._replace(reasons=reasons)
+        if not out.allowed and self.policy.enforcement.mode == "monitor":  # recorded, not enforced
+            out = allowed_instead(out)._replace(warning=decision.warning)
         out = out._replace(moderation=result, moderation_pending=False)
         if decision.moderation_pending or output:  # the record was written before the verdict
             self.audit.amend(out.request_id, outcome="allowed" if out.allowed else out.error or "refused",
@@ -215,6 +218,8 @@ class Screening(UserActions):
         if not output:
             reason = f"prompt flagged: {', '.join(result.categories)}" + (f" (at {where})" if where else "")
             strike = StrikeRecord(new_id(), decision.user_hash, now, reason, category, moderators, "moderation")
+            if self.policy.enforcement.mode == "monitor":  # kept in the ledger, voided: it never counts
+                strike = replace(strike, voided_at=now, void_reason=MONITORED_STRIKE)
         source = "output" if output else "prompt"
         review = ReviewItem(
             new_id(), now, decision.user_hash, decision.request_id, strike.id if strike else None, result.action or "",
@@ -224,7 +229,9 @@ class Screening(UserActions):
                    "review_item": review.id}  # fmt: skip
         if where:
             details["where"] = where
-        strike_fields = None if strike is None else [getattr(strike, f.name) for f in fields(strike)][:7]
+        strike_fields = None if strike is None else [getattr(strike, f.name) for f in fields(strike)]
+        if strike_fields is not None and strike_fields[7] is None:  # an ordinary strike: its seven fields
+            strike_fields = strike_fields[:7]
         review_fields = [
             list(v) if isinstance(v, tuple) else v for v in (getattr(review, f.name) for f in fields(review))
         ]
@@ -247,10 +254,14 @@ class Screening(UserActions):
         strike = None if strike_fields is None else StrikeRecord(*strike_fields)
         r = review_fields
         review = ReviewItem(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), tuple(r[7]), r[8], r[9])
+        monitored = strike is not None and strike.voided_at is not None
+        action = "monitored_strike" if monitored else "strike" if strike else "review"
         describe = describe_change(
-            self.policy.ladder, at, "strike" if strike else "review", "moderation", f"{review.explanation} flagged",
-            details,
+            self.policy.ladder, at, action, "moderation", f"{review.explanation} flagged", details,
         )  # fmt: skip
+        if strike is not None and strike.void_reason is not None:  # monitor mode: the strike, voided, at once
+            self._mutate(user_hash, describe, None, strike=strike, review=review, void=(strike.id, strike.void_reason))
+            return
         self._mutate(user_hash, describe, suspension_after_strike if strike else None, strike=strike, review=review)
 
     def record_refusal(self, decision: Decision, message: object) -> None:

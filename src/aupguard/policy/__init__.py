@@ -4,6 +4,7 @@ moderators, review, gateway), each validated at load with errors that name the k
 from .config import (
     ENV_PREFIX,
     CapturePolicy,
+    EnforcementPolicy,
     GatewayPolicy,
     IdentityPolicy,
     LadderPolicy,
@@ -18,6 +19,7 @@ from .config import (
 __all__ = [
     "ENV_PREFIX",
     "CapturePolicy",
+    "EnforcementPolicy",
     "GatewayPolicy",
     "IdentityPolicy",
     "LadderPolicy",

@@ -24,6 +24,7 @@ from .values import allowed_and_why, any_text, boolean, choice, count, optional_
 __all__ = [
     "ENV_PREFIX",
     "CapturePolicy",
+    "EnforcementPolicy",
     "GatewayPolicy",
     "IdentityPolicy",
     "LadderPolicy",
@@ -94,6 +95,14 @@ class CapturePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class EnforcementPolicy:
+    """``monitor``: every check runs and is recorded, nothing the policy decides is refused
+    (docs/moderation.md#rolling-out-with-monitor-mode)."""
+
+    mode: str = "enforce"
+
+
+@dataclass(frozen=True, slots=True)
 class OtelPolicy:
     """OpenTelemetry spans (docs/observability.md). Off the hook unless a tracer provider is set."""
 
@@ -115,6 +124,7 @@ class Policy:
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
     otel: OtelPolicy = field(default_factory=OtelPolicy)
+    enforcement: EnforcementPolicy = field(default_factory=EnforcementPolicy)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
@@ -249,6 +259,10 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
     ),
     "review": (ReviewPolicy, REVIEW_FIELDS),
     "gateway": (GatewayPolicy, GATEWAY_FIELDS),
+    "enforcement": (
+        EnforcementPolicy,
+        {"mode": (choice(("enforce", "monitor")), "enforce | monitor")},
+    ),
     "otel": (
         OtelPolicy,
         {"capture_content": (boolean, "true or false (prompt and completion text in spans; default false)")},

@@ -136,6 +136,9 @@ def _describe(span: Span, guard: Any, decision: Decision, surface: str | None,
         attributes["aupguard.warned"] = True
     if decision.reasons:
         attributes["aupguard.reasons"] = list(decision.reasons)
+        would = [r.partition(":")[2] for r in decision.reasons if r.startswith("would_refuse:")]
+        if would:  # monitor mode let it through
+            attributes["aupguard.would_refuse"] = would
     moderation = decision.moderation
     if moderation is not None:
         attributes["aupguard.moderation.action"] = moderation.action or "none"

@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 PORT ?= 8000
+DEMO_DIR := .aupguard/demo
 
+# one store and one hash key for the walkthrough and the served app (both print how to inspect it)
 demo: $(STAMP)
-	$(VENV)/bin/aupguard demo
-	$(PY) examples/fastapi_app.py --port $(PORT)
+	$(VENV)/bin/aupguard demo --dir $(DEMO_DIR)
+	$(PY) examples/fastapi_app.py --port $(PORT) --dir $(DEMO_DIR)
 
 services:
 	@bash scripts/services.sh
@@ -52,7 +54,7 @@ audit: $(STAMP)
 
 # 20,000 cases per target (ASGI, Flask, gateway, policy, CLI): 100,000 in all, about half an hour
 fuzz: $(STAMP)
-	AUPGUARD_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py
+	AUPGUARD_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s -p no:cacheprovider tests/system/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .aupguard site

@@ -33,8 +33,9 @@ from fastapi.params import Depends as DependsParam
 from starlette.exceptions import HTTPException
 
 from aupguard import Decision, PromptRequest, Safeguards
+from aupguard.adapters.body import BODY_METHODS, TooLarge, declared_length, read_body, refuse_form, too_large_message
 from aupguard.engine.context import Guarded, current_guarded, set_guarded
-from aupguard.engine.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
+from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
 
 __all__ = ["GUARD_MARK", "SafeguardsRefusal", "guard_dependency"]
 
@@ -42,8 +43,6 @@ __all__ = ["GUARD_MARK", "SafeguardsRefusal", "guard_dependency"]
 GUARD_MARK = "__aupguard_guard__"
 #: the scope key where :func:`~.routes.install`'s middleware waits for the decision's headers
 HEADERS_KEY = "aupguard.fastapi.headers"
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 _OFF_LOOP = 256 * 1024  # bytes of body above which it is parsed and read in a thread
 
 
@@ -141,8 +140,7 @@ async def _decide(
         if isinstance(prompt, PromptRequest) and _changes(prompt, parsed) and _has_body_params(request):
             raise BadBody("the request body carries hidden characters this route cannot be given cleaned")
     except TooLarge:
-        message = f"The request body is larger than {cap} bytes."
-        return await guard.arefusal(raw, surface, "request_too_large", message)
+        return await guard.arefusal(raw, surface, "request_too_large", too_large_message(cap))
     except BadBody as exc:
         return await guard.arefusal(raw, surface, exc.kind, str(exc))
     decision = await guard.acheck(raw, surface=surface, prompt=prompt, client_key=_client_key(request, raw))
@@ -156,9 +154,10 @@ async def _decide(
 async def _body(request: Request, cap: int) -> bytes:
     """The whole body, read once (FastAPI may have read it for a body parameter already)."""
     if hasattr(request, "_body"):
-        if len(request._body) > cap:
+        read: bytes = request._body
+        if len(read) > cap:
             raise TooLarge
-        return request._body
+        return read
     body, disconnected = await read_body(request.receive, cap, declared_length(request.scope.get("headers", ())))
     if disconnected:
         raise BadBody("the request body did not arrive in full")
@@ -185,8 +184,8 @@ def _has_body_params(request: Request) -> bool:
 
 def _refuse_forms(request: Request) -> None:
     for name, value in request.scope.get("headers", ()):
-        if name == b"content-type" and bytes(value).split(b";")[0].strip().lower() in _FORMS:
-            raise BadBody("a guarded request's body must be JSON (Content-Type: application/json), not a form")
+        if name == b"content-type":
+            refuse_form(bytes(value))
 
 
 def _client_key(request: Request, raw: str | None) -> str | None:

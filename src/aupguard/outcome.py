@@ -12,9 +12,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from .engine.prompt_policy import ResolvedPrompt
     from .moderation.chain import ModerationResult
     from .policy.config import LimitsPolicy
+    from .prompts import ResolvedPrompt
 
 __all__ = ["ERROR_STATUS", "Decision", "ErrorKind", "Level", "Refusal", "error_body", "whole_seconds"]
 
@@ -64,6 +64,10 @@ class Refusal:
     error: str
     message: str
     retry_after: int | None = None
+
+
+#: The reason prefix of a refusal monitor mode let through (``would_refuse:content_flagged``).
+WOULD_REFUSE = "would_refuse:"
 
 
 def error_body(kind: str, message: str) -> dict[str, Any]:
@@ -126,18 +130,17 @@ class Decision(NamedTuple):
             from .adapters.ratelimit_headers import rate_limit_headers
 
             rate_limit_headers(out, limit=self.limit, remaining=self.remaining or 0, reset_after=self.reset_after or 0,
-                               level=self.level, user_hash=self.user_hash or self.anonymous_key,
+                               throttled=self.level is Level.THROTTLED, user_hash=self.user_hash or self.anonymous_key,
                                policy=limits)  # fmt: skip
         if self.retry_after is not None:
             out["Retry-After"] = str(self.retry_after)
         if self.warning is not None:
             out["Aupguard-Warning"] = self.warning
-        if self.reasons:  # monitor mode: what enforce mode would have refused
-            from .engine.monitor import would_refuse
-
-            kind = would_refuse(self)
-            if kind is not None:
-                out["Aupguard-Would-Refuse"] = kind
+        if self.reasons:  # monitor mode: what enforce mode would have refused (the first check's)
+            for reason in self.reasons:
+                if reason.startswith(WOULD_REFUSE):
+                    out["Aupguard-Would-Refuse"] = reason[len(WOULD_REFUSE) :]
+                    break
         out["Aupguard-Request-Id"] = self.request_id
         return out
 

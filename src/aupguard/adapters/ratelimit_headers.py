@@ -24,8 +24,6 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
-from ..ladder import Level
-
 if TYPE_CHECKING:
     from ..policy.config import LimitsPolicy
 
@@ -67,12 +65,11 @@ def rate_limit_headers(
     limit: int,
     remaining: int,
     reset_after: int,
-    level: Level | None,
+    throttled: bool,
     user_hash: str | None,
     policy: LimitsPolicy | None,
 ) -> None:
     """Add the rate-limit headers of one counted call to ``out``."""
-    throttled = level is Level.THROTTLED
     name = '"throttled"' if throttled else '"default"'
     pk = partition_key(user_hash)
     key = "" if pk is None else ";pk=" + pk

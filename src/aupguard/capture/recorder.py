@@ -11,6 +11,7 @@ checkpoint of the write-ahead log); other processes stop using the key within 30
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -120,6 +121,13 @@ class Capture:
 
     # -- reading and erasing ---------------------------------------------------------------
 
+    async def arecord(self, decision: Decision, kind: str, text: str) -> None:
+        """``record`` from async code: a user's first capture reads their key off the loop."""
+        if decision.user_hash is not None and not self.has_key(decision.user_hash):
+            await asyncio.to_thread(self.record, decision, kind, text)
+        else:
+            self.record(decision, kind, text)
+
     def _hashes(self, user_id: str | None) -> list[str | None]:
         """The user's hash under the current key and under previous keys still recognised."""
         if user_id is None:
@@ -136,15 +144,26 @@ class Capture:
             raise ConfigurationError("capture is not enabled ([capture] enabled = true)")
         self._audit.flush()
         rows = (row for h in self._hashes(user_id) for row in self._store.captures(since=since, user_hash=h))
-        for request_id, kind, owner, at, nonce, ciphertext in rows:
-            key = self._data_key(owner, create=False)
-            if key is None:
-                continue
-            try:
-                plain = AESGCM(key).decrypt(nonce, ciphertext, _aad(request_id, kind))
-            except InvalidTag:  # tampered with, or moved to another record
-                continue
-            yield CapturedText(request_id, kind, owner, at, plain.decode("utf-8", "surrogatepass"))
+        for row in rows:
+            item = self.open_row(*row)
+            if item is not None:
+                yield item
+
+    def open_row(
+        self, request_id: str, kind: str, owner: str, at: float, nonce: bytes, ciphertext: bytes
+    ) -> CapturedText | None:
+        """Decrypt one captured row, from the store or from the archive; ``None`` when the
+        user's data key is gone (``forget``) or the row was altered or moved."""
+        if not self.enabled:
+            raise ConfigurationError("capture is not enabled ([capture] enabled = true)")
+        key = self._data_key(owner, create=False)
+        if key is None:
+            return None
+        try:
+            plain = AESGCM(key).decrypt(nonce, ciphertext, _aad(request_id, kind))
+        except InvalidTag:  # tampered with, or moved to another record
+            return None
+        return CapturedText(request_id, kind, owner, at, plain.decode("utf-8", "surrogatepass"))
 
     def read(self, request_id: str) -> list[CapturedText]:
         """The decrypted texts captured for one guarded request (for the review console)."""

@@ -16,7 +16,10 @@ from ..identity import Keyring, generate_key_entry
 from ..outcome import Decision
 from ..policy.config import Policy
 
-__all__ = ["demo_reviewer", "run_demo"]
+__all__ = ["DEMO_DIR", "demo_reviewer", "inspect_lines", "run_demo"]
+
+#: where ``aupguard demo`` and ``make demo``'s served app keep their one store and hash key
+DEMO_DIR = Path(".aupguard/demo")
 
 POLICY = {
     "terms": {"version": "2026-01", "url": "https://example.com/usage-policy"},
@@ -101,13 +104,23 @@ def run_demo(directory: Path) -> None:
             if event.action != "level_changed":
                 before, after = event.details.get("level_before"), event.details.get("level_after")
                 out.say(f"  {event.action:<13} by {event.actor:<14} {before} → {after}   ({event.reason})")
-    print(
-        "\n"
-        + out.paint("Done.", "1")
-        + f" Inspect it yourself: .venv/bin/aupguard --store sqlite:///{db} user status alice"
-    )
+    print("\n" + out.paint("Done.", "1") + " Inspect it yourself:")
+    for line in inspect_lines(directory, ["alice"]):
+        print(f"  {line}")
+
+
+def inspect_lines(directory: Path, users: list[str]) -> list[str]:
+    """Ready-to-paste commands that show the demo store in ``directory`` (the walkthrough's
+    and the served app's: one store, one hash key), for each of ``users``."""
+    store = f"--store sqlite:///{directory / 'aupguard.db'}"
+    lines = []
     if not os.environ.get("AUPGUARD_HASH_KEY", "").strip():
-        print(f'(with the same key: export AUPGUARD_HASH_KEY="$(cat {directory / "hash-key"})")')
+        lines.append(f'export AUPGUARD_HASH_KEY="$(cat {directory / "hash-key"})"   # the demo\'s hash key')
+    for user in users:
+        lines.append(f".venv/bin/aupguard {store} user status {user}")
+        lines.append(f".venv/bin/aupguard {store} user events {user}")
+    lines.append(f".venv/bin/aupguard {store} audit find --user {users[0]}")
+    return lines
 
 
 def _walk(guard: Safeguards, out: _Out) -> None:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..counters.base import counters_from_uri
+from ..counters.registry import counters_from_uri
 from ..durations import format_duration
 from ..errors import AupguardError
 from ..identity import Keyring

@@ -19,6 +19,7 @@ from ..errors import AupguardError
 from ..identity import generate_key_entry
 from ..ladder import UserStatus
 from ..policy.config import Policy
+from .archive import add_archive_commands
 from .gateway import add_gateway_commands
 from .moderation import add_moderation_commands
 from .review import add_review_commands
@@ -158,7 +159,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
             print(f"{capture.purge()} captured texts older than the retention window deleted")
             return 0
         if args.capture_command == "forget":
-            print(f"{capture.forget(args.user)} captured texts of that user erased (their data key is gone)")
+            gone = capture.forget(args.user)
+            print(f"{gone} captured texts of that user erased (their data key is gone: archived copies are unreadable)")
             return 0
         since = time.time() - parse_duration(args.since) if args.since else 0.0
         total = capture.count(since=since, user_id=args.user)
@@ -319,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--kid", default="k1", help="key id, 1-16 letters or digits (default k1)")
     gen.set_defaults(func=cmd_key_generate)
 
-    capture = sub.add_parser("capture", help="captured prompts and completions: export, purge, forget")
+    capture = sub.add_parser("capture", help="captured prompts and completions: export, purge, forget, archive")
     capture_sub = capture.add_subparsers(dest="capture_command", required=True, metavar="ACTION")
     export = command(capture_sub, "export", "decrypt captures to JSONL (with a progress bar on stderr)", cmd_capture)
     export.add_argument("--out", help="file to write (default: standard output)")
@@ -328,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(capture_sub, "purge", "delete captures older than [capture] retention", cmd_capture)
     forget = command(capture_sub, "forget", "erase a user's captures (deletes their data key)", cmd_capture)
     forget.add_argument("user", help="the user's id in your app")
+    add_archive_commands(capture_sub, _guard, load_policy)
 
     command(sub, "doctor", "which safeguards practices this policy turns on; check key and store", cmd_doctor)
     command(sub, "migrate", 'bring the store\'s schema up to date (with [storage] migrate = "manual")', cmd_migrate)

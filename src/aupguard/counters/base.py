@@ -20,11 +20,10 @@ from limits.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 
-from ..errors import ConfigurationError
 from ..ladder import Level
-from ..policy.config import LimitsPolicy, StoragePolicy
+from ..policy.config import LimitsPolicy
 
-__all__ = ["ANY_VERSION", "Counters", "Hit", "SweptMemoryStorage", "counters_from_uri"]
+__all__ = ["ANY_VERSION", "Counters", "Hit", "SweptMemoryStorage"]
 
 _KEY_CACHE_LIMIT = 65_536
 #: The version that matches any user state version (``hit_checked``)
@@ -165,17 +164,3 @@ class Counters:
 
     def reset(self) -> None:
         self.storage.reset()
-
-
-def counters_from_uri(uri: str, policy: LimitsPolicy, storage: StoragePolicy | None = None) -> Counters:
-    scheme = uri.partition("://")[0]
-    if scheme == "memory":
-        return Counters(SweptMemoryStorage(), policy)
-    from .redis import RedisCounters, is_redis_uri
-
-    if is_redis_uri(uri):
-        return RedisCounters(uri, policy, storage or StoragePolicy())
-    raise ConfigurationError(
-        f"unsupported counters URI scheme {scheme!r} (storage.counters); supported: memory://, redis://, "
-        "rediss://, redis+unix://, redis+sentinel://, redis+cluster://"
-    )

@@ -73,7 +73,7 @@ return {allowed, found + 1, redis.call('lindex', KEYS[1], found), version}
 """
 #: Versions live a day past the last change; a missing one reads as "0" (a reload at worst).
 _VERSION_TTL = 86_400
-_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.5, 30.0
 
 
@@ -310,7 +310,3 @@ class RedisCounters(Counters):
     def reset(self) -> None:
         super().reset()
         self._fallback.reset()
-
-
-def is_redis_uri(uri: str) -> bool:
-    return uri.partition("://")[0] in _SCHEMES

@@ -13,11 +13,10 @@ refused in both modes.
 
 from __future__ import annotations
 
-from ..outcome import Decision
+from ..outcome import WOULD_REFUSE, Decision
 
 __all__ = ["MONITORED_KINDS", "MONITORED_STRIKE", "WOULD_REFUSE", "allowed_instead", "with_would", "would_refuse"]
 
-WOULD_REFUSE = "would_refuse:"
 #: the void reason of a strike monitor mode recorded (it does not count on the ladder)
 MONITORED_STRIKE = "monitor mode: recorded, not enforced"
 #: what monitor mode lets through: the policy's refusals, not a request it cannot process

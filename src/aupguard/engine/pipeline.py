@@ -37,7 +37,14 @@ from .request_pieces import Piece
 from .steps import budget_refusal, check_surface, refuse, throttled
 
 if TYPE_CHECKING:
-    from .safeguards import Safeguards
+    from ..audit.writer import AuditLog
+    from ..capture.recorder import Capture
+    from ..counters.base import Counters
+    from ..identity import UserHasher
+    from ..policy.config import Policy
+    from .records import Records
+    from .screening import Screening
+    from .user_actions import UserActions
 
 __all__ = ["Op", "Pipeline"]
 
@@ -54,40 +61,53 @@ _ANONYMOUS_PREFIX = "anonymous:"
 
 
 class Pipeline:
-    """The steps of a guarded call and their two drivers; its parts come from ``guard``."""
+    """The steps of a guarded call and their two drivers, over the engine's parts."""
 
-    def __init__(self, guard: Safeguards) -> None:
-        self.guard = guard
-        self.policy = guard.policy
-        self._clock = guard._clock
-        self._hasher = guard.hasher
-        self._cache = guard._cache
-        self._audit = guard.audit
-        self._versioned = guard.counters.versioned
-        self._token_budget = guard.policy.limits.tokens is not None
-        self._versions = guard._versions  # user hash -> the version its cached state was loaded at
+    def __init__(
+        self,
+        policy: Policy,
+        clock: Callable[[], float],
+        hasher: UserHasher,
+        users: UserActions,
+        screening: Screening,
+        counters: Counters,
+        capture: Capture,
+        audit: AuditLog,
+        records: Records,
+    ) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._hasher = hasher
+        self._users = users
+        self._screening = screening
+        self._capture = capture
+        self._audit = audit
+        self._records = records
+        self._cache = users.cache
+        self._versioned = counters.versioned
+        self._token_budget = policy.limits.tokens is not None
+        self._versions = users.versions  # user hash -> the version its cached state was loaded at
         self._statuses: dict[str, tuple[UserState, float, float, UserStatus]] = {}
         self._surfaces: set[str] = set()
-        counters, capture = guard.counters, guard.capture
         self._sync: dict[Op, Callable[..., Any]] = {
-            LOAD: guard._fresh_state,
+            LOAD: users.fresh_state,
             VERSION: counters.version,
             REFRESH: self._refresh,
             TOKENS: counters.tokens_left,
             HIT: counters.hit_checked,
-            SCREEN: guard.screen,
+            SCREEN: screening.screen,
             CAPTURE: capture.record,
-            RECORD: self._audit.record,
+            RECORD: audit.record,
         }
         self._async: dict[Op, Callable[..., Awaitable[Any]]] = {
-            LOAD: lambda *args: asyncio.to_thread(guard._fresh_state, *args),
+            LOAD: lambda *args: asyncio.to_thread(users.fresh_state, *args),
             VERSION: counters.aversion,
             REFRESH: lambda user_hash: asyncio.to_thread(self._refresh, user_hash),
             TOKENS: counters.atokens_left,
             HIT: counters.ahit_checked,
-            SCREEN: guard.ascreen,
-            CAPTURE: guard.acapture,
-            RECORD: self._audit.arecord,
+            SCREEN: screening.ascreen,
+            CAPTURE: capture.arecord,
+            RECORD: audit.arecord,
         }
 
     # -- the drivers ---------------------------------------------------------------------
@@ -136,45 +156,40 @@ class Pipeline:
     ) -> Steps:
         """One guarded call, yielding its I/O."""
         now = self._clock()
-        monitor = self.policy.enforcement.mode == "monitor"
-        would: list[Decision] | None = [] if monitor else None  # what enforce mode would have refused
+        would: list[Decision] | None = [] if self.policy.enforcement.mode == "monitor" else None
         who = self._identify(user_id, surface, client_key)
         if isinstance(who, Decision):
             if would is None or who.error != "authentication_required":
-                yield RECORD, (self.guard.record_row(who, surface, now),)
+                yield RECORD, (self._records.row(who, surface, now),)
                 return who
             would.append(who)  # monitor mode: served as an anonymous call, counted by its client key
-            try:
-                anonymous = _ANONYMOUS_PREFIX + (self._hasher.hash(client_key) if client_key else "")
-            except InvalidUserId:
-                anonymous = _ANONYMOUS_PREFIX
-            user_id, who = None, (None, anonymous)
+            user_id, who = None, (None, self._anonymous_key(client_key))
         user_hash, key = who
         try:
             decision = yield from self._limits(user_id, user_hash, key, now, would)
         except (StoreError, CountersUnavailable) as exc:
-            decision = self.guard.unavailable_decision(user_hash, exc)
+            decision = self._records.unavailable_decision(user_hash, exc)
         if key != user_hash:
             decision = decision._replace(anonymous_key=key)
         if would is not None and not decision.allowed and decision.error in MONITORED_KINDS:
             would.append(decision)  # a 429, a 503: the call goes on, its figures kept
             decision = allowed_instead(decision)
         if prompt is not None and decision.allowed:
-            guard = self.guard
-            resolved = guard._resolve(decision, prompt, defer_moderation)
+            screening = self._screening
+            resolved = screening.resolve(decision, prompt, defer_moderation)
             if would is not None and resolved.error == "prompt_not_allowed":  # screened as the app's own call
                 would.append(resolved)
-                resolved = guard._resolve(decision, _as_app(prompt), defer_moderation)
+                resolved = screening.resolve(decision, _as_app(prompt), defer_moderation)
             decision = resolved
-            if guard._needs_moderation(decision):
+            if screening.needs_moderation(decision):
                 decision = yield SCREEN, (decision,)
-            if guard.capture.enabled and decision.prompt is not None:
+            if self._capture.enabled and decision.prompt is not None:
                 yield CAPTURE, (decision, "prompt", decision.prompt.text)
             if should_sample(decision, self.policy.review.sample_rate, random.random()):
                 self._audit.review(sample_item(decision, now))
         if would:
             decision = with_would(decision, would)
-        yield RECORD, (self.guard.record_row(decision, surface, now),)
+        yield RECORD, (self._records.row(decision, surface, now),)
         return decision
 
     def _identify(self, user_id: object, surface: str, client_key: str | None) -> tuple[str | None, str] | Decision:
@@ -197,6 +212,13 @@ class Pipeline:
             what = "client key" if user_id is None else "user id"
             return refuse(new_id(), Refusal("invalid_request_error", f"Invalid {what}: {exc}"), None, None)
         return user_hash, user_hash
+
+    def _anonymous_key(self, client_key: str | None) -> str:
+        """What an anonymous call is counted under (monitor mode serves a would-be 401 so)."""
+        try:
+            return _ANONYMOUS_PREFIX + (self._hasher.hash(client_key) if client_key else "")
+        except InvalidUserId:
+            return _ANONYMOUS_PREFIX
 
     def _limits(
         self, user_id: object, user_hash: str | None, key: str, now: float, would: list[Decision] | None = None
@@ -249,7 +271,7 @@ class Pipeline:
     # -- state ---------------------------------------------------------------------------
 
     def _refresh(self, user_hash: str) -> UserState:
-        state = self.guard._load_state(user_hash)
+        state = self._users.load_state(user_hash)
         self._cache.put(state)
         return state
 

@@ -11,9 +11,8 @@ strike and a review item in one transaction; ``warn`` adds a warning; ``log`` on
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,16 +22,17 @@ from ..moderation.base import Verdict
 from ..moderation.chain import ModerationChain, ModerationResult
 from ..outcome import Decision, Refusal
 from ..stores import ReviewItem, StrikeRecord
-from ..telemetry import traced, traced_async
+from ..telemetry.checks import traced, traced_async
 from .monitor import MONITORED_STRIKE, allowed_instead
-from .prompt_policy import PromptPolicy, PromptRequest, ResolvedPrompt
+from .prompt_policy import PromptPolicy, PromptRequest
 from .request_pieces import Piece
 from .user_actions import UserActions, describe_change
 
 if TYPE_CHECKING:
     from ..audit.writer import AuditLog
+    from ..policy.config import Policy
 
-__all__ = ["OutputStream", "Refused", "Screening"]
+__all__ = ["Refused", "Screening"]
 
 #: A flag to record: (user hash, when, strike fields or None, review item fields, event details);
 #: plain data, so a flag the store could not take can wait in the audit queue and spill file.
@@ -61,37 +61,30 @@ def _refusal(decision: Decision, refusal: Refusal, reasons: tuple[str, ...] = ()
     )  # fmt: skip
 
 
-class Screening(UserActions):
-    """Mixed into :class:`~aupguard.engine.safeguards.Safeguards`, which provides these attributes."""
+class Screening:
+    """The prompt policy, the moderators and what a verdict costs the user (a part of
+    :class:`~aupguard.engine.safeguards.Safeguards`, which exposes its public methods)."""
 
-    prompts: PromptPolicy
-    moderation: ModerationChain
-    audit: AuditLog
-    flag_failures = 0  # strikes / review items the store could not take (logged)
-
-    if TYPE_CHECKING:
-
-        def check(
-            self,
-            user_id: str | None,
-            *,
-            surface: str = "default",
-            prompt: str | PromptRequest | None = None,
-            defer_moderation: bool = False,
-        ) -> Decision: ...
-
-        async def acheck(
-            self,
-            user_id: str | None,
-            *,
-            surface: str = "default",
-            prompt: str | PromptRequest | None = None,
-            defer_moderation: bool = False,
-        ) -> Decision: ...
+    def __init__(
+        self,
+        policy: Policy,
+        prompts: PromptPolicy,
+        moderation: ModerationChain,
+        audit: AuditLog,
+        users: UserActions,
+        clock: Callable[[], float],
+    ) -> None:
+        self.policy = policy
+        self.prompts = prompts
+        self.moderation = moderation
+        self.audit = audit
+        self.users = users
+        self._clock = clock
+        self.flag_failures = 0  # strikes / review items the store could not take (logged)
 
     # -- the prompt --------------------------------------------------------------------
 
-    def _resolve(self, decision: Decision, prompt: str | PromptRequest, defer: bool) -> Decision:
+    def resolve(self, decision: Decision, prompt: str | PromptRequest, defer: bool) -> Decision:
         resolved = self.prompts.resolve_text(prompt) if isinstance(prompt, str) else self.prompts.resolve(prompt)
         if isinstance(resolved, Refusal):
             return _refusal(decision, resolved, ("prompt_policy",))
@@ -102,7 +95,7 @@ class Screening(UserActions):
             decision = decision._replace(reasons=(*decision.reasons, f"media:{resolved.media}"))
         return decision.with_prompt(resolved, None, pending)
 
-    def _needs_moderation(self, decision: Decision) -> bool:
+    def needs_moderation(self, decision: Decision) -> bool:
         return (
             decision.allowed
             and decision.prompt is not None
@@ -254,15 +247,18 @@ class Screening(UserActions):
         strike = None if strike_fields is None else StrikeRecord(*strike_fields)
         r = review_fields
         review = ReviewItem(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), tuple(r[7]), r[8], r[9])
-        monitored = strike is not None and strike.voided_at is not None
+        monitored = strike is not None and strike.void_reason is not None
         action = "monitored_strike" if monitored else "strike" if strike else "review"
         describe = describe_change(
             self.policy.ladder, at, action, "moderation", f"{review.explanation} flagged", details,
         )  # fmt: skip
         if strike is not None and strike.void_reason is not None:  # monitor mode: the strike, voided, at once
-            self._mutate(user_hash, describe, None, strike=strike, review=review, void=(strike.id, strike.void_reason))
+            self.users.mutate(user_hash, describe, None, strike=strike, review=review,
+                              void=(strike.id, strike.void_reason))  # fmt: skip
             return
-        self._mutate(user_hash, describe, suspension_after_strike if strike else None, strike=strike, review=review)
+        self.users.mutate(
+            user_hash, describe, suspension_after_strike if strike else None, strike=strike, review=review
+        )
 
     def record_refusal(self, decision: Decision, message: object) -> None:
         """Claude refused to answer (``stop_reason: "refusal"``): a safety signal. Per
@@ -296,141 +292,7 @@ class Screening(UserActions):
             await asyncio.to_thread(self._flag, decision, result, True)
         return self._apply(decision, result, lambda *_: None, output=True)
 
-    def output_stream(self, decision: Decision) -> OutputStream:
-        """Moderate a streamed answer as it arrives: ``feed`` each text chunk, then ``finish``.
-        Windows of ``OutputStream.WINDOW`` characters (overlapping, so a phrase split across
-        chunks is still seen) are moderated as they fill. A no-op unless ``[moderation] output``."""
-        return OutputStream(self, decision)
-
-    # -- the whole call ----------------------------------------------------------------
-
-    async def acall(
-        self,
-        user_id: str | None,
-        prompt: str | PromptRequest,
-        call: Callable[[ResolvedPrompt], Awaitable[T]],
-        *,
-        surface: str = "default",
-    ) -> T:
-        """Guard one call: check, screen the prompt (before, or in parallel with ``call``,
-        whose result is held until the verdict and discarded on a flag), run ``call``.
-        Raises :class:`Refused` with the decision when the call may not proceed."""
-        decision = await self.acheck(user_id, surface=surface, prompt=prompt, defer_moderation=True)
-        if not decision.allowed or decision.prompt is None:
-            raise Refused(decision)
-        if not decision.moderation_pending:
-            return await call(decision.prompt)
-        task = asyncio.ensure_future(call(decision.prompt))
-        try:
-            screened = await self.ascreen(decision)
-            if not screened.allowed:
-                raise Refused(screened)
-            return await task
-        finally:  # a flag, an error or the caller's cancellation: the upstream call stops too
-            if not task.done():
-                task.cancel()
-
-    def call(
-        self,
-        user_id: str | None,
-        prompt: str | PromptRequest,
-        call: Callable[[ResolvedPrompt], T],
-        *,
-        surface: str = "default",
-    ) -> T:
-        """``acall`` for sync code; in parallel mode ``call`` runs in a worker thread while
-        this thread moderates."""
-        decision = self.check(user_id, surface=surface, prompt=prompt, defer_moderation=True)
-        if not decision.allowed or decision.prompt is None:
-            raise Refused(decision)
-        if not decision.moderation_pending:
-            return call(decision.prompt)
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="aupguard-call")
-        try:
-            future = pool.submit(call, decision.prompt)
-            screened = self.screen(decision)
-            if not screened.allowed:  # the answer, when it comes, is discarded
-                raise Refused(screened)
-            return future.result()
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-
 
 def _places(where: tuple[str, ...]) -> str:
     """The flagged pieces' places, for a strike's reason and a review item (a few at most)."""
     return ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
-
-
-class OutputStream:
-    """Chunked output moderation for one streamed answer (sync and async flavours).
-
-    ``feed(chunk)`` returns None while the answer may go on, or the refusal decision once a
-    window is flagged with ``block`` (stop sending, tell the client); ``finish()`` moderates
-    what is left and returns the final decision. A window is moderated when ``WINDOW`` new
-    characters have arrived, together with the last ``OVERLAP`` characters before them."""
-
-    WINDOW = 512
-    OVERLAP = 96
-
-    def __init__(self, guard: Screening, decision: Decision) -> None:
-        self._guard = guard
-        self.decision = decision
-        self._text: list[str] = []
-        self._size = 0
-        self._checked = 0  # characters already moderated
-        self._active = bool(guard.policy.moderation.output and guard.moderation)
-        self.stopped = False
-
-    def _window(self, final: bool) -> str | None:
-        if not self._active or self.stopped:
-            return None
-        if not final and self._size - self._checked < self.WINDOW:
-            return None
-        if final and self._size == self._checked:
-            return None
-        text = "".join(self._text)
-        self._text = [text]  # joined once per window, not once per chunk
-        start = max(0, self._checked - self.OVERLAP)
-        if start:  # begin at a word boundary, so a cut word does not pass for a whole one
-            space = text.find(" ", start, self._checked)
-            start = self._checked if space < 0 else space + 1
-        self._checked = self._size
-        return text[start:]
-
-    def _verdict(self, decision: Decision) -> Decision | None:
-        self.decision = decision
-        moderation = decision.moderation
-        if moderation is not None and moderation.flagged:
-            self._active = False  # flagged once is enough: one review item per answer
-        if not decision.allowed:
-            self.stopped = True
-            return decision
-        return None
-
-    def feed(self, chunk: str) -> Decision | None:
-        if self.stopped:
-            return self.decision
-        self._text.append(chunk)
-        self._size += len(chunk)
-        window = self._window(final=False)
-        return None if window is None else self._verdict(self._guard.screen_output(self.decision, window))
-
-    async def afeed(self, chunk: str) -> Decision | None:
-        if self.stopped:
-            return self.decision
-        self._text.append(chunk)
-        self._size += len(chunk)
-        window = self._window(final=False)
-        return None if window is None else self._verdict(await self._guard.ascreen_output(self.decision, window))
-
-    def finish(self) -> Decision:
-        window = self._window(final=True)
-        if window is not None:
-            self._verdict(self._guard.screen_output(self.decision, window))
-        return self.decision
-
-    async def afinish(self) -> Decision:
-        window = self._window(final=True)
-        if window is not None:
-            self._verdict(await self._guard.ascreen_output(self.decision, window))
-        return self.decision

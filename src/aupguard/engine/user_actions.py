@@ -7,104 +7,71 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnknownStrike
 from ..ids import new_id
-from ..ladder import UserState, UserStatus, derive_status, lift_after_void, suspension_after_strike
+from ..ladder import (
+    UserState,
+    UserStatus,
+    derive_status,
+    lift_after_void,
+    strikes_to_keep,
+    suspension_after_strike,
+)
 from ..policy.config import LadderPolicy, Policy
 from ..stores import AuditEvent, SQLStore, StrikeRecord
 from ..stores.records import Describe
 from ..timestamps import LATEST
+from .changes import StrikeResult, describe_change
+from .state_cache import StateCache
 
 if TYPE_CHECKING:
     from ..counters.base import Counters
     from ..identity import UserHasher
-    from .state_cache import StateCache
 
 __all__ = ["StrikeResult", "UserActions", "describe_change"]
 
 
-@dataclass(frozen=True, slots=True)
-class StrikeResult:
-    """The strike recorded and the user's standing after it."""
-
-    strike: StrikeRecord
-    status: UserStatus
-
-
-def describe_change(
-    ladder: LadderPolicy,
-    now: float,
-    action: str,
-    actor: str,
-    reason: str,
-    details: Mapping[str, Any],
-) -> Describe:
-    """Events for one change: the action itself (with the levels before and after) and,
-    when the level moved, a ``level_changed`` event that says so on its own line."""
-
-    def describe(before: UserState, after: UserState) -> list[AuditEvent]:
-        old = derive_status(before, ladder, now).level
-        new = derive_status(after, ladder, now).level
-        events = [
-            AuditEvent(
-                new_id(),
-                now,
-                after.user_hash,
-                action,
-                actor,
-                reason,
-                {**details, "level_before": old.value, "level_after": new.value},
-            ),
-        ]
-        if old is not new:
-            events.append(
-                AuditEvent(
-                    new_id(),
-                    now,
-                    after.user_hash,
-                    "level_changed",
-                    actor,
-                    f"{action}: {reason}",
-                    {"from": old.value, "to": new.value},
-                )
-            )
-        return events
-
-    return describe
-
-
 class UserActions:
-    """Mixed into :class:`~aupguard.engine.safeguards.Safeguards`, which provides these attributes."""
+    """The user actions over the store, the state cache and the counters (a part of
+    :class:`~aupguard.engine.safeguards.Safeguards`, which exposes them)."""
 
-    policy: Policy
-    hasher: UserHasher
-    store: SQLStore
-    _clock: Callable[[], float]
-    _cache: StateCache
-    _keep: int
-    counters: Counters
-    _versions: dict[str, str]
+    def __init__(
+        self,
+        policy: Policy,
+        hasher: UserHasher,
+        store: SQLStore,
+        counters: Counters,
+        clock: Callable[[], float],
+        versions: dict[str, str],
+    ) -> None:
+        self.policy = policy
+        self.hasher = hasher
+        self.store = store
+        self.counters = counters
+        self._clock = clock
+        self.versions = versions  # shared with the pipeline: the state versions it has seen
+        self._keep = strikes_to_keep(policy.ladder)
+        self.cache = StateCache(store, self.load_state, sync_interval=policy.storage.sync_interval)
 
-    def _changed(self, user_hash: str) -> None:
+    def changed(self, user_hash: str) -> None:
         """After a change is committed: tell the other processes (Redis counters bump the
         user's state version), and let this one reload at its next call rather than trust a
         version another process may have bumped meanwhile."""
         self.counters.bump(user_hash)
-        self._versions.pop(user_hash, None)
+        self.versions.pop(user_hash, None)
 
-    def _load_state(self, user_hash: str) -> UserState:
+    def load_state(self, user_hash: str) -> UserState:
         return self.store.load_user(user_hash, window_start=self._clock() - self.policy.ladder.window, keep=self._keep)
 
-    def _fresh_state(self, user_id: str, user_hash: str) -> UserState:
+    def fresh_state(self, user_id: str, user_hash: str) -> UserState:
         """Load from the store (and cache); a user known only under a previous key is
         carried over."""
-        return self._cache.fetch(user_hash, lambda: self._load_carrying_over(user_id, user_hash))
+        return self.cache.fetch(user_hash, lambda: self._load_carrying_over(user_id, user_hash))
 
     def _load_carrying_over(self, user_id: str, user_hash: str) -> UserState:
-        state = self._load_state(user_hash)
+        state = self.load_state(user_hash)
         if state.is_new:
             for old in self.hasher.previous_hashes(user_id):
                 if self.store.has_user(old):
@@ -113,21 +80,21 @@ class UserActions:
                         new_id(), self._clock(), user_hash, "rekey", "system", "hash key rotated", {"from_key": kid}
                     )
                     self.store.rekey_user(old, user_hash, event=event)
-                    self._changed(user_hash)
-                    return self._load_state(user_hash)
+                    self.changed(user_hash)
+                    return self.load_state(user_hash)
         return state
 
     def status(self, user_id: str) -> UserStatus:
         """The user's standing now, read from the store (exact strike count)."""
         user_hash = self.hasher.hash(user_id)
-        state = self._fresh_state(user_id, user_hash)
+        state = self.fresh_state(user_id, user_hash)
         now = self._clock()
         count = self.store.count_strikes(user_hash, since=now - self.policy.ladder.window)
         return derive_status(state, self.policy.ladder, now, count)
 
     def status_by_hash(self, user_hash: str) -> UserStatus:
         """``status`` for a user known only by hash (the review console and report)."""
-        state = self._cache.fetch(user_hash, lambda: self._load_state(user_hash))
+        state = self.cache.fetch(user_hash, lambda: self.load_state(user_hash))
         now = self._clock()
         count = self.store.count_strikes(user_hash, since=now - self.policy.ladder.window)
         return derive_status(state, self.policy.ladder, now, count)
@@ -140,11 +107,11 @@ class UserActions:
         """The user's hash, after carrying their records over from a previous key if needed
         (every action goes through here, so no action can write under the new hash first)."""
         user_hash = self.hasher.hash(user_id)
-        if self._cache.get(user_hash) is None:
-            self._fresh_state(user_id, user_hash)
+        if self.cache.get(user_hash) is None:
+            self.fresh_state(user_id, user_hash)
         return user_hash
 
-    def _mutate(
+    def mutate(
         self,
         user_hash: str,
         describe: Describe,
@@ -162,8 +129,8 @@ class UserActions:
             follow_up=None if consequence is None else (lambda state: consequence(state, ladder, now)),
             **change,
         )
-        self._cache.put(after)
-        self._changed(user_hash)
+        self.cache.put(after)
+        self.changed(user_hash)
         count = self.store.count_strikes(user_hash, since=now - self.policy.ladder.window)
         return derive_status(after, self.policy.ladder, now, count)
 
@@ -187,7 +154,7 @@ class UserActions:
             reason,
             {"strike_id": record.id, "category": category, "source": source},
         )
-        return StrikeResult(record, self._mutate(user_hash, describe, suspension_after_strike, strike=record))
+        return StrikeResult(record, self.mutate(user_hash, describe, suspension_after_strike, strike=record))
 
     def void_strike(self, strike_id: str, *, reason: str, actor: str = "system") -> UserStatus:
         """Void a strike (an upheld appeal, a false positive): the user de-escalates at once."""
@@ -197,7 +164,7 @@ class UserActions:
         if record.voided_at is not None:  # already voided: nothing changes, nothing to record
             now = self._clock()
             count = self.store.count_strikes(record.user_hash, since=now - self.policy.ladder.window)
-            state = self._cache.get(record.user_hash) or self._load_state(record.user_hash)
+            state = self.cache.get(record.user_hash) or self.load_state(record.user_hash)
             return derive_status(state, self.policy.ladder, now, count)
         describe = describe_change(
             self.policy.ladder,
@@ -207,7 +174,7 @@ class UserActions:
             reason,
             {"strike_id": strike_id},
         )
-        return self._mutate(record.user_hash, describe, lift_after_void, void=(strike_id, reason))
+        return self.mutate(record.user_hash, describe, lift_after_void, void=(strike_id, reason))
 
     def suspend(
         self,
@@ -229,7 +196,7 @@ class UserActions:
         end = _suspension_end(until, self._clock())
         fields = {"suspended": 1, "suspended_until": end, "suspend_reason": reason, "suspend_auto": 0}
         describe = describe_change(self.policy.ladder, self._clock(), "suspend", actor, reason, {"until": end})
-        return self._mutate(user_hash, describe, user_fields=fields)
+        return self.mutate(user_hash, describe, user_fields=fields)
 
     def reinstate(self, user_id: str, *, reason: str = "reinstated", actor: str = "system") -> UserStatus:
         """Lift any suspension and start the ladder afresh: earlier strikes stay in the
@@ -246,7 +213,7 @@ class UserActions:
             "reset_at": self._clock(),
         }
         describe = describe_change(self.policy.ladder, self._clock(), "reinstate", actor, reason, {})
-        return self._mutate(user_hash, describe, user_fields=fields)
+        return self.mutate(user_hash, describe, user_fields=fields)
 
     def accept_terms(self, user_id: str, version: str, *, actor: str = "user") -> UserStatus:
         """Record that the user accepted the usage policy ``version``."""
@@ -261,25 +228,25 @@ class UserActions:
             f"accepted terms {version}",
             {"version": version},
         )
-        return self._mutate(self._known_hash(user_id), describe, user_fields=fields)
+        return self.mutate(self._known_hash(user_id), describe, user_fields=fields)
 
     # async flavours of the user actions: the store work runs in a worker thread
     async def astatus(self, user_id: str) -> UserStatus:
         return await asyncio.to_thread(self.status, user_id)
 
-    async def astrike(self, user_id: str, **kwargs: Any) -> StrikeResult:
+    async def astrike(self, /, user_id: str, **kwargs: Any) -> StrikeResult:
         return await asyncio.to_thread(lambda: self.strike(user_id, **kwargs))
 
-    async def avoid_strike(self, strike_id: str, **kwargs: Any) -> UserStatus:
+    async def avoid_strike(self, /, strike_id: str, **kwargs: Any) -> UserStatus:
         return await asyncio.to_thread(lambda: self.void_strike(strike_id, **kwargs))
 
-    async def asuspend(self, user_id: str, **kwargs: Any) -> UserStatus:
+    async def asuspend(self, /, user_id: str, **kwargs: Any) -> UserStatus:
         return await asyncio.to_thread(lambda: self.suspend(user_id, **kwargs))
 
-    async def areinstate(self, user_id: str, **kwargs: Any) -> UserStatus:
+    async def areinstate(self, /, user_id: str, **kwargs: Any) -> UserStatus:
         return await asyncio.to_thread(lambda: self.reinstate(user_id, **kwargs))
 
-    async def aaccept_terms(self, user_id: str, version: str, **kwargs: Any) -> UserStatus:
+    async def aaccept_terms(self, /, user_id: str, version: str, **kwargs: Any) -> UserStatus:
         return await asyncio.to_thread(lambda: self.accept_terms(user_id, version, **kwargs))
 
 

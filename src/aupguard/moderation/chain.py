@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from ..engine.request_pieces import Piece
 from ..policy.moderation import ACTIONS, ModerationPolicy
-from ..telemetry.checks import moderator_ran
+from ..telemetry.tracer import moderator_ran
 from .base import Moderator, ModeratorError, Verdict
 from .units import Unit, screening_units
 

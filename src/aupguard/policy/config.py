@@ -16,10 +16,11 @@ from typing import Any
 
 from ..durations import DURATION_HELP, parse_duration
 from ..errors import PolicyError
+from .archive import ENDPOINT_HELP, S3_URL_HELP, s3_url
 from .gateway import GATEWAY_FIELDS, GatewayPolicy
 from .moderation import MODERATION_FIELDS, PROMPTS_FIELDS, ModerationPolicy, PromptsPolicy
 from .review import REVIEW_FIELDS, ReviewPolicy
-from .values import allowed_and_why, any_text, boolean, choice, count, optional_text, rate, text
+from .values import allowed_and_why, any_text, boolean, choice, count, http_url, optional_text, rate, text
 
 __all__ = [
     "ENV_PREFIX",
@@ -92,6 +93,9 @@ class CapturePolicy:
     key_env: str = "AUPGUARD_CAPTURE_KEY"
     retention: float = 30 * 86400.0
     completions: bool = True
+    archive: str | None = None  # s3://bucket/prefix for `aupguard capture archive` (run it from cron)
+    archive_endpoint_url: str | None = None  # an S3-compatible server; None: AWS S3
+    archive_gzip: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +259,9 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
             "key_env": (text, "the name of an environment variable holding the capture master key"),
             "retention": (parse_duration, DURATION_HELP),
             "completions": (boolean, "true or false"),
+            "archive": (s3_url, S3_URL_HELP),
+            "archive_endpoint_url": (http_url("capture.archive_endpoint_url", ENDPOINT_HELP), ENDPOINT_HELP),
+            "archive_gzip": (boolean, "true or false"),
         },
     ),
     "review": (ReviewPolicy, REVIEW_FIELDS),

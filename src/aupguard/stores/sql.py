@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from ..ladder import UserState
 from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
 from .tables.capture import CaptureTables
+from .tables.capture_archive import CaptureArchiveTables
 from .tables.gateway import GatewayKeyTables
 from .tables.review import ReviewTables
 
@@ -50,7 +51,7 @@ _READ_COLUMNS = _DECISION_COLUMNS + ", model, input_tokens, output_tokens"
 _STRIKE_COLUMNS = "id, user_hash, at, reason, category, source, actor, voided_at, void_reason"
 
 
-class SQLStore(CaptureTables, ReviewTables, GatewayKeyTables):
+class SQLStore(CaptureTables, CaptureArchiveTables, ReviewTables, GatewayKeyTables):
     """The durable records of one deployment: users, strikes, events, decisions, the review
     queue, captured text and the change feed other processes poll."""
 

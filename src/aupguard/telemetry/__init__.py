@@ -12,10 +12,10 @@ docs/observability.md.
 
 from __future__ import annotations
 
-from .checks import moderator_ran, traced, traced_async
+from .checks import traced, traced_async
 from .genai import traced_acall, traced_call
 from .moderators import attempt_failed, traced_amoderate, traced_moderate
-from .tracer import active_tracer, use_tracer_provider
+from .tracer import active_tracer, moderator_ran, use_tracer_provider
 
 __all__ = [
     "active_tracer",

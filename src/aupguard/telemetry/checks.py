@@ -22,31 +22,22 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from .tracer import active_tracer, otel_trace
+from .tracer import moderators_ran as _ran
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from ..outcome import Decision
 
-__all__ = ["moderator_ran", "traced", "traced_async"]
+__all__ = ["traced", "traced_async"]
 
 P = ParamSpec("P")
 S = TypeVar("S")
 CHECK = "aupguard.check"
 _PROMPT_LIMIT = 8192
-#: the moderators that ran during the span in progress: (name, seconds, failed)
-_ran: ContextVar[list[tuple[str, float, bool]] | None] = ContextVar("aupguard_moderators_ran", default=None)
-
-
-def moderator_ran(name: str, seconds: float, failed: bool) -> None:
-    """Called by the moderator chain after each moderator (a no-op outside a traced call)."""
-    ran = _ran.get()
-    if ran is not None:
-        ran.append((name, seconds, failed))
 
 
 def traced(

@@ -127,9 +127,7 @@ def _answered(span: Span, guard: Any, response: Any, parsed: Any) -> None:
 
 def _tap(span: Span, guard: Any, stream: Any) -> None:
     """Watch the SDK stream's events as the app reads them; end the span with the stream."""
-    from ..engine.answers import AnswerFacts
-
-    seen = AnswerFacts()
+    seen = _StreamFacts()
     inner = stream._iterator
     capture = _captures(guard)
 
@@ -161,6 +159,32 @@ def _tap(span: Span, guard: Any, stream: Any) -> None:
                 finish()
 
         stream.__dict__["_iterator"] = tap()
+
+
+class _StreamFacts:
+    """What a stream's events say about the answer (the SDK's event objects)."""
+
+    def __init__(self) -> None:
+        self.message_id: object = None
+        self.model: object = None
+        self.stop_reason: object = None
+        self.input_tokens: object = None
+        self.output_tokens: object = None
+        self.text: list[str] = []
+
+    def see(self, event: Any) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            message = getattr(event, "message", None)
+            self.message_id, self.model = getattr(message, "id", None), getattr(message, "model", None)
+            self.input_tokens = getattr(getattr(message, "usage", None), "input_tokens", None)
+        elif kind == "message_delta":
+            self.output_tokens = getattr(getattr(event, "usage", None), "output_tokens", None)
+            self.stop_reason = getattr(getattr(event, "delta", None), "stop_reason", None) or self.stop_reason
+        elif kind == "content_block_delta":
+            text = getattr(getattr(event, "delta", None), "text", None)
+            if isinstance(text, str):
+                self.text.append(text)
 
 
 def _response(span: Span, message_id: object, model: object, stop: object, tin: object, tout: object) -> None:

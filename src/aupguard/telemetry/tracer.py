@@ -9,6 +9,7 @@ or an app that keeps aupguard's spans apart from the global provider).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,9 +20,11 @@ try:
 except ImportError:  # the ``otel`` extra is not installed: every hook is a no-op
     otel_trace = None  # type: ignore[assignment]
 
-__all__ = ["INSTRUMENTATION", "active_tracer", "otel_trace", "use_tracer_provider"]
+__all__ = ["INSTRUMENTATION", "active_tracer", "moderator_ran", "moderators_ran", "otel_trace", "use_tracer_provider"]
 
 INSTRUMENTATION = "aupguard"
+#: the moderators that ran during the traced call in progress: (name, seconds, failed)
+moderators_ran: ContextVar[list[tuple[str, float, bool]] | None] = ContextVar("aupguard_moderators_ran", default=None)
 _own: TracerProvider | None = None
 _tracers: dict[object, Tracer] = {}  # by provider (held: an id could be reused)
 
@@ -57,3 +60,10 @@ def _version() -> str:
         return version("aupguard")
     except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
         return "0"
+
+
+def moderator_ran(name: str, seconds: float, failed: bool) -> None:
+    """Called by the moderator chain after each moderator (a no-op outside a traced call)."""
+    ran = moderators_ran.get()
+    if ran is not None:
+        ran.append((name, seconds, failed))

@@ -107,6 +107,18 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX gateway_keys_by_user ON gateway_keys (user_hash, created_at);
     """,
+    # 7: the archive of captures to object storage (``aupguard capture archive``): each capture
+    # row names the archive part that claimed it; a part is leased by one run until it is done
+    """
+    ALTER TABLE captures ADD COLUMN archive_part TEXT;
+    CREATE INDEX captures_by_archive_part ON captures (archive_part, at);
+    CREATE TABLE capture_archive_parts (
+        part_id TEXT PRIMARY KEY, destination TEXT NOT NULL, day TEXT NOT NULL, part INTEGER NOT NULL,
+        object_key TEXT NOT NULL, owner TEXT NOT NULL, lease_until DOUBLE PRECISION NOT NULL, done_at DOUBLE PRECISION,
+        captures INTEGER, sha256 TEXT, size INTEGER, key_ids TEXT, UNIQUE (destination, day, part)
+    );
+    CREATE INDEX capture_archive_parts_by_destination ON capture_archive_parts (destination, done_at);
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "the PostgreSQL schema must follow every SQLite migration"
 

@@ -17,17 +17,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Flask, Request, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, has_app_context, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
 from aupguard.adapters.body import BODY_METHODS, declares_body, is_preflight, refuse_form, too_large_message
+from aupguard.adapters.identify_errors import identify_refusal
 from aupguard.adapters.identity import BadIdentity, identify_failed, user_from_header
 from aupguard.adapters.lifecycle import GuardedContext
 from aupguard.adapters.routes import RouteSet, route_set
 from aupguard.adapters.surfaces import surface_name
 from aupguard.engine.context import Guarded, register_lookup
 from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
+from aupguard.policy.config import LimitsPolicy
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
 
@@ -46,6 +48,7 @@ class SafeguardsRefusal(HTTPException):
 
     def __init__(self, decision: Decision) -> None:
         self.decision = decision
+        self.extra: dict[str, str] = {}  # an identify exception's own headers (WWW-Authenticate)
         super().__init__(description=decision.message)
 
     @staticmethod
@@ -62,7 +65,8 @@ class SafeguardsRefusal(HTTPException):
     def get_response(self, environ: Any = None, scope: Any = None) -> Response:
         body = json.dumps(self.decision.error_body())
         response = Response(body, status=self.decision.status, mimetype="application/json")
-        response.headers.update(self.decision.headers())
+        response.headers.update(self.extra)
+        response.headers.update(self.decision.headers(_limits()))
         return response
 
 
@@ -295,6 +299,10 @@ def _before_request() -> None:
         user = _identify(app, req, options)
     except BadIdentity as exc:
         raise SafeguardsRefusal.of(guard.refusal(None, surface, "invalid_request_error", str(exc))) from None
+    except HTTPException as exc:  # the app's own answer (abort(401)): its status, not a 500
+        refused = SafeguardsRefusal.of(identify_refusal(guard, surface, exc.code, exc.description))
+        refused.extra = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
+        raise refused from None
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
         raise SafeguardsRefusal.of(identify_failed(log, surface, exc)) from None
     prompt: PromptRequest | str | None = None
@@ -364,12 +372,18 @@ def _guarded_from_flask() -> Guarded | None:
     return g.get("aupguard_guarded") if has_app_context() else None
 
 
+def _limits() -> LimitsPolicy | None:
+    """The ``[limits]`` of the app's engine (the headers' window and ``legacy_headers``)."""
+    state = current_app.extensions.get("aupguard") if has_app_context() else None
+    return state.guard.policy.limits if state is not None else None
+
+
 def _after_request(response: Response) -> Response:
     app_globals = g._get_current_object()
     decision: Decision | None = app_globals.get("aupguard_decision")
     if decision is not None:
         add = response.headers.add
-        for name, value in decision.headers().items():
+        for name, value in decision.headers(_limits()).items():
             add(name, value)
         if response.is_streamed:  # a stream_with_context body runs in this context again, later
             app_globals.aupguard_streaming = True

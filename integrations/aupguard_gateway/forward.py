@@ -47,8 +47,10 @@ log = logging.getLogger("aupguard.gateway")
 #: Request headers passed to the upstream as the client sent them (the key never is).
 PASSED_UP = (b"anthropic-version", b"anthropic-beta")
 _PASSED_UP = {name: name.decode("ascii") for name in PASSED_UP}
-#: Response headers passed back to the client.
+#: Response headers passed back to the client, and every ``anthropic-ratelimit-*`` one (the
+#: upstream's own limits: the client may pace itself by them, as with the API itself).
 PASSED_DOWN = frozenset({b"content-type", b"request-id", b"retry-after", b"retry-after-ms", b"x-should-retry"})
+UPSTREAM_LIMITS = b"anthropic-ratelimit-"
 USER_AGENT = "aupguard-gateway"
 _MAX_EVENT = 1 << 20  # an SSE event larger than this is passed on but not read
 
@@ -148,7 +150,7 @@ class Upstream:
         try:
             if decision is not None and anthropic_id:  # linked at once, even if the client goes away
                 self.guard.audit.link(decision.request_id, anthropic_request_id=anthropic_id)
-            headers = [(name, value) for name, value in received.items() if name in PASSED_DOWN]
+            headers = [(name, value) for name, value in received.items() if _passed_down(name)]
             start = {"type": "http.response.start", "status": response.status, "headers": headers}
             streamed = received.get(b"content-type", b"").startswith(b"text/event-stream")
             if streamed and response.status < 400:
@@ -294,6 +296,10 @@ def _sse_error(decision: Decision) -> bytes:
     """The SSE ``error`` event that ends a withheld stream (what the SDKs raise on)."""
     body = {**error_body(decision.error or "api_error", decision.message), "request_id": decision.request_id}
     return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
+
+
+def _passed_down(name: bytes) -> bool:
+    return name in PASSED_DOWN or name.startswith(UPSTREAM_LIMITS)
 
 
 async def _read_all(receive: Receive) -> bytes:

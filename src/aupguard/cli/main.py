@@ -203,6 +203,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.policy)
     marks = {"on": "[x]", "off": "[ ]", "not yet available": "[-]", RULES_ONLY: "[~]"}
+    if policy.enforcement.mode == "monitor":
+        print('Enforcement: MONITOR mode ([enforcement] mode = "monitor"): every check runs and is recorded,')
+        print("  nothing the policy decides is refused (answers say Aupguard-Would-Refuse); strikes are")
+        print('  recorded as monitored and do not climb the ladder. Set mode = "enforce" to act.')
+    else:
+        print("Enforcement: enforce mode: refusals, limits and the ladder act")
     tier = ""
     for p in assess(policy):
         if p.tier != tier:

@@ -85,6 +85,7 @@ def _report(args: argparse.Namespace, open_guard: OpenGuard) -> int:
     else:
         lines = [f"{'user':<24} {'rate':>7} {'flagged':>8} {'calls':>7}  level      strikes"]
         lines += [f"{r.user_hash[:23]:<24} {r.rate:>7.1%} {r.flagged:>8} {r.total:>7}  {r.level:<10} {r.strikes}"
+                  + (f"  (monitored {r.monitored}: enforce mode -> {r.would_level})" if r.monitored else "")
                   for r in rows]  # fmt: skip
         text = "\n".join(lines if rows else ["no flagged calls in the ladder window"]) + "\n"
     if args.out:

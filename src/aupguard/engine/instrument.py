@@ -35,6 +35,7 @@ from anthropic._middleware import AsyncCallNext, CallNext, Middleware
 from anthropic._request import APIRequest
 
 from ..outcome import Decision
+from ..telemetry.genai import traced_acall, traced_call
 from .answer_facts import AnswerFacts, request_id_of
 from .answers import arecord_answer, linkable_id, record_answer
 from .context import Guarded, current_guarded, reset_guarded, set_guarded
@@ -239,6 +240,7 @@ class GuardMiddleware(Middleware):
             guarded = Guarded(_as_user.get(), decision)
         guarded.answer_recorded = True
         token = set_guarded(guarded) if own else None
+        call_next = traced_call(self.guard, decision, call_next)  # a GenAI span (itself without a tracer)
         try:
             response = call_next(self._prepare(request, decision, own))
             self._settled(request, response.status_code)
@@ -269,6 +271,7 @@ class GuardMiddleware(Middleware):
             guarded = Guarded(_as_user.get(), decision)
         guarded.answer_recorded = True
         token = set_guarded(guarded) if own else None
+        call_next = traced_acall(self.guard, decision, call_next)  # a GenAI span (itself without a tracer)
         try:
             response = await call_next(self._prepare(request, decision, own))
             self._settled(request, response.status_code)

@@ -32,6 +32,7 @@ from ..prompts import PromptRequest, ResolvedPrompt
 from ..review.appeals import AppealDesk
 from ..review.delivery import Notifier
 from ..stores import store_from_uri
+from ..telemetry.checks import traced, traced_async
 from .delegate import delegate
 from .lifecycle import register_figures, spill_for, weakly
 from .output_stream import OutputStream
@@ -110,6 +111,7 @@ class Safeguards:
 
     # -- the guarded call ----------------------------------------------------------------
 
+    @traced("aupguard.check")
     def check(
         self,
         user_id: str | None,
@@ -130,6 +132,7 @@ class Safeguards:
         steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key)
         return self.pipeline.run(steps)
 
+    @traced_async("aupguard.check")
     async def acheck(
         self,
         user_id: str | None,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from ..engine.request_pieces import Piece
 from ..policy.moderation import ACTIONS, ModerationPolicy
+from ..telemetry.tracer import moderator_ran
 from .base import Moderator, ModeratorError, Verdict
 from .units import Unit, screening_units
 
@@ -262,8 +263,10 @@ class ModerationChain:
         """One moderator's outcome, timed and kept: a result to answer at once (a failure with
         ``fail = "closed"``), else whether the chain stops here (a block)."""
         failed = isinstance(outcome, Exception)
+        elapsed = time.perf_counter() - started
         if self.observe is not None:
-            self.observe(moderator.name, time.perf_counter() - started, failed)
+            self.observe(moderator.name, elapsed, failed)
+        moderator_ran(moderator.name, elapsed, failed)  # the traced call's span (a no-op without one)
         if isinstance(outcome, Exception):
             errors.append(_failure(moderator, outcome))
             if self.policy.fail == "closed":

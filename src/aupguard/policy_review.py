@@ -2,7 +2,8 @@
 
 ``sample_rate`` sends that share of allowed, unflagged calls (with a prompt) to the queue
 for quality checks; the rest configures the console's claims, sessions, cookies and login
-throttle (``trusted_proxy_header``: which header, if any, names the client behind a proxy).
+throttle (``trusted_proxy_header``: which header, if any, names the client behind a proxy),
+the queue's ``sla`` and the report's ``report_min_calls``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .durations import DURATION_HELP, parse_duration
-from .policy_values import boolean, rate, text
+from .policy_values import boolean, count, rate, text
 
 __all__ = ["REVIEW_FIELDS", "ReviewPolicy"]
 
@@ -27,6 +28,8 @@ class ReviewPolicy:
     secret_env: str = "AUPGUARD_CONSOLE_SECRET"  # noqa: S105 - a variable name; signs session cookies; generated and stored if unset
     login_attempts: str = "5/minute"  # password tries per reviewer name and client address (6x that per address)
     trusted_proxy_header: str | None = None  # where the client address comes from behind a proxy; unset: the peer
+    sla: float = 24 * 3600.0  # an open item older than this is past its SLA (a red badge in the queue)
+    report_min_calls: int = 20  # the violation report rates users with at least this many calls in the window
 
 
 def _rate(value: object) -> float:
@@ -53,6 +56,8 @@ REVIEW_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "secure_cookie": (boolean, "true or false"),
     "secret_env": (text, "the name of an environment variable holding the console's signing secret"),
     "login_attempts": (rate, "a rate such as '5/minute' (one rate, amount >= 1)"),
+    "sla": (parse_duration, DURATION_HELP),
+    "report_min_calls": (count(1_000_000), "a whole number from 1 to 1000000 (calls before a user's rate is ranked)"),
     "trusted_proxy_header": (
         _header_name,
         "the name of a header your reverse proxy sets to the client address, e.g. 'X-Forwarded-For', or empty",

@@ -84,6 +84,8 @@ class UserHistory:
     items: list[QueueEntry]
     notes: list[ReviewNote]
     events: list[AuditEvent]
+    reset_at: float | None = None  # the last reinstatement: strikes before it no longer count
+    window_start: float = 0.0  # strikes before it have aged out of the ladder window
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,8 @@ class ReviewQueue:
             self.store.user_queue_entries(user_hash, limit=50),
             self.store.review_notes(user_hash, limit=50),
             self.store.events(user_hash=user_hash, limit=50),
+            self.store.load_user(user_hash, window_start=since, keep=1).reset_at,
+            since,
         )
 
     # -- claims ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def source_label(item: ReviewItem) -> str:
     what, _, where = item.explanation.partition(" at ")
     subject = "the answer" if what == "output" else "the prompt"
     by = ", ".join(item.moderators) or "moderation"
-    return f"{by} on {subject}" + (f" ({where})" if where else "")
+    return f"{by} on {subject}" + (f" ({where})" if where and where != what else "")
 
 
 def age_text(seconds: float) -> str:

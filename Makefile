@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 PORT ?= 8000
+DEMO_DIR := .aupguard/demo
 
+# one store and one hash key for the walkthrough and the served app (both print how to inspect it)
 demo: $(STAMP)
-	$(VENV)/bin/aupguard demo
-	$(PY) examples/fastapi_app.py --port $(PORT)
+	$(VENV)/bin/aupguard demo --dir $(DEMO_DIR)
+	$(PY) examples/fastapi_app.py --port $(PORT) --dir $(DEMO_DIR)
 
 services:
 	@bash scripts/services.sh

@@ -1,4 +1,4 @@
-"""What ``bench/engine.py``, ``bench/asgi.py`` and ``bench/flask.py`` share: the timed runs,
+"""What ``bench/bench_engine.py``, ``bench/bench_asgi.py`` and ``bench/bench_flask.py`` share: the timed runs,
 the rotation of subjects, the median / best / worst table, the cProfile print-out, the
 command line, and the audit count that ends each bench.
 
@@ -38,7 +38,7 @@ import limits
 from limits.strategies import MovingWindowRateLimiter
 
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
-from aupguard.throttle import SweptMemoryStorage
+from aupguard.counters.base import SweptMemoryStorage
 
 __all__ = [
     "AUPGUARD",

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 load generator for ``bench/scale.py`` and ``bench/soak.py``: processes of
+"""A small HTTP/1.1 load generator for ``bench/bench_scale.py`` and ``bench/soak.py``: processes of
 asyncio keep-alive connections posting ``POST /v1/chat`` with ~200-character prompts as
 1,000 users in rotation; every ``flag_every``-th request of a connection sends a prompt the
 rules flag, as one of 20 "bad" users. Each process reports how many answers had each status

@@ -1,4 +1,4 @@
-"""The floor for ``bench/gateway.py --throughput``: a bare Starlette pass-through proxy of
+"""The floor for ``bench/bench_gateway.py --throughput``: a bare Starlette pass-through proxy of
 ``POST /v1/messages`` over the same upstream connection pool the gateway uses, and nothing
 else (no key, no safeguards, no audit). What the gateway costs beyond this is its own.
 

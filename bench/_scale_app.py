@@ -1,4 +1,4 @@
-"""The apps ``bench/scale.py`` serves with 4 uvicorn workers: ``BENCH_APP`` = ``bare``,
+"""The apps ``bench/bench_scale.py`` serves with 4 uvicorn workers: ``BENCH_APP`` = ``bare``,
 ``slowapi`` (Redis storage) or ``aupguard`` (PostgreSQL store, Redis counters, rules
 moderation; policy from ``AUPGUARD_POLICY``). Each answers ``POST /v1/chat``."""
 

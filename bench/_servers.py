@@ -1,4 +1,4 @@
-"""What ``bench/scale.py`` and ``bench/soak.py`` share: free ports, a redis-server of the bench's
+"""What ``bench/bench_scale.py`` and ``bench/soak.py`` share: free ports, a redis-server of the bench's
 own, a fresh PostgreSQL database, the policy file, and ``bench/_scale_app.py`` served by uvicorn
 workers. Not a benchmark itself (bench/run.py skips modules whose name starts with ``_``)."""
 

@@ -25,11 +25,16 @@ BENCH_DIR = Path(__file__).resolve().parent
 SEPARATE = ("soak", "conversation_ir")
 
 
+def _name(path: Path) -> str:
+    """A benchmark's name on the command line: ``bench_asgi.py`` is ``asgi``."""
+    return path.stem.removeprefix("bench_")
+
+
 def discover(names: Sequence[str] = ()) -> list[Path]:
     found = sorted(p for p in BENCH_DIR.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_"))
     if not names:
-        return [p for p in found if p.stem not in SEPARATE]
-    by_name = {p.stem: p for p in found}
+        return [p for p in found if _name(p) not in SEPARATE]
+    by_name = {_name(p): p for p in found}
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise SystemExit(f"no benchmark named {', '.join(unknown)}; available: {', '.join(by_name)}")

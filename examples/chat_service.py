@@ -1,4 +1,5 @@
-"""The example chat service behind examples/starlette_app.py and examples/fastapi_app.py.
+"""The example chat service behind examples/starlette_app.py, fastapi_app.py and flask_app.py
+(not run on its own).
 
 One endpoint, ``POST /v1/chat`` with ``{"prompt": "..."}`` (or Anthropic's ``messages``),
 answered by Claude when ``ANTHROPIC_API_KEY`` is set, and otherwise by an offline stand-in
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
-from aupguard.context import current_guarded
+from aupguard.engine.context import current_guarded
 
 OFFLINE_LABEL = "[offline stand-in model: set ANTHROPIC_API_KEY for real answers]"
 MODEL = "claude-haiku-4-5"
@@ -59,7 +60,27 @@ def demo_guard(directory: Path, *, console: bool = False) -> Safeguards:
     if console:
         os.environ.setdefault("AUPGUARD_CAPTURE_KEY", _demo_key(directory, "capture-key", "cdemo").strip())
         policy |= {"capture": {"enabled": True}, "review": {"secure_cookie": False}}
-    return Safeguards(Policy.from_mapping(policy, env={}), store=f"sqlite:///{directory / 'chat.db'}", keyring=ring)
+    store = f"sqlite:///{directory / 'aupguard.db'}"  # the file `aupguard demo --dir` uses: one store, one key
+    return Safeguards(Policy.from_mapping(policy, env={}), store=store, keyring=ring)
+
+
+def suspend_mallory(guard: Safeguards) -> None:
+    """The suspended user of the third curl line."""
+    if guard.status("mallory").level.value != "suspended":
+        guard.suspend("mallory", reason="demo: repeated violations", actor="demo")
+
+
+def print_try(url: str, *, user_header: str = "x-user") -> None:
+    """The port and three ready-to-paste curl lines: allowed, flagged, suspended."""
+    json_h = "-H 'content-type: application/json'"
+    print(f"\naupguard demo chat on {url}")
+    if not os.environ.get("ANTHROPIC_API_KEY"):
+        print(f"  {OFFLINE_LABEL}")
+    print("Try, in another terminal:")
+    print(f"  curl -s {url} {json_h} -H '{user_header}: alice' -d '{{\"prompt\": \"What is the capital of France?\"}}'")
+    print(f"  curl -s {url} {json_h} -H '{user_header}: alice' -d '{{\"prompt\": \"Explain nerve agent synthesis\"}}'")
+    print(f"  curl -s {url} {json_h} -H '{user_header}: mallory' -d '{{\"prompt\": \"Hello\"}}'")
+    print("(allowed; flagged: 403 content_flagged and a strike; suspended: 403 user_suspended).", flush=True)
 
 
 def offline(prompt: str) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The chat service on FastAPI, guarded by aupguard; ``make demo`` serves it.
 
-Run: python examples/fastapi_app.py [--port 8000]. It prints three curl lines: an allowed
-prompt, a flagged one, and a suspended user's, and serves the review console at /aupguard/
-with a one-time reviewer login (printed once) and a few flagged prompts to review.
+Run: .venv/bin/python examples/fastapi_app.py [--port 8000] [--dir .aupguard/demo]. It prints
+three curl lines: an allowed prompt, a flagged one, and a suspended user's, and serves the
+review console at /aupguard/ with a one-time reviewer login (printed once) and a few flagged
+prompts to review. It keeps its store and hash key in ``--dir``, the folder ``aupguard demo``
+uses, so after ``make demo`` the walkthrough's users and the curl users are in one store.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chat_service import OFFLINE_LABEL, answer, demo_guard, prompt_of
 
 from aupguard import Safeguards
-from aupguard.demo import demo_reviewer
+from aupguard.cli.demo import DEMO_DIR, demo_reviewer, inspect_lines
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_console import review_console
 
@@ -56,8 +58,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--dir", type=Path, default=DEMO_DIR, help="store and keys (default: aupguard demo's)")
     args = parser.parse_args()
-    guard = demo_guard(Path(".aupguard/fastapi-demo"), console=True)
+    guard = demo_guard(args.dir, console=True)
     seed(guard)
     reviewer, password = demo_reviewer(guard)
     url = f"http://127.0.0.1:{args.port}/v1/chat"
@@ -72,7 +75,10 @@ def main() -> None:
     print("(allowed; flagged: 403 content_flagged and a strike; suspended: 403 user_suspended).")
     print(f"\nReview console: http://127.0.0.1:{args.port}/aupguard/")
     print(f"  one-time login: {reviewer} / {password}   (shown once; a new one each run)")
-    print("Ctrl-C stops.\n")
+    print("\nInspect the store (the walkthrough's and these curl users', one store and one key):")
+    for line in inspect_lines(args.dir, ["alice", "mallory"]):
+        print(f"  {line}")
+    print("Ctrl-C stops.\n", flush=True)
     uvicorn.run(build_app(guard), host="127.0.0.1", port=args.port, log_level="warning")
 
 

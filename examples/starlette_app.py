@@ -1,7 +1,12 @@
-"""A small chat service on Starlette, guarded by aupguard. Run: python examples/starlette_app.py"""
+"""A small chat service on Starlette, guarded by aupguard.
+
+Run: .venv/bin/python examples/starlette_app.py [--port 8000]. It prints its URL and three
+curl lines to paste: an allowed prompt, a flagged one and a suspended user's.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -11,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chat_service import answer, demo_guard, prompt_of
+from chat_service import answer, demo_guard, print_try, prompt_of, suspend_mallory
 
 from aupguard import Safeguards
 from aupguard_asgi import SafeguardsMiddleware
@@ -26,7 +31,21 @@ def build_app(guard: Safeguards) -> Starlette:
     return app
 
 
-if __name__ == "__main__":
+def main() -> None:
     import uvicorn
 
-    uvicorn.run(build_app(demo_guard(Path(".aupguard/starlette-demo"))), host="127.0.0.1", port=8000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    guard = demo_guard(Path(".aupguard/starlette-demo"))
+    suspend_mallory(guard)
+    print_try(f"http://127.0.0.1:{args.port}/v1/chat")
+    print("Ctrl-C stops.\n", flush=True)
+    try:
+        uvicorn.run(build_app(guard), host="127.0.0.1", port=args.port, log_level="warning")
+    finally:
+        guard.close()
+
+
+if __name__ == "__main__":
+    main()

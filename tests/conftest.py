@@ -12,6 +12,7 @@ import pytest
 
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
 from tests.fakes.fixtures import messages_double  # noqa: F401 - the Messages-API double, for every test
+from tests.fakes.s3_server import s3, s3_endpoint  # noqa: F401 - a real S3-compatible server (moto)
 from tests.fakes.servers import own_postgres, own_redis, pg_url, redis_url  # noqa: F401 - real servers
 
 T0 = 1_800_000_000.0  # a fixed start for simulated time

@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from aupguard import Safeguards
-from aupguard.context import current_guarded
+from aupguard.engine.context import current_guarded
 from aupguard_asgi import SafeguardsMiddleware
 
 from .conftest import MakeGuard

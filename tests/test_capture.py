@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aupguard import ConfigurationError, Keyring, Policy, Safeguards, generate_key_entry
-from aupguard.cli import main
+from aupguard.cli.main import main
 from tests.fakes.messages_double import MessagesDouble
 
 from .conftest import DAY, Clock, MakeGuard

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aupguard import Keyring, generate_key_entry
-from aupguard.cli import main
+from aupguard.cli.main import main
 from tests.fakes import MessagesDouble
 from tests.fakes.scripting import CHAT_PATH
 

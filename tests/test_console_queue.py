@@ -14,8 +14,8 @@ from aupguard import Safeguards
 from aupguard.review import ReviewQueue, parse_filter
 from aupguard.stores import SQLiteStore
 from aupguard.stores.review_records import QueueFilter
-from aupguard.stores.sql_queue import queue_page_query
-from aupguard.stores.sql_review import QUEUE_COLUMNS
+from aupguard.stores.tables.queue import queue_page_query
+from aupguard.stores.tables.review import QUEUE_COLUMNS
 from aupguard_console import review_console
 
 from .conftest import MakeGuard
@@ -40,10 +40,10 @@ def item_ids(html: str) -> list[str]:
 
 
 def test_priority_order_block_before_review_then_oldest(make_guard: MakeGuard, monkeypatch: pytest.MonkeyPatch) -> None:
-    guard = review_guard(make_guard, monkeypatch, policy={"review": {"secure_cookie": False, "sla": "1h"}})
-    add_reviewer(guard, "dana")
     clock = [T0]
-    guard._clock = lambda: clock[0]
+    guard = review_guard(make_guard, monkeypatch, policy={"review": {"secure_cookie": False, "sla": "1h"}},
+                         clock=lambda: clock[0])  # fmt: skip
+    add_reviewer(guard, "dana")
     order = []
     for user, text in (("u1", RANSOM), ("u2", NERVE), ("u3", RANSOM), ("u4", NERVE)):
         order.append((user, flag(guard, user, text)))

@@ -147,7 +147,7 @@ def test_the_user_page_marks_voided_and_cleared_strikes(browser: Browser, site: 
     seed(site)
     queue = ReviewQueue(guard)
     mallory = guard.hash_user("mallory")
-    first, second = sorted(guard.store.user_queue_entries(mallory), key=lambda e: e.item.at)
+    first, _second = sorted(guard.store.user_queue_entries(mallory), key=lambda e: e.item.at)
     queue.claim(first.item.id, "dana")
     queue.dismiss(first.item.id, "dana", "quoting a news story")
     queue.suspend(mallory, "dana", reason="abuse", duration=None)

@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
-from aupguard.decision import ERROR_STATUS, Decision, error_body
-from aupguard.gates import account_gate, standing_gate, throttle_gate, warning_for
+from aupguard.counters.base import Hit
+from aupguard.engine.gates import account_gate, standing_gate, throttle_gate, warning_for
 from aupguard.ladder import Level, UserStatus
-from aupguard.policy import IdentityPolicy, LadderPolicy, Policy, TermsPolicy
-from aupguard.throttle import Hit
+from aupguard.outcome import ERROR_STATUS, Decision, error_body
+from aupguard.policy.config import IdentityPolicy, LadderPolicy, Policy, TermsPolicy
 
 REQUEST_ID = "01900000-0000-7000-8000-000000000001"
 USER = "k1_" + "cd" * 32

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from aupguard.cli import build_parser
-from aupguard.policy import _FIELDS
-from aupguard.policy_moderation import ClaudeExample, ClaudeModeration, GuardModeration, OpenAIModeration, RuleSpec
+from aupguard.cli.main import build_parser
+from aupguard.policy.config import _FIELDS
+from aupguard.policy.moderation import ClaudeExample, ClaudeModeration, GuardModeration, OpenAIModeration, RuleSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

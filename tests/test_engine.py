@@ -38,7 +38,7 @@ def test_anonymous_caller_gets_401_in_anthropic_error_shape(make_guard: MakeGuar
     assert guard.audit.find(request_id=decision.request_id)[0].outcome == "authentication_required"
 
 
-def test_without_required_account_anonymous_callers_share_one_limit(make_guard: MakeGuard) -> None:
+def test_without_required_account_anonymous_callers_without_a_client_key_share_one_limit(make_guard: MakeGuard) -> None:
     guard = make_guard({"identity": {"require_account": False}, "limits": {"default": "2/minute"}})
     outcomes = [guard.check(None).status for _ in range(3)]
     assert outcomes == [200, 200, 429]
@@ -328,7 +328,7 @@ def test_memory_counters_sweep_at_most_once_a_second_and_still_expire(make_guard
     sweeps at most once a second, and expired windows still stop counting at once."""
     import time as _time
 
-    from aupguard.throttle import SweptMemoryStorage
+    from aupguard.counters.base import SweptMemoryStorage
 
     guard = make_guard({"limits": {"default": "3/second"}})
     storage = guard.counters.storage

@@ -91,7 +91,7 @@ def test_langchain_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mess
 def test_fastapi_demo_serves_the_console_with_a_one_time_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import re
 
-    from aupguard.demo import demo_reviewer
+    from aupguard.cli.demo import demo_reviewer
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("AUPGUARD_CAPTURE_KEY", raising=False)
@@ -142,3 +142,223 @@ def test_gateway_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, messag
     assert sent.body["metadata"]["user_id"] == guard.hash_user("alice") and sent.headers["x-api-key"] == UPSTREAM_KEY
     assert guard.status("alice").strikes == 1
     guard.close()
+
+
+# -- every example run as written: a subprocess, its printed curl lines executed against it ----
+
+ROOT = EXAMPLES.parent
+RUNNABLE = ["engine_basics", "starlette_app", "fastapi_app", "flask_app", "gateway", "langchain_chain"]
+
+
+def test_every_example_says_how_to_run_it_from_a_fresh_clone() -> None:
+    import ast
+    import re
+
+    for path in sorted(EXAMPLES.glob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        assert not re.search(r"(?<![/\w])python examples/", doc), path.name  # fails outside .venv
+        if path.stem in RUNNABLE:
+            assert f".venv/bin/python examples/{path.name}" in doc, path.name
+
+
+def _env(**extra: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUPGUARD_", "ANTHROPIC_"))}
+    return {**env, **extra}
+
+
+class Running:
+    """An example started as ``.venv/bin/python examples/NAME.py ...``, its output collected."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        import subprocess
+        import threading
+
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)  # fmt: skip
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return "\n".join(self.lines)
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} never printed; output:\n" + "\n".join(self.lines))
+
+    def stop(self) -> None:
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def curl(line: str) -> tuple[int, Any]:
+    """Run a printed ``curl`` line with httpx: ``-s``, ``-H 'k: v'``, ``-d BODY``, ``-X METHOD``."""
+    import shlex
+
+    import httpx
+
+    words = shlex.split(line)
+    assert words[0] == "curl"
+    url, headers, body, method = None, {}, None, None
+    i = 1
+    while i < len(words):
+        word = words[i]
+        if word == "-s":
+            i += 1
+        elif word in ("-H", "-d", "-X"):
+            value = words[i + 1]
+            if word == "-H":
+                name, _, val = value.partition(":")
+                headers[name.strip()] = val.strip()
+            elif word == "-d":
+                body = value
+            else:
+                method = value
+            i += 2
+        else:
+            assert not word.startswith("-"), f"an option this test does not know: {word}"
+            url = word
+            i += 1
+    assert url is not None
+    response = httpx.request(method or ("POST" if body is not None else "GET"), url, headers=headers,
+                             content=body, timeout=30)  # fmt: skip
+    return response.status_code, response.json()
+
+
+def _curl_lines(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if line.strip().startswith("curl ")]
+
+
+def _answer_text(name: str, body: Any) -> str:
+    return str(body["content"][0]["text"] if name == "gateway" else body["text"])
+
+
+def _check_the_three_curl_lines(name: str, output: str) -> None:
+    lines = _curl_lines(output)
+    assert len(lines) == 3, output
+    (ok, answer), (flagged, refusal), (suspended, refused) = (curl(line) for line in lines)
+    assert ok == 200 and _answer_text(name, answer).startswith("[offline stand-in model"), answer
+    assert (flagged, refusal["error"]["type"]) == (403, "content_flagged")
+    assert (suspended, refused["error"]["type"]) == (403, "user_suspended")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", ["starlette_app", "fastapi_app", "flask_app", "gateway"])
+def test_a_server_example_prints_its_port_and_curl_lines_that_work(name: str, tmp_path: Path) -> None:
+    from tests.fakes.servers import free_port, wait_port
+
+    port = free_port()
+    app = Running([sys.executable, str(EXAMPLES / f"{name}.py"), "--port", str(port)], tmp_path, _env())
+    try:
+        output = app.wait_for("Ctrl-C stops")
+        assert f"http://127.0.0.1:{port}" in output
+        wait_port(port, timeout=30)
+        _check_the_three_curl_lines(name, output)
+    finally:
+        app.stop()
+    assert "Traceback" not in "\n".join(app.lines)
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> Any:
+    import subprocess
+
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_langchain_example_runs_offline_with_the_stand_in_and_shows_the_callback(tmp_path: Path) -> None:
+    done = _run([sys.executable, str(EXAMPLES / "langchain_chain.py")], tmp_path, _env())
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("[offline stand-in model")
+    assert lines[1:5] == [
+        "alice: What is the capital of France?",
+        "  -> [offline stand-in model: set ANTHROPIC_API_KEY for real answers] "
+        "You said: What is the capital of France?",
+        "alice: Explain nerve agent synthesis step by step",
+        "  -> refused: 403 content_flagged: This request was flagged under the usage policy (weapons).",
+    ]
+    assert lines[5] == "alice now: level warned, 1 strikes counting"  # the callback's refusal struck alice
+
+
+def test_the_langchain_example_with_a_wrong_key_says_so_without_a_traceback(
+    tmp_path: Path, messages_double: MessagesDouble
+) -> None:
+    messages_double.messages.error(401, "authentication_error", message="invalid x-api-key")
+    env = _env(ANTHROPIC_API_KEY="sk-ant-wrong", ANTHROPIC_BASE_URL=messages_double.url)
+    done = _run([sys.executable, str(EXAMPLES / "langchain_chain.py")], tmp_path, env)
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert "  -> Claude answered 401: check ANTHROPIC_API_KEY (or unset it for the offline stand-in)" in done.stdout
+    assert "refused: 403 content_flagged" in done.stdout  # the callback refused before any call
+    assert len(messages_double.requests_to("/v1/messages")) == 1  # only the allowed question went out
+    assert "sk-ant-wrong" not in done.stdout + done.stderr
+
+
+def _makefile_recipe(target: str) -> list[str]:
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line[1:])
+    return recipe
+
+
+@pytest.mark.timeout(180)
+def test_make_demo_serves_the_walkthroughs_store_and_prints_how_to_inspect_it(tmp_path: Path) -> None:
+    """`make demo`'s own commands, run as make runs them (in a fresh folder): the walkthrough
+    and the served app share one store and key; the printed inspect lines show both."""
+    import re
+    import shlex
+
+    from tests.fakes.servers import free_port, wait_port
+
+    port = free_port()
+    variables = {"$(VENV)": str(ROOT / ".venv"), "$(PY)": sys.executable, "$(PORT)": str(port),
+                 "$(DEMO_DIR)": ".aupguard/demo", "examples/": f"{EXAMPLES}/"}  # fmt: skip
+    walkthrough, serve = _makefile_recipe("demo")
+    for name, value in variables.items():
+        walkthrough, serve = walkthrough.replace(name, value), serve.replace(name, value)
+    env = _env()
+    done = _run(shlex.split(walkthrough), tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    app = Running(shlex.split(serve), tmp_path, env)
+    try:
+        output = app.wait_for("Ctrl-C stops")
+        wait_port(port, timeout=30)
+        _check_the_three_curl_lines("fastapi_app", output)
+    finally:
+        app.stop()
+    inspect = [line.strip() for line in (done.stdout + "\n" + output).splitlines()
+               if re.match(r"\s*(export AUPGUARD_HASH_KEY=|\.venv/bin/aupguard )", line)]  # fmt: skip
+    script = "\n".join(line.replace(".venv/bin/", f"{ROOT}/.venv/bin/") for line in inspect)
+    assert ".venv/bin/aupguard --store sqlite:///.aupguard/demo/aupguard.db user status alice" in script
+    shown = _run(["bash", "-e", "-c", script], tmp_path, env)
+    assert shown.returncode == 0, shown.stderr
+    assert "no record for this user" not in shown.stdout
+    assert "reinstate" in shown.stdout and "by operator:sam" in shown.stdout  # the walkthrough's alice
+    assert "completed policy review" in shown.stdout
+    assert "asked for malware" in shown.stdout  # alice's strikes from the walkthrough ...
+    assert "prompt flagged: weapons (at prompt)" in shown.stdout  # ... and the curl line's, one alice
+    assert "level     warned" in shown.stdout and "strikes   1 counting" in shown.stdout  # reinstated, then struck
+    assert re.search(r"/v1/chat +content_flagged +403", shown.stdout) and re.search(r"demo +allowed", shown.stdout)
+    assert "level     suspended" in shown.stdout  # mallory, suspended by the served app
+    assert len(list((tmp_path / ".aupguard").rglob("*.db"))) == 1  # one database

@@ -9,13 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from flask import Flask, Response, jsonify, request, stream_with_context
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from aupguard import Safeguards
-from aupguard.context import current_guarded
+from aupguard.engine.context import current_guarded
 from aupguard_flask import FlaskSafeguards, SafeguardsRefusal
-from flask import Flask, Response, jsonify, request, stream_with_context
 
 from .conftest import MakeGuard
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask, request
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -28,12 +29,11 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from aupguard import Policy, PolicyError, Safeguards
-from aupguard.cli import main as cli_main
+from aupguard.cli.main import main as cli_main
+from aupguard.engine.prompt_policy import PromptPolicy, PromptRequest
 from aupguard.moderation import RulesModerator
-from aupguard.prompt_policy import PromptPolicy, PromptRequest
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
-from flask import Flask, request
 
 from .conftest import MakeGuard
 from .fakes.messages_double import MessagesDouble

@@ -225,10 +225,10 @@ def test_count_tokens_refuses_a_suspended_user_without_calling_the_upstream(gw: 
 
 
 def test_count_tokens_answers_503_when_the_store_cannot_be_read(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    def store_down(user_hash: str) -> object:
+    def store_down(user_hash: str, **kwargs: object) -> object:
         raise StoreError("connection refused", transient=True)
 
-    monkeypatch.setattr(gw.guard, "status_by_hash", store_down)
+    monkeypatch.setattr(gw.guard.store, "count_strikes", store_down)  # the exact strike count is read
     with pytest.raises(anthropic.InternalServerError) as info:
         gw.client().messages.count_tokens(model=MODEL, messages=ASK["messages"])  # type: ignore[arg-type]
     assert info.value.status_code == 503 and info.value.body["error"]["type"] == "safeguards_unavailable"  # type: ignore[index]

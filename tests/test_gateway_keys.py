@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aupguard import Keyring, generate_key_entry
-from aupguard.cli import main
+from aupguard.cli.main import main
 from aupguard.errors import AupguardError, ConfigurationError
 from aupguard.gateway import GatewayKeys
 from aupguard.identity import HashedUser

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from aupguard import Keyring, Policy, Safeguards
-from aupguard.cli import main as cli
+from aupguard.cli.main import main as cli
 from aupguard.gateway import GatewayKeys
 from tests.fakes.messages_double import MessagesDouble
 

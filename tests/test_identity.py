@@ -23,7 +23,7 @@ from aupguard.identity import (
     generate_key_entry,
     validate_user_id,
 )
-from aupguard.policy import IdentityPolicy
+from aupguard.policy.config import IdentityPolicy
 
 KEY_1 = bytes(range(32))
 KEY_2 = bytes(range(100, 140))

@@ -18,7 +18,7 @@ from aupguard.ladder import (
     strikes_to_keep,
     suspension_after_strike,
 )
-from aupguard.policy import LadderPolicy
+from aupguard.policy.config import LadderPolicy
 
 HOUR = 3600.0
 DAY = 86400.0

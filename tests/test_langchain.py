@@ -129,7 +129,7 @@ def test_without_instrumentation_the_callback_still_guards_and_links(
 
 
 def test_a_finished_run_leaves_no_user_behind(make_guard: MakeGuard, messages_double: MessagesDouble) -> None:
-    from aupguard.context import current_guarded
+    from aupguard.engine.context import current_guarded
 
     guard = make_guard()
     guard.suspend("mallory", reason="fraud")

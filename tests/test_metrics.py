@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from flask import Flask
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,7 +15,6 @@ from starlette.testclient import TestClient
 from aupguard import Safeguards
 from aupguard_asgi import SafeguardsMiddleware, metrics_app
 from aupguard_flask import FlaskSafeguards, metrics_view
-from flask import Flask
 
 from .conftest import MakeGuard
 from .fakes.servers import RedisServer

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aupguard.cli import main
+from aupguard.cli.main import main
 from aupguard.moderation.evaluation import Counts, percentile
 from tests.fakes import MessagesDouble
 from tests.fakes.scripting import CHAT_PATH, RecordedRequest, Reply

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import anthropic
 import httpx
 import pytest
+from flask import Flask
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,13 +23,12 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
 from aupguard import Safeguards
-from aupguard.context import current_guarded
+from aupguard.adapters.routes import RouteSet, route_path
+from aupguard.engine.context import current_guarded
 from aupguard.gateway import GatewayKeys
-from aupguard.routes import RouteSet, route_path
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
 from aupguard_gateway import build_gateway
-from flask import Flask
 from tests.fakes.messages_double import MessagesDouble
 
 from .conftest import MakeGuard

@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aupguard import Policy, PolicyError
+from aupguard.engine.prompt_policy import PromptPolicy, PromptRequest, ResolvedPrompt
 from aupguard.moderation import RulesModerator
 from aupguard.operator_regex import compile_operator_regex
-from aupguard.prompt_policy import PromptPolicy, PromptRequest, ResolvedPrompt
 
 # `(a+)+$` took 31 s on a 29-character prompt with `re`; each `a` more doubles it
 EVIL = r"(a+)+$"

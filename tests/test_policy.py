@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from aupguard import policy as policy_module
 from aupguard.durations import parse_duration
 from aupguard.errors import PolicyError
-from aupguard.policy import (
+from aupguard.policy import config as policy_module
+from aupguard.policy.config import (
     IdentityPolicy,
     LadderPolicy,
     LimitsPolicy,

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from aupguard import Keyring, Level, Policy, Safeguards, StoreError, generate_key_entry
-from aupguard.cli import main as cli
-from aupguard.stores.sqlite_schema import SCHEMA_VERSION
+from aupguard.cli.main import main as cli
+from aupguard.stores.sqlite.schema import SCHEMA_VERSION
 
 from .conftest import MakeGuard
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from aupguard import ConfigurationError, Policy, PolicyError
-from aupguard.gates import Refusal
-from aupguard.policy_moderation import PromptsPolicy
-from aupguard.prompt_policy import Corpus, PromptPolicy, PromptRequest, ResolvedPrompt
+from aupguard.engine.prompt_policy import Corpus, PromptPolicy, PromptRequest, ResolvedPrompt
+from aupguard.outcome import Refusal
+from aupguard.policy.moderation import PromptsPolicy
 
 SECRET = "sk-live-7f3a9c2e1b"  # a value that must never appear in a refusal message
 

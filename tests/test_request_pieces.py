@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from aupguard.engine.prompt_policy import ResolvedPrompt
+from aupguard.engine.request_body import MAX_DEPTH, BadBody, parse_json, prompt_from_body, upstream_body
+from aupguard.engine.request_pieces import Piece, read_messages
 from aupguard.moderation.base import Verdict
 from aupguard.moderation.units import CONTEXT, UNIT, screening_units
-from aupguard.prompt_policy import ResolvedPrompt
-from aupguard.request_body import MAX_DEPTH, BadBody, parse_json, prompt_from_body, upstream_body
-from aupguard.request_pieces import Piece, read_messages
 from tests.fakes.messages_double import MessagesDouble
 
 from .conftest import MakeGuard

@@ -19,12 +19,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aupguard import Safeguards
+from aupguard.engine.request_body import prompt_from_body
 from aupguard.gateway import GatewayKeys
 from aupguard.moderation.answers import only_json_object
 from aupguard.moderation.base import ModeratorError
 from aupguard.moderation.rules import RulesModerator
-from aupguard.policy_moderation import RuleSpec
-from aupguard.request_body import prompt_from_body
+from aupguard.policy.moderation import RuleSpec
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_gateway import build_gateway
 from tests.fakes.messages_double import MessagesDouble
@@ -184,8 +184,9 @@ def test_flask_reads_a_terminated_body_without_length_or_chunking(make_guard: Ma
     ``wsgi.input_terminated``: werkzeug still reads the body, so the guard must too."""
     import io
 
-    from aupguard_flask import FlaskSafeguards
     from flask import Flask, request
+
+    from aupguard_flask import FlaskSafeguards
 
     guard = make_guard({"moderation": {"rules": RULES}})
     app = Flask(__name__)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aupguard import Keyring, Policy, Safeguards
-from aupguard.cli import main
+from aupguard.cli.main import main
 
 from .test_cli import run
 

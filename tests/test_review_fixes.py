@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aupguard import ConfigurationError, Keyring, Level, Policy, PolicyError, Safeguards, generate_key_entry
-from aupguard.cli import main
+from aupguard.cli.main import main
 
 from .conftest import Clock, MakeGuard
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from aupguard.ids import new_id
 from aupguard.stores import SQLiteStore
 from aupguard.stores.records import AuditEvent
-from aupguard.stores.sql_review import queue_page_sql
-from aupguard.stores.sqlite_schema import SCHEMA_VERSION
+from aupguard.stores.sqlite.schema import SCHEMA_VERSION
+from aupguard.stores.tables.review import queue_page_sql
 
 T0 = 1_800_000_000.0
 
@@ -128,7 +128,7 @@ def test_the_console_secret_is_made_once(tmp_path: Path) -> None:
 def test_a_version_4_store_is_migrated_with_its_review_items(tmp_path: Path) -> None:
     import sqlite3
 
-    from aupguard.stores.sqlite_schema import _MIGRATIONS
+    from aupguard.stores.sqlite.schema import _MIGRATIONS
 
     path = tmp_path / "v4.db"
     conn = sqlite3.connect(path)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from aupguard import Policy, PolicyError
 from aupguard.moderation import Moderator, RulesModerator, Verdict
 from aupguard.normalize import normalize
-from aupguard.policy_moderation import RuleSpec
+from aupguard.policy.moderation import RuleSpec
 
 ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
 

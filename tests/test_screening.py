@@ -8,10 +8,10 @@ import threading
 import pytest
 
 from aupguard import Level
+from aupguard.engine.prompt_policy import PromptRequest, ResolvedPrompt
+from aupguard.engine.screening import Refused
 from aupguard.moderation import ModeratorError, RulesModerator, Verdict
-from aupguard.policy_moderation import RuleSpec
-from aupguard.prompt_policy import PromptRequest, ResolvedPrompt
-from aupguard.screening import Refused
+from aupguard.policy.moderation import RuleSpec
 
 from .conftest import MakeGuard
 

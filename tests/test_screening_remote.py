@@ -9,7 +9,7 @@ import json
 import pytest
 
 from aupguard import OutputStream, Refused
-from aupguard.prompt_policy import ResolvedPrompt
+from aupguard.engine.prompt_policy import ResolvedPrompt
 from tests.fakes.messages_double import MessagesDouble
 
 from .conftest import MakeGuard

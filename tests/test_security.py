@@ -18,7 +18,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from aupguard import generate_key_entry
-from aupguard.context import current_guarded
+from aupguard.engine.context import current_guarded
 from aupguard_asgi import SafeguardsMiddleware
 
 from .conftest import MakeGuard
@@ -154,8 +154,9 @@ def test_a_user_header_is_ignored_unless_configured(make_guard: MakeGuard) -> No
 
 
 def test_flask_ignores_a_user_header_unless_configured(make_guard: MakeGuard) -> None:
-    from aupguard_flask import FlaskSafeguards
     from flask import Flask
+
+    from aupguard_flask import FlaskSafeguards
 
     app = Flask("spoof")
     FlaskSafeguards(app, safeguards=make_guard())  # no user_header; Flask-Login is not set up here

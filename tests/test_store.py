@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aupguard import Keyring, Level, Policy, Safeguards, StoreError
-from aupguard.stores.sqlite_schema import SCHEMA_VERSION
+from aupguard.stores.sqlite.schema import SCHEMA_VERSION
 
 from .conftest import MakeGuard
 

@@ -87,7 +87,7 @@ def test_a_process_that_died_with_spilled_records_has_them_replayed_by_the_next(
     with _guard(own_postgres, keyring, tmp_path) as successor:
         _wait(lambda: len(successor.audit.find(request_id=ids[-1])) == 1, 15, "not replayed")
         assert all(successor.audit.find(request_id=i) for i in ids)
-    guard._cache.close()  # what the dead process would not have left running
+    guard.users.cache.close()  # what the dead process would not have left running
     guard.store.close()
 
 

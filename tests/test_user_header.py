@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from flask import Flask
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,10 +19,9 @@ from starlette.routing import Route
 from werkzeug.serving import make_server
 
 from aupguard import Safeguards
-from aupguard.context import current_guarded
+from aupguard.engine.context import current_guarded
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
-from flask import Flask
 
 from .conftest import MakeGuard
 from .gateway_helpers import serving

@@ -15,6 +15,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from flask import Flask, jsonify, request
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from starlette.applications import Starlette
@@ -23,13 +24,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aupguard import Refused, Safeguards
+from aupguard.engine.request_body import prompt_from_body
 from aupguard.gateway import GatewayKeys
-from aupguard.request_body import prompt_from_body
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
 from aupguard_gateway import build_gateway
 from aupguard_langchain import AsyncSafeguardsCallbackHandler, SafeguardsCallbackHandler, instrument_chat_model
-from flask import Flask, jsonify, request
 from tests.fakes.messages_double import MessagesDouble
 
 from .conftest import MakeGuard

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aupguard.cli import main as cli
+from aupguard.cli.main import main as cli
 
 from .fakes.servers import free_port, wait_answering
 

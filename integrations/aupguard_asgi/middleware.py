@@ -24,10 +24,10 @@ from typing import Any
 from starlette.requests import Request
 
 from aupguard import Decision, PromptRequest, Safeguards
-from aupguard.context import Guarded, reset_guarded, set_guarded
-from aupguard.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
-from aupguard.routes import RouteSet, squashed
-from aupguard.routes import route_path as _route_path
+from aupguard.adapters.routes import RouteSet, squashed
+from aupguard.adapters.routes import route_path as _route_path
+from aupguard.engine.context import Guarded, reset_guarded, set_guarded
+from aupguard.engine.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
 
 __all__ = ["SafeguardsMiddleware", "route_path"]
 
@@ -63,11 +63,14 @@ class SafeguardsMiddleware:
       ``scope["user"]`` (Starlette's AuthenticationMiddleware), then ``user_header`` when set.
     - ``user_header``: a header trusted to carry the user id (only behind your own gateway).
     - ``routes``: paths to guard (``"/v1/chat"``, or a prefix ``"/v1/*"``), relative to the
-      app's mount point (see :mod:`aupguard.routes`), or a predicate over the ASGI scope;
+      app's mount point (see :mod:`aupguard.adapters.routes`), or a predicate over the ASGI scope;
       default: every HTTP route.
     - ``extract_prompt(json_body)``: the end user's prompt; default: Anthropic Messages shape
       (last user message), ``{"prompt": ...}`` or ``{"template": ..., "variables": ...}``.
     - ``max_body_bytes``: larger bodies get 413.
+    - ``anonymous_key(request)``: with ``[identity] require_account = false``, what an anonymous
+      caller is rate-limited by (hashed like a user id); default: the client address. Behind a
+      proxy, give the address your proxy reports (e.g. from a header it sets).
     """
 
     def __init__(
@@ -80,8 +83,10 @@ class SafeguardsMiddleware:
         routes: Iterable[str] | Callable[[Scope], bool] | None = None,
         extract_prompt: ExtractPrompt | None = None,
         max_body_bytes: int = 1_000_000,
+        anonymous_key: Callable[[Request], str | None] | None = None,
     ) -> None:
         self.app = app
+        self._anonymous_key = anonymous_key
         self.guard = safeguards
         self._identify = identify
         self._identify_is_async = identify is not None and inspect.iscoroutinefunction(identify)
@@ -119,6 +124,13 @@ class SafeguardsMiddleware:
             await send(message)
 
         return lifespan_send
+
+    def client_key(self, scope: Scope, receive: Receive) -> str | None:
+        """What an anonymous call is counted under: ``anonymous_key`` or the client address."""
+        if self._anonymous_key is not None:
+            return self._anonymous_key(Request(scope, receive))
+        client = scope.get("client")
+        return None if not client else str(client[0])
 
     async def identify(self, scope: Scope, receive: Receive) -> str | None:
         if self._identify is not None:
@@ -201,7 +213,8 @@ class _GuardedCall:
         except _NoBody:
             pass
         receive = self._replay  # the app gets the body read for the checks, then the client's messages
-        decision = await guard.acheck(user, surface=surface, prompt=prompt, defer_moderation=True)
+        key = None if user is not None else self.mw.client_key(scope, self.receive)
+        decision = await guard.acheck(user, surface=surface, prompt=prompt, defer_moderation=True, client_key=key)
         if not decision.allowed:
             return await self._refuse(decision)
         cleaned = decision.body

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aupguard.policy_moderation import RuleSpec
+from aupguard.policy.moderation import RuleSpec
 from aupguard.stores.records import ReviewItem, StrikeRecord
 
 __all__ = ["Sla", "age_text", "highlight", "matched_terms", "sla_of", "source_label", "strike_state"]

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aupguard.cli_support import when
+from aupguard.cli.support import when
 from aupguard.review import ReviewQueue
 from aupguard.stores.review_records import ConsoleSession
 

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flask import Flask, Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
-from aupguard.context import Guarded, register_lookup, reset_guarded, set_guarded
+from aupguard.adapters.routes import RouteSet
+from aupguard.engine.context import Guarded, register_lookup, reset_guarded, set_guarded
+from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
 from aupguard.ids import new_id
-from aupguard.request_body import BadBody, parse_json, prompt_from_body
-from aupguard.routes import RouteSet
-from flask import Flask, Request, Response, current_app, g, request
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
 
@@ -76,11 +76,12 @@ class Options:
     routes: tuple[str, ...] | None = None  # paths or "prefix*"; None: every view
     extract_prompt: ExtractPrompt = prompt_from_body
     max_body_bytes: int = 1_000_000
+    anonymous_key: Callable[[], str | None] | None = None  # default: the client address
     surface: str | None = None  # per view: the name in the audit log (default: the URL rule)
 
 
 _DEFAULTS = Options()
-_OPTION_NAMES = ("identify", "user_header", "routes", "extract_prompt", "max_body_bytes")
+_OPTION_NAMES = ("identify", "user_header", "routes", "extract_prompt", "max_body_bytes", "anonymous_key")
 
 
 @dataclass(slots=True)
@@ -111,7 +112,9 @@ class FlaskSafeguards:
     Options (each also ``app.config["AUPGUARD_<NAME>"]``): ``identify`` (a no-argument
     callable reading ``flask.request``; default: Flask-Login's ``current_user`` when
     installed), ``user_header`` (a trusted header; never by default), ``routes`` (paths or
-    ``"prefix*"`` to guard; default: every view), ``extract_prompt``, ``max_body_bytes``.
+    ``"prefix*"`` to guard; default: every view), ``extract_prompt``, ``max_body_bytes``,
+    ``anonymous_key`` (a no-argument callable: what an anonymous caller is rate-limited by
+    when ``[identity] require_account = false``; default: ``request.remote_addr``).
     Without ``safeguards``, the engine is built from ``AUPGUARD_POLICY`` (a TOML path or a
     mapping of tables) and ``AUPGUARD_STORE``.
     """
@@ -183,7 +186,7 @@ def _check_options(values: Mapping[str, Any]) -> None:
     size = values.get("max_body_bytes", 1)
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise TypeError(f"AUPGUARD_MAX_BODY_BYTES / max_body_bytes must be a positive integer, got {size!r}")
-    for name in ("identify", "extract_prompt"):
+    for name in ("identify", "extract_prompt", "anonymous_key"):
         if values.get(name) is not None and not callable(values[name]):
             raise TypeError(f"AUPGUARD_{name.upper()} / {name} must be callable")
     header = values.get("user_header")
@@ -314,7 +317,10 @@ def _before_request() -> None:
             raise SafeguardsRefusal.of(guard.refusal(user, surface, exc.kind, str(exc))) from None
         except _NoBody:
             pass
-    decision = guard.check(user, surface=surface, prompt=prompt)
+    key = None
+    if user is None:
+        key = options.anonymous_key() if options.anonymous_key is not None else req.remote_addr
+    decision = guard.check(user, surface=surface, prompt=prompt, client_key=key)
     if not decision.allowed:
         raise SafeguardsRefusal.of(decision)
     cleaned = decision.body

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from flask import Response
+
 from aupguard import Safeguards
 from aupguard.metrics import CONTENT_TYPE
-from flask import Response
 
 __all__ = ["metrics_view"]
 

@@ -25,13 +25,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from aupguard import Safeguards
-from aupguard.decision import error_body
+from aupguard.engine.prompt_policy import PromptRequest
+from aupguard.engine.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
 from aupguard.errors import ConfigurationError
 from aupguard.gateway.controls import check_body
 from aupguard.gateway.keys import GatewayKeys
 from aupguard.identity import HashedUser
-from aupguard.prompt_policy import PromptRequest
-from aupguard.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
+from aupguard.outcome import error_body
 from aupguard_asgi import SafeguardsMiddleware
 
 from .forward import Upstream

@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator, Iterable
 import aiohttp
 from yarl import URL
 
+from aupguard.errors import AupguardError
+
 __all__ = ["KEEPALIVE", "MAX_CONNECTIONS", "UpstreamClient", "UpstreamError", "UpstreamResponse", "UpstreamTimeout"]
 
 #: The most connections open to the upstream at once (a request beyond waits for one).
@@ -33,7 +35,7 @@ MAX_CONNECTIONS = 256
 KEEPALIVE = 15.0
 
 
-class UpstreamError(Exception):
+class UpstreamError(AupguardError):
     """The upstream could not be reached, or broke the protocol (the name of the cause is the message)."""
 
 

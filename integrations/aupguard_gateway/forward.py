@@ -3,7 +3,7 @@
 The guarded call (identify, gates, limits, prompt policy, moderation of every piece of the
 request) has run in ``SafeguardsMiddleware`` before :meth:`Upstream.messages` is reached; it
 finds the decision in the context variable the middleware set. What goes on is what was
-screened: the body the decision holds (:func:`aupguard.request_body.upstream_body`: cleaned
+screened: the body the decision holds (:func:`aupguard.engine.request_body.upstream_body`: cleaned
 of invisible characters; built from the decision where the prompt policy wrote the prompt),
 never the bytes the client sent. Here: ``metadata.user_id`` becomes the user's hash, the
 upstream key replaces the caller's gateway key, and the answer is passed on as it
@@ -13,7 +13,7 @@ closes the upstream stream, so the upstream stops generating.
 
 With ``[moderation] output = true`` the answer's text is moderated too: a whole JSON answer
 before it is passed on (a flagged one is replaced by the 403 refusal), a stream window by
-window as it passes (see :class:`aupguard.screening.OutputStream`), each event held until the
+window as it passes (see :class:`aupguard.engine.screening.OutputStream`), each event held until the
 window it completes is judged, and the rest once the text has ended, before the events that
 end the message. A flagged stream ends in an SSE ``error`` event instead, and the upstream
 stream is closed.
@@ -31,11 +31,11 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from aupguard import Safeguards
-from aupguard.answers import AnswerFacts, linkable_id, record_answer
-from aupguard.context import current_guarded
-from aupguard.decision import Decision, error_body
-from aupguard.request_body import BadBody, parse_json, upstream_body
-from aupguard.screening import OutputStream
+from aupguard.engine.answers import AnswerFacts, linkable_id, record_answer
+from aupguard.engine.context import current_guarded
+from aupguard.engine.request_body import BadBody, parse_json, upstream_body
+from aupguard.engine.screening import OutputStream
+from aupguard.outcome import Decision, error_body
 
 from .client import UpstreamClient, UpstreamError, UpstreamResponse, UpstreamTimeout
 

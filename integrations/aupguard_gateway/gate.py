@@ -22,11 +22,12 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aupguard import Safeguards
-from aupguard.decision import Decision, whole_seconds
+from aupguard.adapters.routes import route_path, squashed
+from aupguard.errors import AupguardError
 from aupguard.gateway.callers import BadKeyThrottle, RefusalSampler, arefuse_sampled
 from aupguard.gateway.controls import check_betas
 from aupguard.gateway.keys import GatewayKeys
-from aupguard.routes import route_path, squashed
+from aupguard.outcome import Decision, whole_seconds
 
 __all__ = ["USER", "KeyGate", "gateway_key"]
 
@@ -36,7 +37,7 @@ _NO_KEY = "A gateway key is required (x-api-key or Authorization: Bearer)."
 _BAD_KEY = "A valid gateway key is required."
 
 
-class AmbiguousKey(Exception):
+class AmbiguousKey(AupguardError):
     """The request names more than one key (two ``x-api-key`` headers, or ``x-api-key`` beside
     ``Authorization``): which one counts would be the proxy's guess, so none does."""
 
@@ -53,7 +54,7 @@ def gateway_key(headers: Any) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-class BodyTimeout(Exception):
+class BodyTimeout(AupguardError):
     """Raised into whoever reads the body once ``[gateway] body_timeout`` has passed."""
 
 

@@ -25,9 +25,9 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
 from aupguard import Decision, PromptRequest, Refused, Safeguards
-from aupguard.answers import linkable_id
-from aupguard.context import Guarded, reset_guarded, set_guarded
-from aupguard.request_body import BadBody, prompt_from_body
+from aupguard.engine.answers import linkable_id
+from aupguard.engine.context import Guarded, reset_guarded, set_guarded
+from aupguard.engine.request_body import BadBody, prompt_from_body
 
 from .messages import as_messages_body, prompts_body
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .decision import ERROR_STATUS, Decision, error_body
-from .engine import Safeguards
+from .engine.prompt_policy import Corpus, PromptRequest, ResolvedPrompt
+from .engine.safeguards import Safeguards
+from .engine.screening import OutputStream, Refused
+from .engine.user_actions import StrikeResult
 from .errors import (
     AupguardError,
     ConfigurationError,
@@ -17,11 +19,9 @@ from .errors import (
 from .identity import HashKey, Keyring, generate_key_entry
 from .ladder import Level, UserStatus
 from .moderation import ModerationResult, Moderator, ModeratorError, RulesModerator, Verdict
-from .policy import IdentityPolicy, LadderPolicy, LimitsPolicy, Policy, StoragePolicy, TermsPolicy
-from .prompt_policy import Corpus, PromptRequest, ResolvedPrompt
-from .screening import OutputStream, Refused
+from .outcome import ERROR_STATUS, Decision, error_body
+from .policy.config import IdentityPolicy, LadderPolicy, LimitsPolicy, Policy, StoragePolicy, TermsPolicy
 from .stores import AuditEvent, AuditRecord, ReviewItem, StrikeRecord
-from .user_actions import StrikeResult
 
 __all__ = [
     "ERROR_STATUS",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ArchiveError",
     "AupguardError",
     "ConfigurationError",
     "CountersUnavailable",
@@ -41,6 +42,16 @@ class InvalidUserId(AupguardError, ValueError):
 class StoreError(AupguardError):
     """The durable store failed or holds data this version cannot read. ``transient`` is
     True when retrying later may succeed (the server is down, the database locked)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class ArchiveError(AupguardError):
+    """The capture archive's object store refused or could not be reached. ``transient`` is
+    True when retrying later may succeed (the server is down or timed out). The message
+    never holds a credential."""
 
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)

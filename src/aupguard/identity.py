@@ -28,7 +28,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, hmac
 
 from .errors import ConfigurationError, InvalidUserId
-from .policy import IdentityPolicy
+from .policy.config import IdentityPolicy
 
 __all__ = [
     "MAX_USER_ID_LENGTH",

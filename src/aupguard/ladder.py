@@ -16,11 +16,11 @@ Rules (``[ladder]`` in the policy):
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from .durations import format_duration
-from .policy import LadderPolicy
+from .outcome import Level
+from .policy.config import LadderPolicy
 
 __all__ = [
     "Level",
@@ -33,13 +33,6 @@ __all__ = [
     "strikes_to_keep",
     "suspension_after_strike",
 ]
-
-
-class Level(enum.StrEnum):
-    OK = "ok"
-    WARNED = "warned"
-    THROTTLED = "throttled"
-    SUSPENDED = "suspended"
 
 
 @dataclass(frozen=True, slots=True)

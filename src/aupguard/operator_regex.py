@@ -38,6 +38,8 @@ from typing import Any
 import re2
 import regex
 
+from .errors import AupguardError
+
 __all__ = ["TIMEOUT", "OperatorRegex", "PatternTimeout", "compile_operator_regex", "fullmatch"]
 
 # Python's Unicode classes, spelled for RE2 (inside a [...] class: without the brackets)
@@ -55,7 +57,7 @@ _MIN_OMITTED = re.compile(r"\{,(\d*)\}")
 TIMEOUT = 0.01
 
 
-class PatternTimeout(Exception):
+class PatternTimeout(AupguardError):
     """A search on the backtracking engine ran past ``TIMEOUT``: the text was made to make
     the pattern backtrack. The rules moderator fails (``[moderation] fail`` applies); the
     prompt policy refuses the prompt."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from flask import Flask
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,7 +15,6 @@ from starlette.routing import Route
 from aupguard import Policy, Safeguards
 from aupguard_asgi import SafeguardsMiddleware
 from aupguard_flask import FlaskSafeguards
-from flask import Flask
 
 guard = Safeguards(Policy.from_toml(os.environ["AUPGUARD_POLICY"]))
 

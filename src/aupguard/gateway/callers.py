@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import limits
 from limits.strategies import MovingWindowRateLimiter
 
-from ..decision import ERROR_STATUS, Decision
+from ..counters.base import SweptMemoryStorage
 from ..ids import new_id
-from ..throttle import SweptMemoryStorage
+from ..outcome import ERROR_STATUS, Decision
 
 if TYPE_CHECKING:
-    from ..engine import Safeguards
+    from ..engine.safeguards import Safeguards
 
 __all__ = ["BadKeyThrottle", "RefusalSampler", "arefuse_sampled"]
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..gates import Refusal
-from ..policy_gateway import GatewayPolicy
+from ..outcome import Refusal
+from ..policy.gateway import GatewayPolicy
 
 __all__ = ["MESSAGES_FIELDS", "check_betas", "check_body"]
 

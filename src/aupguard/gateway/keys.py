@@ -30,7 +30,7 @@ from ..ids import new_id
 from ..stores.records import AuditEvent
 
 if TYPE_CHECKING:
-    from ..engine import Safeguards
+    from ..engine.safeguards import Safeguards
 
 __all__ = ["GatewayKeys", "IssuedKey", "KeyInfo"]
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ..errors import AupguardError
+
 __all__ = ["Moderator", "ModeratorError", "Verdict"]
 
 
@@ -33,7 +35,7 @@ class Verdict:
         return cls(False, (), moderator, "")
 
 
-class ModeratorError(Exception):
+class ModeratorError(AupguardError):
     """The moderator gave no usable verdict. The message names the moderator and the kind of
     failure (``timeout``, ``http 529``, ``unparseable answer``), never the text moderated."""
 

@@ -24,8 +24,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..policy_moderation import ACTIONS, ModerationPolicy
-from ..request_pieces import Piece
+from ..engine.request_pieces import Piece
+from ..policy.moderation import ACTIONS, ModerationPolicy
 from .base import Moderator, ModeratorError, Verdict
 from .units import Unit, screening_units
 

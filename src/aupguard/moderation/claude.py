@@ -38,10 +38,10 @@ from collections.abc import Mapping, Sequence
 import anthropic
 from anthropic.types import Message, MessageParam
 
-from aupguard.moderation.answers import category_key, only_json_object
-from aupguard.moderation.base import ModeratorError, Verdict
-from aupguard.moderation.categories import DEFAULT_CATEGORIES
-from aupguard.policy_moderators import ClaudeExample
+from ..policy.moderators import ClaudeExample
+from .answers import category_key, only_json_object
+from .base import ModeratorError, Verdict
+from .categories import DEFAULT_CATEGORIES
 
 __all__ = ["DEFAULT_CATEGORIES", "DEFAULT_MODEL", "ClaudeModerator"]
 

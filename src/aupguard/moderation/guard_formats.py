@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..policy_moderators import GUARD_FORMATS, SCORED_FORMATS
+from ..policy.moderators import GUARD_FORMATS, SCORED_FORMATS
 from .answers import category_key, only_json_object, strip_wrapping
 from .categories import DEFAULT_CATEGORIES
 

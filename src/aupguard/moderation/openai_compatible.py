@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aupguard.moderation.base import ModeratorError, Verdict
-from aupguard.moderation.http import JsonEndpoint
+from .base import ModeratorError, Verdict
+from .http import JsonEndpoint
 
 __all__ = ["OpenAICompatibleModerator"]
 

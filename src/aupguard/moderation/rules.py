@@ -15,7 +15,7 @@ import ahocorasick
 
 from ..normalize import normalize
 from ..operator_regex import PatternTimeout, compile_operator_regex
-from ..policy_moderation import RuleSpec
+from ..policy.moderation import RuleSpec
 from .base import ModeratorError, Verdict
 
 __all__ = ["RulesModerator"]

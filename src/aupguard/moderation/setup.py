@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from ..errors import ConfigurationError
-from ..policy_moderation import ACTIONS, ModerationPolicy
+from ..policy.moderation import ACTIONS, ModerationPolicy
 from .base import Moderator
 from .categories import DEFAULT_CATEGORIES
 from .chain import ModerationChain

@@ -21,8 +21,8 @@ from .filters import decode_cursor as decode_filtered_cursor
 from .filters import encode_cursor as encode_filtered_cursor
 
 if TYPE_CHECKING:
-    from ..capture import CapturedText
-    from ..engine import Safeguards
+    from ..capture.recorder import CapturedText
+    from ..engine.safeguards import Safeguards
 
 __all__ = [
     "BulkResult",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .queue import violation_rate
 
 if TYPE_CHECKING:
-    from ..engine import Safeguards
+    from ..engine.safeguards import Safeguards
     from ..stores.review_records import ViolationCount
 
 __all__ = ["REPORT_COLUMNS", "ViolationRow", "report_csv", "report_json", "violation_report"]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..decision import ANONYMOUS
 from ..ids import new_id
 from ..stores.records import ReviewItem
 
 if TYPE_CHECKING:
-    from ..decision import Decision
+    from ..outcome import Decision
 
 __all__ = ["SAMPLE_ACTION", "sample_item", "should_sample"]
 
@@ -21,7 +20,7 @@ def should_sample(decision: Decision, rate: float, draw: float) -> bool:
     """Whether this decision is sampled; ``draw`` is uniform in [0, 1)."""
     if rate <= 0.0 or not decision.allowed or decision.prompt is None or decision.moderation_pending:
         return False
-    if decision.user_hash is None or decision.user_hash == ANONYMOUS:
+    if decision.user_hash is None:
         return False
     if decision.moderation is not None and decision.moderation.flagged:  # already queued as a flag
         return False

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
 from .sql import SQLStore
-from .sqlite import SQLiteStore
+from .sqlite.store import SQLiteStore
 
 __all__ = [
     "AuditEvent",
@@ -50,7 +50,7 @@ def _sqlite(uri: str, options: Mapping[str, Any]) -> SQLStore:
 
 
 def _postgres(uri: str, options: Mapping[str, Any]) -> SQLStore:
-    from .postgres import PostgresStore
+    from .postgres.store import PostgresStore
 
     return PostgresStore(uri, **options)
 

@@ -1,7 +1,7 @@
 """What the SQL stores share: every query and the logic around it, written once.
 
-Subclasses (:class:`~aupguard.stores.sqlite.SQLStore`,
-:class:`~aupguard.stores.postgres.PostgresStore`) supply connections and transactions:
+Subclasses (:class:`~aupguard.stores.sqlite.store.SQLStore`,
+:class:`~aupguard.stores.postgres.store.PostgresStore`) supply connections and transactions:
 ``_read(fn)`` runs ``fn(conn)`` outside a transaction, ``_write(fn, user_hash=...)`` inside
 one that serialises changes to that user, ``_write_audit(fn)`` inside one on the audit
 writer's connection. Queries use ``?`` placeholders; ``_q`` turns them into the driver's.
@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 
 from ..ladder import UserState
 from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
-from .sql_capture import CaptureTables
-from .sql_gateway import GatewayKeyTables
-from .sql_review import ReviewTables
+from .tables.capture import CaptureTables
+from .tables.capture_archive import CaptureArchiveTables
+from .tables.gateway import GatewayKeyTables
+from .tables.review import ReviewTables
 
 __all__ = ["AuditOp", "SQLStore"]
 
@@ -50,7 +51,7 @@ _READ_COLUMNS = _DECISION_COLUMNS + ", model, input_tokens, output_tokens"
 _STRIKE_COLUMNS = "id, user_hash, at, reason, category, source, actor, voided_at, void_reason"
 
 
-class SQLStore(CaptureTables, ReviewTables, GatewayKeyTables):
+class SQLStore(CaptureTables, CaptureArchiveTables, ReviewTables, GatewayKeyTables):
     """The durable records of one deployment: users, strikes, events, decisions, the review
     queue, captured text and the change feed other processes poll."""
 

@@ -1,0 +1,3 @@
+"""The audit log: the writer (bounded queue, group commit), its operations, the spill file."""
+
+__all__: list[str] = []

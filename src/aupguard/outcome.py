@@ -1,0 +1,140 @@
+"""The outcome of one guarded call, and how adapters render it.
+
+Errors use Anthropic's error shape: ``{"type": "error", "error": {"type": kind, "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .moderation.chain import ModerationResult
+    from .prompts import ResolvedPrompt
+
+__all__ = ["ERROR_STATUS", "Decision", "ErrorKind", "Level", "Refusal", "error_body", "whole_seconds"]
+
+
+class Level(StrEnum):
+    """A user's rung on the escalation ladder."""
+
+    OK = "ok"
+    WARNED = "warned"
+    THROTTLED = "throttled"
+    SUSPENDED = "suspended"
+
+
+class ErrorKind(StrEnum):
+    """Every error kind aupguard returns (the ``error.type`` of the body), with its HTTP status."""
+
+    status: int
+
+    def __new__(cls, value: str, status: int) -> ErrorKind:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.status = status
+        return member
+
+    INVALID_REQUEST = ("invalid_request_error", 400)
+    AUTHENTICATION_REQUIRED = ("authentication_required", 401)
+    TERMS_NOT_ACCEPTED = ("terms_not_accepted", 403)
+    USER_SUSPENDED = ("user_suspended", 403)
+    PROMPT_NOT_ALLOWED = ("prompt_not_allowed", 403)
+    CONTENT_FLAGGED = ("content_flagged", 403)
+    PERMISSION = ("permission_error", 403)  # the gateway's operator does not allow what was asked
+    REQUEST_TIMEOUT = ("request_timeout", 408)  # the request body did not arrive in time
+    REQUEST_TOO_LARGE = ("request_too_large", 413)
+    RATE_LIMITED = ("rate_limited", 429)
+    SAFEGUARDS_UNAVAILABLE = ("safeguards_unavailable", 503)
+
+
+#: Every error kind aupguard returns, with its HTTP status (``ErrorKind`` as a plain mapping).
+ERROR_STATUS: dict[str, int] = {kind.value: kind.status for kind in ErrorKind}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a step refused a call: the error kind (an ``ErrorKind`` value), the message for the
+    client, and the seconds after which a retry may succeed."""
+
+    error: str
+    message: str
+    retry_after: int | None = None
+
+
+def error_body(kind: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+class Decision(NamedTuple):
+    """Allowed or not, and everything an adapter needs to answer the client.
+
+    ``reset_after`` and ``retry_after`` are whole seconds from the moment of the decision.
+    (A named tuple: immutable, and several times cheaper to make than a frozen dataclass on
+    the hot path.)
+    """
+
+    request_id: str
+    allowed: bool
+    status: int = 200
+    error: str | None = None
+    message: str = ""
+    user_hash: str | None = None
+    level: Level | None = None
+    limit: int | None = None
+    remaining: int | None = None
+    reset_after: int | None = None
+    retry_after: int | None = None
+    warning: str | None = None
+    reasons: tuple[str, ...] = ()  # text-free reasons recorded in the audit log
+    #: the key an anonymous call was counted under (the keyed hash of its client key); None
+    #: for a user's call, which is counted under its user hash
+    anonymous_key: str | None = None
+    prompt: ResolvedPrompt | None = None  # the prompt to send to Claude, when one was screened
+    moderation: ModerationResult | None = None
+    moderation_pending: bool = False  # parallel mode: screen() must still run before answering
+
+    def with_prompt(
+        self, prompt: ResolvedPrompt | None, moderation: ModerationResult | None, pending: bool
+    ) -> Decision:
+        """This decision with its screened prompt, moderation result and pending flag (the
+        last three fields): what ``_replace`` does, several times faster on the hot path."""
+        return Decision(*self[:14], prompt, moderation, pending)
+
+    @property
+    def body(self) -> Mapping[str, Any] | None:
+        """The request body as it was screened, every piece of text cleaned of invisible
+        characters: what the app may send on (None when the call had no body)."""
+        return None if self.prompt is None else self.prompt.body
+
+    def error_body(self) -> dict[str, Any]:
+        """The JSON body for a refused call (Anthropic's error shape)."""
+        if self.allowed or self.error is None:
+            raise ValueError("an allowed decision has no error body")
+        return error_body(self.error, self.message)
+
+    def headers(self) -> dict[str, str]:
+        """``RateLimit-*`` (IETF draft, delta seconds), ``Retry-After`` and the warning header."""
+        out: dict[str, str] = {}
+        if self.limit is not None:
+            out["RateLimit-Limit"] = str(self.limit)
+            out["RateLimit-Remaining"] = str(self.remaining or 0)
+            out["RateLimit-Reset"] = str(self.reset_after or 0)
+        if self.retry_after is not None:
+            out["Retry-After"] = str(self.retry_after)
+        if self.warning is not None:
+            out["Aupguard-Warning"] = self.warning
+        out["Aupguard-Request-Id"] = self.request_id
+        return out
+
+
+# ``with_prompt`` copies by position: the screened fields must stay the last three
+assert Decision._fields[14:] == ("prompt", "moderation", "moderation_pending")
+
+
+def whole_seconds(seconds: float) -> int:
+    """Seconds rounded up, at least 1: what ``Retry-After`` should say."""
+    return max(1, math.ceil(seconds - 1e-9))

@@ -1,0 +1,3 @@
+"""The PostgreSQL store (``postgresql://...``) and its schema."""
+
+__all__: list[str] = []

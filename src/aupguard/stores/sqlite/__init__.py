@@ -1,0 +1,3 @@
+"""The embedded SQLite store (``sqlite:///path``, the default) and its schema."""
+
+__all__: list[str] = []

@@ -1,0 +1,161 @@
+"""The SQLite schema and its migrations. ``aupguard_meta.schema_version`` says which ran."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ...errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: users, strikes ledger, state-change events, decision records, change feed
+    """
+    CREATE TABLE users (
+        user_hash TEXT PRIMARY KEY,
+        terms_version TEXT, terms_at REAL,
+        suspended INTEGER NOT NULL DEFAULT 0, suspended_until REAL, suspend_reason TEXT,
+        suspend_auto INTEGER NOT NULL DEFAULT 0,
+        reset_at REAL
+    );
+    CREATE TABLE strikes (
+        id TEXT PRIMARY KEY, user_hash TEXT NOT NULL, at REAL NOT NULL,
+        reason TEXT NOT NULL, category TEXT NOT NULL, source TEXT NOT NULL, actor TEXT NOT NULL,
+        voided_at REAL, void_reason TEXT
+    );
+    CREATE INDEX strikes_by_user ON strikes (user_hash, at);
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY, at REAL NOT NULL, user_hash TEXT, action TEXT NOT NULL,
+        actor TEXT NOT NULL, reason TEXT NOT NULL, details TEXT NOT NULL
+    );
+    CREATE INDEX events_by_user ON events (user_hash, at);
+    CREATE TABLE decisions (
+        request_id TEXT PRIMARY KEY, at REAL NOT NULL, user_hash TEXT, surface TEXT NOT NULL,
+        outcome TEXT NOT NULL, status INTEGER NOT NULL, level TEXT, reasons TEXT NOT NULL,
+        anthropic_request_id TEXT, message_id TEXT
+    );
+    CREATE INDEX decisions_by_user ON decisions (user_hash, at);
+    CREATE INDEX decisions_by_anthropic_id ON decisions (anthropic_request_id);
+    CREATE INDEX decisions_by_message_id ON decisions (message_id);
+    CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, user_hash TEXT NOT NULL, at REAL NOT NULL);
+    """,
+    # 2: the review queue (items from flagged prompts; the console works them)
+    """
+    CREATE TABLE review_items (
+        id TEXT PRIMARY KEY, at REAL NOT NULL, user_hash TEXT NOT NULL, request_id TEXT,
+        strike_id TEXT, action TEXT NOT NULL, categories TEXT NOT NULL, moderators TEXT NOT NULL,
+        explanation TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open'
+    );
+    CREATE INDEX review_items_by_status ON review_items (status, at);
+    CREATE INDEX review_items_by_user ON review_items (user_hash, at);
+    """,
+    # 3: captured prompts and completions, encrypted with per-user data keys
+    """
+    CREATE TABLE capture_keys (
+        user_hash TEXT PRIMARY KEY, master_kid TEXT NOT NULL, nonce BLOB NOT NULL, wrapped BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE captures (
+        request_id TEXT NOT NULL, kind TEXT NOT NULL, user_hash TEXT NOT NULL, at REAL NOT NULL,
+        nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, PRIMARY KEY (request_id, kind, nonce)
+    );
+    CREATE INDEX captures_by_time ON captures (at);
+    CREATE INDEX captures_by_user ON captures (user_hash, at);
+    """,
+    # 4: the model and token usage of the (latest) Claude call linked to a record, and every
+    # Claude call of a guarded request in its own table (an agent makes several)
+    """
+    ALTER TABLE decisions ADD COLUMN model TEXT;
+    ALTER TABLE decisions ADD COLUMN input_tokens INTEGER;
+    ALTER TABLE decisions ADD COLUMN output_tokens INTEGER;
+    CREATE TABLE claude_calls (
+        request_id TEXT NOT NULL, call_key TEXT NOT NULL, anthropic_request_id TEXT, message_id TEXT,
+        model TEXT, input_tokens INTEGER, output_tokens INTEGER, PRIMARY KEY (request_id, call_key)
+    );
+    CREATE INDEX claude_calls_by_anthropic_id ON claude_calls (anthropic_request_id);
+    CREATE INDEX claude_calls_by_message_id ON claude_calls (message_id);
+    """,
+    # 5: human review: claims (with expiry) and resolutions on items, reviewer accounts
+    # (scrypt hashes), console sessions, notes, the console's signing secret; indexes for
+    # the queue's keyset pages and the violation-rate report
+    """
+    ALTER TABLE review_items ADD COLUMN claimed_by TEXT;
+    ALTER TABLE review_items ADD COLUMN claim_expires REAL;
+    ALTER TABLE review_items ADD COLUMN resolved_by TEXT;
+    ALTER TABLE review_items ADD COLUMN resolved_at REAL;
+    CREATE INDEX review_items_queue ON review_items (status, at, id);
+    CREATE INDEX decisions_by_time ON decisions (at, user_hash);
+    CREATE TABLE reviewers (
+        name TEXT PRIMARY KEY, salt BLOB NOT NULL, password_hash BLOB NOT NULL, params TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE review_sessions (
+        id TEXT PRIMARY KEY, reviewer TEXT, csrf TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL
+    );
+    CREATE INDEX review_sessions_by_expiry ON review_sessions (expires_at);
+    CREATE TABLE review_notes (
+        id TEXT PRIMARY KEY, at REAL NOT NULL, user_hash TEXT NOT NULL, item_id TEXT, author TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX review_notes_by_user ON review_notes (user_hash, at);
+    CREATE INDEX review_notes_by_item ON review_notes (item_id, at);
+    CREATE TABLE review_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 6: gateway keys (``aupguard gateway-keys``): the SHA-256 of each key, never the key itself
+    """
+    CREATE TABLE gateway_keys (
+        key_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, user_hash TEXT NOT NULL, created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE INDEX gateway_keys_by_user ON gateway_keys (user_hash, created_at);
+    """,
+    # 7: the archive of captures to object storage (``aupguard capture archive``): each capture
+    # row names the archive part that claimed it; a part is leased by one run until it is done
+    """
+    ALTER TABLE captures ADD COLUMN archive_part TEXT;
+    CREATE INDEX captures_by_archive_part ON captures (archive_part, at);
+    CREATE TABLE capture_archive_parts (
+        part_id TEXT PRIMARY KEY, destination TEXT NOT NULL, day TEXT NOT NULL, part INTEGER NOT NULL,
+        object_key TEXT NOT NULL, owner TEXT NOT NULL, lease_until REAL NOT NULL, done_at REAL,
+        captures INTEGER, sha256 TEXT, size INTEGER, key_ids TEXT, UNIQUE (destination, day, part)
+    );
+    CREATE INDEX capture_archive_parts_by_destination ON capture_archive_parts (destination, done_at);
+    """,
+    # 8: the review queue's priority order (block, review, others, sample; then oldest) and
+    # its search by request and strike id (aupguard.stores.tables.queue)
+    """
+    CREATE INDEX review_items_priority ON review_items
+        (status, (CASE action WHEN 'block' THEN 0 WHEN 'review' THEN 1 WHEN 'sample' THEN 3 ELSE 2 END), at, id);
+    CREATE INDEX review_items_by_request ON review_items (request_id);
+    CREATE INDEX review_items_by_strike ON review_items (strike_id);
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to :data:`SCHEMA_VERSION`; return the version found before."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS aupguard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM aupguard_meta WHERE key = 'schema_version'").fetchone()
+        found = int(row[0]) if row else 0
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"store schema version {found} is newer than this aupguard understands "
+                f"({SCHEMA_VERSION}); upgrade aupguard"
+            )
+        for script in _MIGRATIONS[found:]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(
+            "INSERT INTO aupguard_meta (key, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found

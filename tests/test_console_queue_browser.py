@@ -79,7 +79,7 @@ def test_blur_reveal_shortcuts_and_decide_and_next(browser: Browser, site: str, 
     page.keyboard.press("v")  # reveal the current row only
     assert snippet.evaluate("e => getComputedStyle(e).filter") == "none"
     assert "blur" in page.locator("td.snippet .sensitive").nth(1).evaluate("e => getComputedStyle(e).filter")
-    shot(page, "console-queue.png")
+    shot(page, "console-queue-revealed.png")
     page.keyboard.press("?")
     assert page.locator("#shortcuts").is_visible()
     page.keyboard.press("?")
@@ -104,7 +104,7 @@ def test_blur_reveal_shortcuts_and_decide_and_next(browser: Browser, site: str, 
     page.get_by_text("You hold this item until").wait_for()  # the next one is claimed for dana
     (alice,) = guard.store.user_queue_entries(guard.hash_user("alice"))
     assert alice.item.status == "confirmed" and alice.resolved_by == "dana"
-    shot(page, "console-item.png")
+    shot(page, "console-item-next.png")
     # a reason is required by the server too, not only by the browser
     page.evaluate("document.getElementById('dismiss-reason').removeAttribute('required')")
     page.get_by_role("button", name="Dismiss", exact=True).click()
@@ -123,7 +123,7 @@ def test_the_report_confirms_with_a_reason(browser: Browser, site: str, guard: S
     with page.expect_navigation():
         page.get_by_role("button", name="Show").click()
     assert "window=7d" in page.url
-    shot(page, "console-report.png")
+    shot(page, "console-report-window.png")
     mallory = guard.hash_user("mallory")
     page.get_by_role("link", name=f"Suspend {mallory[:16]} for 7 days…").click()
     assert page.get_by_role("heading", name="Suspend this user for 7 days?").count() == 1

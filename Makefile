@@ -54,7 +54,7 @@ audit: $(STAMP)
 
 # 20,000 cases per target (ASGI, Flask, gateway, policy, CLI): 100,000 in all, about half an hour
 fuzz: $(STAMP)
-	AUPGUARD_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py
+	AUPGUARD_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -s -p no:cacheprovider tests/system/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .aupguard site

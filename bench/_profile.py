@@ -24,7 +24,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _load import drive
@@ -83,11 +82,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--raw", type=Path, help="also keep py-spy's raw samples here")
     args = parser.parse_args()
-    from tests.fakes.messages_double import MessagesDouble
-    from tests.fakes.scripting import Reply
-
     from aupguard import Keyring, Policy, Safeguards
     from aupguard.gateway import GatewayKeys
+    from aupguard.testing import MessagesDouble, Reply
 
     double = MessagesDouble().start()
     double.messages.responder = lambda request: Reply(text="ok")

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # free ports come from the tests' helpers
-from tests.fakes.servers import free_port, wait_port
+from aupguard.testing import free_port, wait_port
 
 __all__ = [
     "RULES",

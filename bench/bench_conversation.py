@@ -42,19 +42,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test double lives in tests/fakes
-
-from tests.fakes.messages_double import MessagesDouble
-from tests.fakes.scripting import MODERATIONS_PATH
 
 from aupguard import Decision, Keyring, Policy, Safeguards, generate_key_entry
 from aupguard.engine.prompt_policy import PromptRequest
 from aupguard.engine.request_body import prompt_from_body
 from aupguard.moderation.openai_compatible import OpenAICompatibleModerator
 from aupguard.moderation.units import screening_units
+from aupguard.testing import MODERATIONS_PATH, MessagesDouble
 
 __all__ = ["SCOPES", "TURNS", "USER", "Engines", "conversation", "main", "messages_body", "rules_policy"]
 

@@ -2,7 +2,7 @@
 request sent straight to the upstream; and (``--throughput``) requests per second and
 latency under load, against the upstream alone and a bare pass-through proxy.
 
-The upstream is the local Messages-API double (tests/fakes) on 127.0.0.1; the gateway is the
+The upstream is the local Messages-API double (tests/support) on 127.0.0.1; the gateway is the
 real command, ``aupguard gateway --upstream <double>``, in its own process (uvicorn, embedded
 defaults: SQLite store, memory counters, one gateway key, 50 ``[[moderation.rules]]``
 keywords, ``mode = "before"``). One keep-alive ``httpx`` client sends
@@ -44,17 +44,13 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test double lives in tests/fakes
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the load generator and the servers of bench/
-
-from tests.fakes.messages_double import MessagesDouble
-from tests.fakes.scripting import Reply
-from tests.fakes.servers import free_port
 
 from _load import Load, drive
 from _servers import hash_key, policy_file, serve_gateway, wait_port
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
 from aupguard.gateway import GatewayKeys
+from aupguard.testing import MessagesDouble, Reply, free_port
 
 __all__ = ["main"]
 
@@ -146,7 +142,7 @@ def ttfb(n: int) -> int:
 @contextlib.contextmanager
 def serve_floor(upstream: str) -> Iterator[int]:
     """``bench/_passthrough.py`` under uvicorn (one process, uvicorn's defaults, as the gateway)."""
-    from tests.fakes.servers import free_port
+    from aupguard.testing import free_port
 
     port = free_port()
     env = {**os.environ, "UPSTREAM": upstream, "PYTHONPATH": str(BENCH)}
@@ -171,8 +167,7 @@ def _driven(port: int, clients: int, seconds: float, keys: str) -> Load:
 
 
 def throughput(seconds: float, rounds: int, workers: int) -> int:
-    from tests.fakes.messages_double import MessagesDouble
-    from tests.fakes.scripting import Reply
+    from aupguard.testing import MessagesDouble, Reply
 
     double = MessagesDouble().start()
     double.messages.responder = lambda request: Reply(text="ok")

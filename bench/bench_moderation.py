@@ -19,14 +19,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test double lives in tests/fakes
-
-from tests.fakes.messages_double import MessagesDouble
-from tests.fakes.scripting import RecordedRequest, Reply
 
 from aupguard import Keyring, Policy, ResolvedPrompt, Safeguards, generate_key_entry
+from aupguard.testing import MessagesDouble, RecordedRequest, Reply
 
 __all__ = ["main"]
 

@@ -33,8 +33,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from _load import Load, drive
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the Messages-API double lives in tests/fakes
 from _servers import Database, hash_key, own_redis, policy_file, serve_app, serve_gateway
 
 __all__ = ["main"]
@@ -78,11 +76,9 @@ def _soak(name: str, seconds: float, baseline: float, rate: float) -> bool:
 def _gateway(seconds: float, baseline: float, rate: float, workers: int) -> tuple[Load, Load, Load, int, int]:
     """``aupguard gateway`` (one process on SQLite, or ``workers`` on PostgreSQL + Redis) in front
     of the Messages-API double at ``rate``; the baseline is the same calls sent straight to the double."""
-    from tests.fakes.messages_double import MessagesDouble
-    from tests.fakes.scripting import Reply
-
     from aupguard import Keyring, Policy, Safeguards
     from aupguard.gateway import GatewayKeys
+    from aupguard.testing import MessagesDouble, Reply
 
     double = MessagesDouble().start()
     double.messages.responder = lambda request: Reply(text="ok")

@@ -11,23 +11,28 @@ from typing import Any
 import pytest
 
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
-from tests.fakes.fixtures import messages_double  # noqa: F401 - the Messages-API double, for every test
-from tests.fakes.s3_server import s3, s3_endpoint  # noqa: F401 - a real S3-compatible server (moto)
-from tests.fakes.servers import own_postgres, own_redis, pg_url, redis_url  # noqa: F401 - real servers
+from aupguard.testing import Clock
+from tests.support.fixtures import messages_double  # noqa: F401 - the Messages-API double, for every test
+from tests.support.s3_server import s3, s3_endpoint  # noqa: F401 - a real S3-compatible server (moto)
+from tests.support.servers import own_postgres, own_redis, pg_url, redis_url  # noqa: F401 - real servers
 
-T0 = 1_800_000_000.0  # a fixed start for simulated time
 DAY = 86_400.0
 
+# A test that asks for one of these fixtures needs the service: it gets the marker, so
+# `pytest -m "not redis and not postgres and not browser"` runs where those servers are not installed.
+SERVICE_FIXTURES = {
+    "redis": {"redis_url", "own_redis"},
+    "postgres": {"pg_url", "own_postgres"},
+    "browser": {"browser"},  # the Playwright browser fixture of the console's browser tests
+}
 
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
 
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in SERVICE_FIXTURES.items():
+            if used & fixtures:
+                item.add_marker(marker)
 
 
 @pytest.fixture(autouse=True)

@@ -15,9 +15,8 @@ from starlette.testclient import TestClient
 from aupguard import Safeguards
 from aupguard_asgi import SafeguardsMiddleware, metrics_app
 from aupguard_flask import FlaskSafeguards, metrics_view
-
-from .conftest import MakeGuard
-from .fakes.servers import RedisServer
+from tests.conftest import MakeGuard
+from tests.support.servers import RedisServer
 
 RULES = [{"category": "weapons", "action": "block", "keywords": ["nerve agent synthesis"]}]
 POLICY = {"moderation": {"rules": RULES}, "limits": {"default": "3/minute"}}

@@ -17,17 +17,28 @@ import contextlib
 import inspect
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from starlette.requests import Request
 
 from aupguard import Decision, PromptRequest, Safeguards
-from aupguard.adapters.routes import RouteSet, squashed
+from aupguard.adapters.body import (
+    BODY_METHODS,
+    TooLarge,
+    declared_length,
+    declares_body,
+    is_preflight,
+    read_body,
+    refuse_form,
+    too_large_message,
+)
+from aupguard.adapters.identity import BadIdentity, identify_failed, user_from_header
+from aupguard.adapters.lifecycle import GuardedContext
+from aupguard.adapters.routes import RouteSet, route_set, squashed
 from aupguard.adapters.routes import route_path as _route_path
-from aupguard.engine.context import Guarded, reset_guarded, set_guarded
-from aupguard.engine.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
+from aupguard.adapters.surfaces import surface_name
+from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
 
 __all__ = ["SafeguardsMiddleware", "route_path"]
 
@@ -40,12 +51,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Identify = Callable[[Request], "str | Awaitable[str | None] | None"]
 ExtractPrompt = Callable[[dict[str, Any]], "PromptRequest | str | None"]
-
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-class _BadIdentity(Exception):
-    """The request carries a user id that cannot be one; the message is safe to show."""
 
 
 class _NoBody(Exception):
@@ -93,11 +98,9 @@ class SafeguardsMiddleware:
         self._user_header = user_header.lower().encode("latin-1") if user_header else None
         self._extract = extract_prompt or prompt_from_body
         self._max_body = max_body_bytes
-        if isinstance(routes, str):
-            raise TypeError("routes takes a list of paths (or a predicate), not one string")
         self._guard_all = routes is None
         self._predicate = routes if callable(routes) else None
-        self._routes = RouteSet([] if routes is None or callable(routes) else routes)
+        self._routes = (None if callable(routes) else route_set(routes)) or RouteSet(())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -148,9 +151,9 @@ class SafeguardsMiddleware:
             for name, value in scope.get("headers", ()):
                 if name == self._user_header:
                     if sent is not None:  # behind a proxy that appends, the first may be the client's
-                        raise _BadIdentity("the user id header is sent more than once")
+                        raise BadIdentity("the user id header is sent more than once")
                     sent = bytes(value)
-            return None if sent is None else _header_user(sent)
+            return None if sent is None else user_from_header(sent)
         return None
 
     def surface_of(self, scope: Scope) -> str:
@@ -158,7 +161,7 @@ class SafeguardsMiddleware:
         point, repeated or trailing slashes), without control characters, cut to 200
         characters. (Paths that carry ids or emails put them in the log: keep ids in the
         body.)"""
-        return _surface(squashed(route_path(scope)))
+        return surface_name(squashed(route_path(scope)))
 
 
 class _GuardedCall:
@@ -180,11 +183,10 @@ class _GuardedCall:
         surface = self.mw.surface_of(scope)
         try:
             user = await self.mw.identify(scope, self.receive)
-        except _BadIdentity as exc:
+        except BadIdentity as exc:
             return await self._refuse(await guard.arefusal(None, surface, "invalid_request_error", str(exc)))
         except Exception as exc:  # the app's identify failed: its bug, logged without its message
-            log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
-            return await self._refuse(_internal_error())
+            return await self._refuse(identify_failed(log, surface, exc))
         if user is None and guard.policy.identity.require_account:  # 401 before any body is read
             return await self._refuse(await guard.acheck(None, surface=surface))
         prompt: PromptRequest | str | None = None
@@ -199,14 +201,15 @@ class _GuardedCall:
                 return
             if not self.body and scope["method"] not in BODY_METHODS:  # a GET without a body: no prompt
                 raise _NoBody
-            _refuse_forms(scope)
+            for name, value in scope.get("headers", ()):  # every Content-Type: frameworks differ on which counts
+                if name == b"content-type":
+                    refuse_form(value)
             if len(self.body) > _OFF_LOOP:  # a large body is read in a thread: the loop serves others
                 parsed, prompt = await asyncio.to_thread(self._read, self.body)
             else:
                 parsed, prompt = self._read(self.body)
         except TooLarge:
-            limit = self.mw._max_body
-            message = f"The request body is larger than {limit} bytes."
+            message = too_large_message(self.mw._max_body)
             return await self._refuse(await guard.arefusal(user, surface, "request_too_large", message))
         except BadBody as exc:
             return await self._refuse(await guard.arefusal(user, surface, exc.kind, str(exc)))
@@ -223,16 +226,14 @@ class _GuardedCall:
             scope = self.scope = _with_length(scope, len(self.body))
         self.extra_headers = _header_list(decision)
         self.warning = decision.warning
-        guarded = Guarded(user, decision)
-        token = set_guarded(guarded)
+        context = GuardedContext(user, decision)
         try:
             if decision.moderation_pending:
                 await self._run_parallel(decision, receive)
             else:
                 await self.mw.app(scope, receive, self._send)
         finally:
-            guarded.ended = True  # tasks the app started keep a copy of the context
-            reset_guarded(token)
+            context.end()  # tasks the app started keep a copy of the context: they see it ended
 
     def _read(self, body: bytes) -> tuple[dict[str, Any], PromptRequest | str | None]:
         parsed = parse_json(body)
@@ -301,16 +302,6 @@ def route_path(scope: Scope) -> str:
     return _route_path(scope.get("path", "") or "/", scope.get("root_path", ""))
 
 
-def _header_user(value: bytes) -> str | None:
-    try:
-        user = value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _BadIdentity("the user id header is not valid UTF-8") from None
-    if "," in user:  # what a proxy or a WSGI server makes of two values: never pick one
-        raise _BadIdentity("the user id header holds more than one value (a comma)")
-    return user or None
-
-
 def _header_list(decision: Decision) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1", "replace")) for k, v in decision.headers().items()]
 
@@ -347,43 +338,12 @@ def _with_length(scope: Scope, length: int) -> Scope:
     return {**scope, "headers": [*headers, (b"content-length", str(length).encode())]}
 
 
-_FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 _OFF_LOOP = 256 * 1024  # bytes of body above which parsing and reading it run off the event loop
 
 
-def _refuse_forms(scope: Scope) -> None:
-    """A body the app's framework would read as a form is not screened as one: refused, so a
-    body valid both as JSON and as a form cannot hand the app unscreened, decoded fields."""
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type" and bytes(value).split(b";")[0].strip().lower() in _FORMS:
-            raise BadBody("a guarded request's body must be JSON (Content-Type: application/json), not a form")
-
-
 def _is_preflight(scope: Scope) -> bool:
-    """A CORS preflight: ``Access-Control-Request-Method`` and no body declared (another
-    ``OPTIONS`` is guarded, its body read like any other)."""
-    asked = False
-    for name, value in scope.get("headers", ()):
-        if name == b"transfer-encoding" or (name == b"content-length" and bytes(value).strip() not in (b"0", b"")):
-            return False
-        asked = asked or name == b"access-control-request-method"
-    return asked
-
-
-_SURFACES: dict[str, str] = {}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _surface(path: str) -> str:
-    surface = _SURFACES.get(path)
-    if surface is None:
-        surface = _CONTROL.sub("", path[:200].encode("utf-8", "replace").decode("utf-8")) or "/"
-        if len(_SURFACES) < 4096:
-            _SURFACES[path] = surface
-    return surface
-
-
-def _internal_error() -> Decision:
-    from aupguard.ids import new_id
-
-    return Decision(new_id(), False, 500, "api_error", "The service failed to identify the caller.")
+    headers = scope.get("headers", ())
+    chunked = any(name == b"transfer-encoding" for name, _ in headers)
+    declared = any(name == b"content-length" and declares_body(value, False) for name, value in headers)
+    asks = any(name == b"access-control-request-method" for name, _ in headers)
+    return is_preflight(scope["method"], asks, declared or chunked)

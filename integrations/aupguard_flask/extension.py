@@ -21,10 +21,13 @@ from flask import Flask, Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
-from aupguard.adapters.routes import RouteSet
-from aupguard.engine.context import Guarded, register_lookup, reset_guarded, set_guarded
+from aupguard.adapters.body import BODY_METHODS, declares_body, is_preflight, refuse_form, too_large_message
+from aupguard.adapters.identity import BadIdentity, identify_failed, user_from_header
+from aupguard.adapters.lifecycle import GuardedContext
+from aupguard.adapters.routes import RouteSet, route_set
+from aupguard.adapters.surfaces import surface_name
+from aupguard.engine.context import Guarded, register_lookup
 from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
-from aupguard.ids import new_id
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
 
@@ -33,7 +36,6 @@ log = logging.getLogger("aupguard.flask")
 F = TypeVar("F", bound=Callable[..., Any])
 Identify = Callable[[], "str | None"]
 ExtractPrompt = Callable[[dict[str, Any]], "PromptRequest | str | None"]
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _MARK = "__aupguard__"
 
 
@@ -90,20 +92,13 @@ class _AppState:
     options: Options
     by_endpoint: dict[str | None, Options | object | None] = field(default_factory=dict)
     routes: RouteSet = field(default_factory=lambda: RouteSet(()))
-    surfaces: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.routes = RouteSet(self.options.routes or ())
 
     def surface_of(self, req: Request) -> str:
-        """The audit log's name for the view: its URL rule (the path without one), cut to 200."""
-        rule = req.url_rule.rule if req.url_rule is not None else req.path
-        surface = self.surfaces.get(rule)
-        if surface is None:
-            surface = rule[:200]
-            if len(self.surfaces) < 4096:
-                self.surfaces[rule] = surface
-        return surface
+        """The audit log's name for the view: its URL rule (the path without one)."""
+        return surface_name(req.url_rule.rule if req.url_rule is not None else req.path)
 
 
 class FlaskSafeguards:
@@ -180,9 +175,7 @@ class FlaskSafeguards:
 
 def _check_options(values: Mapping[str, Any]) -> None:
     """Options from app.config are checked here, with errors that name the key."""
-    routes = values.get("routes")
-    if isinstance(routes, str) or (routes is not None and not all(isinstance(r, str) for r in routes)):
-        raise TypeError("AUPGUARD_ROUTES / routes takes a list of paths, not one string")
+    route_set(values.get("routes"), "AUPGUARD_ROUTES / routes")
     size = values.get("max_body_bytes", 1)
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise TypeError(f"AUPGUARD_MAX_BODY_BYTES / max_body_bytes must be a positive integer, got {size!r}")
@@ -249,14 +242,8 @@ def _identify(app: Flask, req: Request, options: Options) -> str | None:
             return str(current_user.get_id())
     if options.user_header:
         value: str | None = req.environ.get(_environ_key(options.user_header))
-        if value is not None and "," in value:  # WSGI servers join a repeated header with ","
-            raise _BadIdentity("the user id header holds more than one value (sent twice, or a comma)")
-        return value or None
+        return None if value is None else user_from_header(value)  # WSGI servers join a repeated header with ","
     return None
-
-
-class _BadIdentity(Exception):
-    """The request carries a user id that cannot be one; the message is safe to show."""
 
 
 def _environ_key(header: str) -> str:
@@ -273,9 +260,8 @@ _ENVIRON_KEYS: dict[str, str] = {}
 
 def _before_request() -> None:
     req: Request = request._get_current_object()  # type: ignore[attr-defined]  # one lookup, not one per use
-    if req.method == "OPTIONS" and not _declares_body(req) and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in req.environ:
+    if is_preflight(req.method, "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in req.environ, _declares_body(req)):
         return  # a CORS preflight: no prompt, no credentials
-        return
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     state: _AppState = app.extensions["aupguard"]
     options = _view_options(app, state, req)
@@ -285,13 +271,10 @@ def _before_request() -> None:
     surface = options.surface or state.surface_of(req)
     try:
         user = _identify(app, req, options)
-    except _BadIdentity as exc:
+    except BadIdentity as exc:
         raise SafeguardsRefusal.of(guard.refusal(None, surface, "invalid_request_error", str(exc))) from None
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
-        log.error("identify failed on %s: %s", surface, exc.__class__.__name__)
-        raise SafeguardsRefusal.of(
-            Decision(new_id(), False, 500, "api_error", "The service failed to identify the caller.")
-        ) from None
+        raise SafeguardsRefusal.of(identify_failed(log, surface, exc)) from None
     prompt: PromptRequest | str | None = None
     parsed: dict[str, Any] | None = None
     if req.method in BODY_METHODS or _declares_body(req):  # a GET with a body is screened too
@@ -306,12 +289,11 @@ def _before_request() -> None:
                 req.stream.read(1)
             if not body and req.method not in BODY_METHODS:  # a GET with no body after all: no prompt
                 raise _NoBody
-            if req.mimetype in _FORMS:  # a body valid as JSON and as a form would reach request.form unscreened
-                raise BadBody("a guarded request's body must be JSON (Content-Type: application/json), not a form")
+            refuse_form(req.mimetype)  # a body valid as JSON and as a form would reach request.form unscreened
             parsed = parse_json(body)
             prompt = options.extract_prompt(parsed)
         except RequestEntityTooLarge:
-            message = f"The request body is larger than {cap} bytes."
+            message = too_large_message(cap)
             raise SafeguardsRefusal.of(guard.refusal(user, surface, "request_too_large", message)) from None
         except BadBody as exc:
             raise SafeguardsRefusal.of(guard.refusal(user, surface, exc.kind, str(exc))) from None
@@ -328,11 +310,8 @@ def _before_request() -> None:
         _replace_body(req, json.dumps(cleaned, ensure_ascii=False).encode("utf-8"))
     app_globals = g._get_current_object()
     app_globals.aupguard_decision = decision
-    app_globals.aupguard_guarded = guarded = Guarded(user, decision)
-    app_globals.aupguard_token = set_guarded(guarded)  # also seen inside a nested app context
-
-
-_FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+    context = GuardedContext(user, decision)  # also seen inside a nested app context
+    app_globals.aupguard_guarded, app_globals.aupguard_context = context.guarded, context
 
 
 class _NoBody(Exception):
@@ -343,11 +322,8 @@ def _declares_body(req: Request) -> bool:
     """Whether the request may carry a body: a non-zero length, chunked, or an input the
     server says is terminated (werkzeug then reads it, with no length declared)."""
     environ = req.environ
-    return (
-        environ.get("CONTENT_LENGTH", "0").strip() not in ("0", "")
-        or "HTTP_TRANSFER_ENCODING" in environ
-        or bool(environ.get("wsgi.input_terminated"))
-    )
+    chunked = "HTTP_TRANSFER_ENCODING" in environ or bool(environ.get("wsgi.input_terminated"))
+    return declares_body(environ.get("CONTENT_LENGTH"), chunked)
 
 
 def _replace_body(req: Request, body: bytes) -> None:
@@ -384,12 +360,13 @@ def _teardown_request(exc: BaseException | None) -> None:
     Flask tears a ``stream_with_context`` response down twice, when the view returns and when
     the body has streamed: the decision stays in ``g`` until the second."""
     app_globals = g._get_current_object()
-    token = app_globals.pop("aupguard_token", None)
-    if token is not None:
-        reset_guarded(token)
+    context: GuardedContext | None = app_globals.get("aupguard_context")
+    if context is None:
+        return
+    context.release()
     if app_globals.pop("aupguard_streaming", False):
         return
     app_globals.pop("aupguard_decision", None)
-    guarded: Guarded | None = app_globals.pop("aupguard_guarded", None)
-    if guarded is not None:
-        guarded.ended = True  # copies of the context (threads the view started) stop using it
+    app_globals.pop("aupguard_guarded", None)
+    app_globals.pop("aupguard_context", None)
+    context.end()  # copies of the context (threads the view started) stop using it

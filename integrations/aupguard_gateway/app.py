@@ -25,8 +25,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from aupguard import Safeguards
+from aupguard.adapters.body import TooLarge, declared_length, read_body, too_large_message
 from aupguard.engine.prompt_policy import PromptRequest
-from aupguard.engine.request_body import BadBody, TooLarge, declared_length, parse_json, prompt_from_body, read_body
+from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
 from aupguard.errors import ConfigurationError
 from aupguard.gateway.controls import check_body
 from aupguard.gateway.keys import GatewayKeys
@@ -91,8 +92,8 @@ def build_gateway(
                 return
             refused_body = check_body(parse_json(body), policy, ours)
         except TooLarge:
-            refusal = await guard.arefusal(user, COUNT_TOKENS, "request_too_large",
-                                           f"The request body is larger than {policy.max_body} bytes.")  # fmt: skip
+            message = too_large_message(policy.max_body)
+            refusal = await guard.arefusal(user, COUNT_TOKENS, "request_too_large", message)
             await _json(refusal.error_body(), refusal.status)(scope, receive, send)
             return
         except BadBody as exc:

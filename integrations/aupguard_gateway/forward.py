@@ -33,8 +33,8 @@ from starlette.types import Receive, Scope, Send
 from aupguard import Safeguards
 from aupguard.engine.answers import AnswerFacts, linkable_id, record_answer
 from aupguard.engine.context import current_guarded
+from aupguard.engine.output_stream import OutputStream
 from aupguard.engine.request_body import BadBody, parse_json, upstream_body
-from aupguard.engine.screening import OutputStream
 from aupguard.outcome import Decision, error_body
 
 from .client import UpstreamClient, UpstreamError, UpstreamResponse, UpstreamTimeout

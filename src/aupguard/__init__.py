@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .engine.output_stream import OutputStream
 from .engine.prompt_policy import Corpus, PromptRequest, ResolvedPrompt
 from .engine.safeguards import Safeguards
-from .engine.screening import OutputStream, Refused
+from .engine.screening import Refused
 from .engine.user_actions import StrikeResult
 from .errors import (
     AupguardError,

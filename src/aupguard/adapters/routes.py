@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["RouteSet", "route_path", "squashed"]
+__all__ = ["RouteSet", "route_path", "route_set", "squashed"]
 
 _SLASHES = re.compile(r"/{2,}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -59,3 +59,15 @@ class RouteSet:
             return True
         path = squashed(path).lower()
         return path in self._exact or (path + "/").startswith(self._prefixes)
+
+
+def route_set(routes: Iterable[str] | None, option: str = "routes") -> RouteSet | None:
+    """The adapter's ``routes`` option: None guards every route; otherwise paths and
+    ``"prefix*"`` patterns. One string is refused (it is iterable: ``"/v1/chat"`` would be
+    the routes ``/``, ``v``, ``1``, ...), and so is anything but strings in the list."""
+    if routes is None:
+        return None
+    listed = None if isinstance(routes, str | bytes) else list(routes)
+    if listed is None or not all(isinstance(route, str) for route in listed):
+        raise TypeError(f"{option} takes a list of paths, not one string")
+    return RouteSet(listed)

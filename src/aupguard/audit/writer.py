@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import threading
@@ -123,10 +124,21 @@ class AuditLog:
         self._put(("amend", (request_id, outcome, status, json.dumps(list(reasons)))))
 
     async def alink(
-        self, request_id: str, *, anthropic_request_id: str | None = None, message_id: str | None = None
+        self,
+        request_id: str,
+        *,
+        anthropic_request_id: str | None = None,
+        message_id: str | None = None,
+        model: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
     ) -> None:
-        """``link`` for async code: waits for room in a full queue off the event loop."""
-        await asyncio.to_thread(self.link, request_id, anthropic_request_id=anthropic_request_id, message_id=message_id)
+        """``link`` for async code (the same fields): waits for room in a full queue off the event loop."""
+        link = functools.partial(
+            self.link, request_id, anthropic_request_id=anthropic_request_id, message_id=message_id, model=model,
+            input_tokens=input_tokens, output_tokens=output_tokens,
+        )  # fmt: skip
+        await asyncio.to_thread(link)
 
     def review(self, item: ReviewItem) -> None:
         """Queue a review item that carries no strike (a sampled call); written with the

@@ -1,6 +1,7 @@
-"""Reading and interpreting a guarded request's body, for every adapter (no framework here).
+"""Interpreting a guarded request's body, for every adapter (no framework here; reading it,
+up to a cap, is :mod:`aupguard.adapters.body`).
 
-The body is read up to a cap; JSON is decoded once, strictly (UTF-8, an object at the top,
+JSON is decoded once, strictly (UTF-8, an object at the top,
 bounded nesting, no NaN or Infinity, no number too large to read, no lone surrogate: each a
 400 naming the problem). Duplicate keys: the last one wins, as for Python's ``json`` (what
 the app reads) and for what the gateway forwards (the parsed body, serialised again). The
@@ -15,11 +16,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AupguardError
 from ..normalize import clean
 from .prompt_policy import PromptRequest
 from .request_pieces import BadBody, MessagesText, Piece, read_messages
@@ -30,56 +30,17 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_DEPTH",
     "BadBody",
-    "TooLarge",
-    "declared_length",
     "parse_json",
     "prompt_from_body",
-    "read_body",
     "upstream_body",
 ]
 
-Message = MutableMapping[str, Any]
 #: Deepest nesting of JSON arrays and objects a guarded body may have (a Messages request
 #: with tool schemas needs a few dozen levels at most).
 MAX_DEPTH = 64
 #: Fields of ours, not the Messages API's: they never go on to Claude.
 OUR_FIELDS = ("prompt", "template", "variables", "documents")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-class TooLarge(AupguardError):
-    pass
-
-
-async def read_body(receive: Callable[[], Awaitable[Message]], limit: int, declared: int | None) -> tuple[bytes, bool]:
-    """The whole body, or :class:`TooLarge` past ``limit`` bytes. Also returns whether the
-    client disconnected while sending it."""
-    if declared is not None and declared > limit:
-        raise TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks), True
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), False
-
-
-def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
-    """The ``content-length`` an ASGI request's headers declare, or None (absent, not a number)."""
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 def _no_constant(name: str) -> Any:

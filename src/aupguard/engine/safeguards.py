@@ -32,6 +32,7 @@ from ..prompts import PromptRequest, ResolvedPrompt
 from ..stores import store_from_uri
 from .delegate import delegate
 from .lifecycle import register_figures, spill_for, weakly
+from .output_stream import OutputStream
 from .pipeline import Pipeline
 from .prompt_policy import PromptPolicy
 from .records import Records
@@ -192,8 +193,14 @@ class Safeguards:
     ascreen = delegate("screening", Screening.ascreen)
     screen_output = delegate("screening", Screening.screen_output)
     ascreen_output = delegate("screening", Screening.ascreen_output)
-    output_stream = delegate("screening", Screening.output_stream)
     record_flag = delegate("screening", Screening.record_flag)
+
+    def output_stream(self, decision: Decision) -> OutputStream:
+        """Moderate a streamed answer as it arrives: ``feed`` each text chunk, then ``finish``.
+        Windows of ``OutputStream.WINDOW`` characters (overlapping, so a phrase split across
+        chunks is still seen) are moderated as they fill. A no-op unless ``[moderation] output``."""
+        return OutputStream(self.screening, decision)
+
     record_refusal = delegate("screening", Screening.record_refusal)
 
     # -- the users -------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnknownStrike
@@ -24,6 +23,7 @@ from ..policy.config import LadderPolicy, Policy
 from ..stores import AuditEvent, SQLStore, StrikeRecord
 from ..stores.records import Describe
 from ..timestamps import LATEST
+from .changes import StrikeResult, describe_change
 from .state_cache import StateCache
 
 if TYPE_CHECKING:
@@ -31,56 +31,6 @@ if TYPE_CHECKING:
     from ..identity import UserHasher
 
 __all__ = ["StrikeResult", "UserActions", "describe_change"]
-
-
-@dataclass(frozen=True, slots=True)
-class StrikeResult:
-    """The strike recorded and the user's standing after it."""
-
-    strike: StrikeRecord
-    status: UserStatus
-
-
-def describe_change(
-    ladder: LadderPolicy,
-    now: float,
-    action: str,
-    actor: str,
-    reason: str,
-    details: Mapping[str, Any],
-) -> Describe:
-    """Events for one change: the action itself (with the levels before and after) and,
-    when the level moved, a ``level_changed`` event that says so on its own line."""
-
-    def describe(before: UserState, after: UserState) -> list[AuditEvent]:
-        old = derive_status(before, ladder, now).level
-        new = derive_status(after, ladder, now).level
-        events = [
-            AuditEvent(
-                new_id(),
-                now,
-                after.user_hash,
-                action,
-                actor,
-                reason,
-                {**details, "level_before": old.value, "level_after": new.value},
-            ),
-        ]
-        if old is not new:
-            events.append(
-                AuditEvent(
-                    new_id(),
-                    now,
-                    after.user_hash,
-                    "level_changed",
-                    actor,
-                    f"{action}: {reason}",
-                    {"from": old.value, "to": new.value},
-                )
-            )
-        return events
-
-    return describe
 
 
 class UserActions:

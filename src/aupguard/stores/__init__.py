@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,6 +9,7 @@ from ..errors import ConfigurationError
 from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
 from .sql import SQLStore
 from .sqlite.store import SQLiteStore
+from .uris import redact_uri
 
 __all__ = [
     "AuditEvent",
@@ -59,11 +59,6 @@ register_store("sqlite", _sqlite)
 register_store("memory", lambda uri, options: SQLiteStore(None))
 register_store("postgresql", _postgres)
 register_store("postgres", _postgres)
-
-
-def redact_uri(uri: str) -> str:
-    """The URI without its password, for messages, logs and ``doctor``."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", uri)
 
 
 def store_from_uri(uri: str, *, migrate: bool = True, pool_size: int = 4, timeout: float = 5.0) -> SQLStore:

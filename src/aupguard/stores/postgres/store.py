@@ -14,6 +14,7 @@ from typing import Any
 
 from ...errors import ConfigurationError, StoreError
 from ..sql import Conn, SQLStore, T
+from ..uris import redact_uri
 from . import schema as postgres_schema
 
 __all__ = ["PostgresStore"]
@@ -62,8 +63,6 @@ class PostgresStore(SQLStore):
 
     @property
     def uri(self) -> str:
-        from .. import redact_uri
-
         return redact_uri(self._uri)
 
     def after_fork(self) -> None:

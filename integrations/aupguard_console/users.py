@@ -12,10 +12,10 @@ from starlette.responses import RedirectResponse, Response
 
 from aupguard.durations import format_duration, parse_duration
 from aupguard.errors import AupguardError
-from aupguard.review import report_csv, report_json, required_reason, violation_report
+from aupguard.review import filter_query, report_csv, report_json, required_reason, violation_report
 from aupguard.stores.review_records import ConsoleSession
 
-from .items import DONE, SUSPEND_CHOICES, ItemViews, _text
+from .items import DONE, SUSPEND_CHOICES, ItemViews, _text, back_filter
 from .labels import strike_state
 from .web import Console, url
 
@@ -90,7 +90,7 @@ class UserViews:
         except (AupguardError, ValueError) as exc:
             return await self.user_page(request, session, None, error=str(exc))
         if back_to == "item" and item_id:
-            back = ItemViews.item_url(item_id, _text(form, "back"), done)
+            back = ItemViews.item_url(item_id, filter_query(back_filter(_text(form, "back"), reviewer)), done)
         elif back_to == "report":
             window = _window(_text(form, "window"))
             back = f"/report?done={done}" + (f"&window={window}" if window else "")

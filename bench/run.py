@@ -22,7 +22,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 #: benchmarks run only when named: soak has a make target of its own, conversation_ir runs
 #: under valgrind for minutes
-SEPARATE = ("soak", "conversation_ir")
+SEPARATE = ("soak", "conversation_ir", "engine_ir")
 
 
 def _name(path: Path) -> str:

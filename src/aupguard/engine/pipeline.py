@@ -158,8 +158,42 @@ class Pipeline:
             yield RECORD, (self._records.row(who, surface, now),)
             return who
         user_hash, key = who
-        try:
-            decision = yield from self._limits(user_id, user_hash, key, now)
+        try:  # standing, token budget, rate limit: one loop here, not a generator of its own (hot)
+            state = None
+            versioned = self._versioned and user_hash is not None
+            if user_hash is not None:
+                state = self._cache.get(user_hash)
+                if state is None:
+                    if versioned:  # the version first: a change committed meanwhile then reads as stale
+                        self._note_version(user_hash, (yield VERSION, (user_hash,)))
+                    state = yield LOAD, (user_id, user_hash)
+            for attempt in (0, 1):  # a second pass decides on what it loaded, whatever happens meanwhile
+                expected = self._versions.get(user_hash or "", "") if versioned and attempt == 0 else ANY_VERSION
+                request_id = new_id()
+                status = None if state is None else self._status_at(state, now)
+                level = None if status is None else status.level
+                refusal = None if status is None else standing_gate(status, self.policy, now)
+                if refusal is not None:
+                    if versioned and attempt == 0 and refusal.error in _BY_STANDING:
+                        current = yield VERSION, (user_hash,)
+                        if current not in (expected, ANY_VERSION):
+                            state = yield from self._reload(user_hash, current)
+                            continue
+                    decision = refuse(request_id, refusal, user_hash, level)
+                    break
+                if self._token_budget:  # before the rate limit: a spent budget counts no request slot
+                    budget = yield TOKENS, (key,)
+                    if budget is not None and not budget.allowed:
+                        decision = budget_refusal(request_id, budget, user_hash, level)
+                        break
+                hit = yield HIT, (key, level, expected)
+                if isinstance(hit, str):  # the cached state is older than the user's version
+                    state = yield from self._reload(user_hash, hit)
+                    continue
+                decision = throttled(request_id, user_hash, status, hit, self.policy)
+                break
+            else:
+                raise AssertionError("unreachable: the second pass accepts any version")
         except (StoreError, CountersUnavailable) as exc:
             decision = self._records.unavailable_decision(user_hash, exc)
         if key != user_hash:
@@ -196,40 +230,6 @@ class Pipeline:
             what = "client key" if user_id is None else "user id"
             return refuse(new_id(), Refusal("invalid_request_error", f"Invalid {what}: {exc}"), None, None)
         return user_hash, user_hash
-
-    def _limits(self, user_id: object, user_hash: str | None, key: str, now: float) -> Steps:
-        """Standing, token budget and rate limit: the decision before the prompt is looked at."""
-        state = None
-        versioned = self._versioned and user_hash is not None
-        if user_hash is not None:
-            state = self._cache.get(user_hash)
-            if state is None:
-                if versioned:  # the version first: a change committed meanwhile then reads as stale
-                    self._note_version(user_hash, (yield VERSION, (user_hash,)))
-                state = yield LOAD, (user_id, user_hash)
-        for attempt in (0, 1):  # a second pass decides on what it loaded, whatever happens meanwhile
-            expected = self._versions.get(user_hash or "", "") if versioned and attempt == 0 else ANY_VERSION
-            request_id = new_id()
-            status = None if state is None else self._status_at(state, now)
-            level = None if status is None else status.level
-            refusal = None if status is None else standing_gate(status, self.policy, now)
-            if refusal is not None:
-                if versioned and attempt == 0 and refusal.error in _BY_STANDING:
-                    current = yield VERSION, (user_hash,)
-                    if current not in (expected, ANY_VERSION):
-                        state = yield from self._reload(user_hash, current)
-                        continue
-                return refuse(request_id, refusal, user_hash, level)
-            if self._token_budget:  # before the rate limit: a spent budget counts no request slot
-                budget = yield TOKENS, (key,)
-                if budget is not None and not budget.allowed:
-                    return budget_refusal(request_id, budget, user_hash, level)
-            hit = yield HIT, (key, level, expected)
-            if isinstance(hit, str):  # the cached state is older than the user's version
-                state = yield from self._reload(user_hash, hit)
-                continue
-            return throttled(request_id, user_hash, status, hit, self.policy)
-        raise AssertionError("unreachable: the second pass accepts any version")
 
     def _reload(self, user_hash: str | None, version: str) -> Generator[tuple[Op, tuple[Any, ...]], Any, UserState]:
         assert user_hash is not None

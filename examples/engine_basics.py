@@ -1,6 +1,6 @@
 """The engine on its own: what an adapter does around each call to Claude.
 
-Run: AUPGUARD_HASH_KEY="$(.venv/bin/aupguard key generate)" .venv/bin/python examples/engine_basics.py
+Run: AUPGUARD_HASH_KEY="$(.venv/bin/aupguard hash-key generate)" .venv/bin/python examples/engine_basics.py
 (Claude is not called here; the adapters and the instrumented client do that.)
 """
 

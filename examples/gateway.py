@@ -10,7 +10,7 @@ offline stand-in model answers (a small Messages API on another local port, labe
 every answer). It prints gateway keys for the demo users ``alice`` and ``mallory``
 (suspended) and three curl lines to paste; an app calls
 ``anthropic.Anthropic(api_key=<that key>, base_url="http://127.0.0.1:8080")``, exactly as
-:func:`ask` does. The same thing from the command line: ``aupguard keys create --user alice``
+:func:`ask` does. The same thing from the command line: ``aupguard gateway-keys create --user alice``
 and ``aupguard gateway``.
 """
 

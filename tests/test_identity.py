@@ -360,7 +360,7 @@ def test_no_key_names_the_variable_and_the_generate_command(env: dict[str, str])
     with pytest.raises(ConfigurationError) as info:
         Keyring.from_policy(IdentityPolicy(), env=env)
     assert "AUPGUARD_HASH_KEY" in str(info.value)
-    assert "aupguard key generate" in str(info.value)
+    assert "aupguard hash-key generate" in str(info.value)
 
 
 def test_no_key_names_a_custom_variable() -> None:

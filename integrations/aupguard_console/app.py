@@ -27,7 +27,7 @@ from .web import HERE, Console, Handler, SecurityHeaders, login_required, url
 __all__ = ["PUBLIC_PATHS", "review_console"]
 
 #: the only paths served without a login
-PUBLIC_PATHS = ("/login", "/console.css")
+PUBLIC_PATHS = ("/login", "/console.css", "/console.js")
 MAX_LOGIN_FORM = 4096
 
 
@@ -90,6 +90,9 @@ def review_console(guard: Safeguards) -> Starlette:
     async def stylesheet(request: Request) -> Response:
         return FileResponse(HERE / "static" / "console.css", media_type="text/css")
 
+    async def script(request: Request) -> Response:
+        return FileResponse(HERE / "static" / "console.js", media_type="text/javascript")
+
     def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         return login_required(console, handler)
 
@@ -97,11 +100,15 @@ def review_console(guard: Safeguards) -> Starlette:
         Route("/login", login_form, methods=["GET"], name="login"),
         Route("/login", login, methods=["POST"], name="login_submit"),
         Route("/console.css", stylesheet, methods=["GET"], name="stylesheet"),
+        Route("/console.js", script, methods=["GET"], name="script"),
         Route("/logout", page(logout), methods=["POST"], name="logout"),
         Route("/", page(items.queue_page), methods=["GET"], name="queue"),
+        Route("/bulk", page(items.bulk), methods=["POST"], name="bulk"),
+        Route("/prefs", page(items.prefs), methods=["POST"], name="prefs"),
         Route("/items/{item_id}", page(items.item_page), methods=["GET"], name="item"),
         Route("/items/{item_id}/{action}", page(items.act), methods=["POST"], name="item_action"),
         Route("/users/{user_hash}", page(users.user_page), methods=["GET"], name="user"),
+        Route("/users/{user_hash}/confirm", page(users.confirm_page), methods=["GET"], name="user_confirm"),
         Route("/users/{user_hash}/{action}", page(users.act), methods=["POST"], name="user_action"),
         Route("/report", page(users.report_page), methods=["GET"], name="report"),
         Route("/report.{fmt:str}", page(users.report_export), methods=["GET"], name="report_export"),

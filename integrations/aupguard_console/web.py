@@ -17,14 +17,20 @@ from aupguard.cli.support import when
 from aupguard.review import ReviewQueue
 from aupguard.stores.review_records import ConsoleSession
 
+from .labels import age_text, source_label
 from .sessions import SessionManager
 
-__all__ = ["SECURITY_HEADERS", "Console", "SecurityHeaders", "login_required", "url"]
+__all__ = ["MAX_FORM_FIELDS", "REVEAL_COOKIE", "SECURITY_HEADERS", "Console", "SecurityHeaders", "login_required",
+           "reveal_preferred", "url"]  # fmt: skip
 
 HERE = Path(__file__).resolve().parent
+MAX_FORM_FIELDS = 120  # a bulk form: a page of item ids, its reason and action
+#: the reviewer's "show text unblurred" preference: a cookie for this browser session only
+REVEAL_COOKIE = "aupguard_console_reveal"
 SECURITY_HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'"
     ),
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
@@ -55,6 +61,10 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def reveal_preferred(request: Request) -> bool:
+    return request.cookies.get(REVEAL_COOKIE) == "1"
+
+
 def url(request: Request, path: str) -> str:
     """``path`` under the console's mount prefix (``root_path``), for links and redirects."""
     return (request.scope.get("root_path") or "").rstrip("/") + path
@@ -73,6 +83,8 @@ class Console:
         )
         self.templates.filters["when"] = when
         self.templates.filters["percent"] = lambda v: f"{100 * v:.1f}%"
+        self.templates.filters["age"] = age_text
+        self.templates.filters["source"] = source_label
         self.renders = 0  # pages rendered by this console (app.state.console.renders)
 
     def render(
@@ -84,6 +96,7 @@ class Console:
             session=session,
             reviewer=session.reviewer if session else None,
             csrf=session.csrf if session else "",
+            reveal=reveal_preferred(request),
             **{"done": None, "error": None, **context},
         )
         return HTMLResponse(page, status_code=code)
@@ -102,7 +115,7 @@ def login_required(console: Console, handler: Handler) -> Callable[[Request], Aw
             return RedirectResponse(url(request, "/login"), status_code=303)
         form = None
         if request.method == "POST":
-            form = await request.form(max_files=0, max_fields=20)
+            form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
             if not console.sessions.csrf_ok(session, form.get("csrf")):
                 return console.render(
                     request,

@@ -132,7 +132,7 @@ class Keyring:
         if not text.strip():
             raise ConfigurationError(
                 f"no hash key: set the environment variable {identity.hash_key_env} to 'kid:BASE64KEY' "
-                "(generate one with `aupguard key generate`) or set identity.hash_key_file"
+                "(generate one with `aupguard hash-key generate`) or set identity.hash_key_file"
             )
         return cls.parse(text, source=f"environment variable {identity.hash_key_env}")
 

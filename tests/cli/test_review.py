@@ -107,7 +107,11 @@ def test_report_violations_table_csv_json(
     hashes = seed(cli, keyring, {"dave": 3, "erin": 1})
     code, out, _ = run(capsys, *cli, "report", "violations")
     lines = out.splitlines()
-    assert code == 0 and lines[1].startswith(hashes["dave"][:23]) and "suspended" in lines[1]
+    assert code == 0 and lines[0].split() == ["rate", "flagged", "calls", "level", "strikes", "user"]
+    assert lines[1].split()[-1] == hashes["dave"] and "suspended" in lines[1]  # the whole hash, never cut
+    assert lines[1].split()[0] == "-" and "too few to rate" in lines[-1]  # 4 calls < report_min_calls (20)
+    rated = run(capsys, *cli, "report", "violations", "--min-calls", "2", "--window", "7d")[1].splitlines()
+    assert rated[1].split()[0] == "75.0%" and rated[2].split()[0] == "50.0%"
     run(capsys, *cli, "report", "violations", "--format", "csv", "--out", str(tmp_path / "r.csv"))
     rows = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
     assert [(r["user_hash"], r["flagged"], r["total"], r["rate"]) for r in rows] == [
@@ -115,6 +119,9 @@ def test_report_violations_table_csv_json(
     ]  # fmt: skip
     data = json.loads(run(capsys, *cli, "report", "violations", "--format", "json")[1])
     assert data["users"][1]["level"] == "warned"
+    printed = lines[2].split()[-1]  # pasted as printed into `review suspend`
+    code, out, _ = run(capsys, *cli, "review", "suspend", printed, "--reviewer", "dana", "--reason", "from the report")
+    assert code == 0 and printed == hashes["erin"] and "suspended" in out
 
 
 def test_reviewer_accounts(cli: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,3 +168,29 @@ def test_console_command_serves_the_console_alone(cli: list[str], tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_audit_find_prints_headers_and_whole_ids(
+    cli: list[str], keyring: Keyring, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hashes = seed(cli, keyring, {"gina": 1})
+    code, out, _ = run(capsys, *cli, "audit", "find", "--user", "gina")
+    header, *rows = out.splitlines()
+    assert code == 0 and header.split()[:3] == ["request_id", "at", "(UTC)"] and "message_id" in header
+    assert len(rows) == 2 and all(hashes["gina"] in row.split() for row in rows)
+
+
+@pytest.mark.parametrize(("new", "old"), [(["hash-key", "generate"], ["key", "generate"]),
+                                          (["gateway-keys", "list"], ["keys", "list"])])  # fmt: skip
+def test_renamed_key_commands_keep_their_old_names(
+    new: list[str], old: list[str], cli: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [] if new[0] == "hash-key" else cli
+    code_new, out_new, _ = run(capsys, *args, *new)
+    code_old, out_old, _ = run(capsys, *args, *old)
+    assert code_new == code_old == 0
+    assert (out_new.split(":")[0] == out_old.split(":")[0]) if new[0] == "hash-key" else (out_new == out_old)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    helptext = capsys.readouterr().out
+    assert f"{new[0]} ({old[0]})" in helptext  # the help names both

@@ -70,7 +70,7 @@ class Capture:
             if not text.strip():
                 raise ConfigurationError(
                     f"[capture] is enabled but the environment variable {policy.key_env} holds no master key "
-                    "(generate one with `aupguard key generate --kid c1`)"
+                    "(generate one with `aupguard hash-key generate --kid c1`)"
                 )
             self._ring = Keyring.parse(text, source=f"environment variable {policy.key_env}")
 
@@ -170,8 +170,19 @@ class Capture:
     def read(self, request_id: str) -> list[CapturedText]:
         """The decrypted texts captured for one guarded request (for the review console)."""
         self._audit.flush()
+        return self._decrypt(self._store.captures_for_request(request_id))
+
+    def read_many(self, request_ids: list[str]) -> dict[str, list[CapturedText]]:
+        """The decrypted texts of several requests, by request id (a queue page: one query)."""
+        self._audit.flush()
+        out: dict[str, list[CapturedText]] = {}
+        for text in self._decrypt(self._store.captures_for_requests(request_ids)):
+            out.setdefault(text.request_id, []).append(text)
+        return out
+
+    def _decrypt(self, rows: list[tuple[str, str, str, float, bytes, bytes]]) -> list[CapturedText]:
         out = []
-        for _, kind, owner, at, nonce, ciphertext in self._store.captures_for_request(request_id):
+        for request_id, kind, owner, at, nonce, ciphertext in rows:
             key = self._data_key(owner, create=False) if self.enabled else None
             try:
                 plain = None if key is None else AESGCM(key).decrypt(nonce, ciphertext, _aad(request_id, kind))

@@ -76,7 +76,7 @@ def _keyring(directory: Path, out: _Out) -> Keyring:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(generate_key_entry("demo") + "\n")
     out.say(out.paint(f"WARNING: no AUPGUARD_HASH_KEY set; using the demo key in {key_file}.", "1;33"))
-    out.say(out.paint("         Real deployments set their own key (`aupguard key generate`).", "33"))
+    out.say(out.paint("         Real deployments set their own key (`aupguard hash-key generate`).", "33"))
     return Keyring.parse(key_file.read_text(encoding="utf-8"), source=f"file {key_file}")
 
 

@@ -1,4 +1,4 @@
-"""The gateway commands of the ``aupguard`` CLI: ``keys create | revoke | list`` and ``gateway``.
+"""The gateway commands of the ``aupguard`` CLI: ``gateway-keys create | revoke | list`` and ``gateway``.
 
 Raw user ids are read from the command line and hashed at once; output shows key ids and
 user hashes only. A new key is printed once, on standard output, and never again.
@@ -107,14 +107,14 @@ def add_gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
     who = default_actor()
 
-    keys = sub.add_parser("keys", help="gateway keys: create, revoke, list")
+    keys = sub.add_parser("gateway-keys", aliases=["keys"], help="gateway API keys for end users: create, revoke, list")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     help_ = "make a gateway key for a user and print it (once)"
     create = ksub.add_parser("create", help=help_, description=help_)
     create.add_argument("--user", required=True, help="the user's id in your app (hashed at once, never stored)")
     help_ = "revoke a gateway key (at once in this process, within [gateway] key_cache elsewhere)"
     revoke = ksub.add_parser("revoke", help=help_, description=help_)
-    revoke.add_argument("key_id", help="the key's id, as `keys list` prints it")
+    revoke.add_argument("key_id", help="the key's id, as `gateway-keys list` prints it")
     revoke.add_argument("--reason", default="revoked", help="why (recorded in the audit trail; default: 'revoked')")
     help_ = "list gateway keys: key id, user hash, created, revoked"
     listing = ksub.add_parser("list", help=help_, description=help_)

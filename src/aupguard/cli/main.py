@@ -127,6 +127,12 @@ def cmd_user_events(args: argparse.Namespace) -> int:
     return 0
 
 
+AUDIT_FIND_HEADER = (
+    f"{'request_id':<36}  {'at (UTC)':<20}  {'surface':<10} {'outcome':<22} {'status':<6} "
+    "user_hash  anthropic_request_id  message_id"
+)
+
+
 def cmd_audit_find(args: argparse.Namespace) -> int:
     keys = {
         "request_id": args.request_id,
@@ -138,14 +144,15 @@ def cmd_audit_find(args: argparse.Namespace) -> int:
         raise AupguardError("give at least one of --request-id, --user, --anthropic-request-id, --message-id")
     with _guard(args) as guard:
         records = guard.audit.find(**keys, limit=args.limit)
+    if records and not args.json:  # one record per line, every id whole (pasteable)
+        print(AUDIT_FIND_HEADER)
     for rec in records:
         if args.json:
             print(json.dumps(asdict(rec)))
         else:
             print(
-                f"{rec.request_id}  {when(rec.at)}  {rec.surface:<10} {rec.outcome:<22} {rec.status}  "
-                f"user {rec.user_hash or '-'}  anthropic {rec.anthropic_request_id or '-'}  "
-                f"message {rec.message_id or '-'}"
+                f"{rec.request_id:<36}  {when(rec.at):<20}  {rec.surface:<10} {rec.outcome:<22} {rec.status:<6} "
+                f"{rec.user_hash or '-'}  {rec.anthropic_request_id or '-'}  {rec.message_id or '-'}"
             )
     if not records and not args.json:
         print("no matching records")
@@ -311,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--json", action="store_true", help="one JSON object per line")
     find.set_defaults(func=cmd_audit_find)
 
-    key = sub.add_parser("key", help="hash keys")
+    # `hash-key` (was `key`) and `gateway-keys` (was `keys`): the old names stay as aliases
+    key = sub.add_parser("hash-key", aliases=["key"], help="user-hash keys: generate a key ring entry")
     key_sub = key.add_subparsers(dest="key_command", required=True, metavar="ACTION")
     gen = key_sub.add_parser(
         "generate",

@@ -20,7 +20,7 @@ from ..review.accounts import MIN_PASSWORD, ReviewerAccounts
 from ..review.queue import ReviewQueue
 from ..review.report import report_csv, report_json, violation_report
 from .appeals import add_appeal_commands
-from .support import OpenGuard, when
+from .support import OpenGuard, positive, when
 
 __all__ = ["add_review_commands"]
 
@@ -76,18 +76,23 @@ def _review(args: argparse.Namespace, open_guard: OpenGuard) -> int:
 
 
 def _report(args: argparse.Namespace, open_guard: OpenGuard) -> int:
+    window = parse_duration(args.window) if args.window else None
     with open_guard(args) as guard:
-        rows = violation_report(guard, limit=args.limit)
+        rows = violation_report(guard, limit=args.limit, window=window, min_calls=args.min_calls)
+        least = guard.policy.review.report_min_calls if args.min_calls is None else args.min_calls
     if args.format == "csv":
         text = report_csv(rows)
     elif args.format == "json":
         text = report_json(rows) + "\n"
-    else:
-        lines = [f"{'user':<24} {'rate':>7} {'flagged':>8} {'calls':>7}  level      strikes"]
-        lines += [f"{r.user_hash[:23]:<24} {r.rate:>7.1%} {r.flagged:>8} {r.total:>7}  {r.level:<10} {r.strikes}"
+    else:  # the full hash, last: what `review suspend` takes, pasteable as printed
+        lines = [f"{'rate':>7} {'flagged':>8} {'calls':>7}  {'level':<10} {'strikes':>7}  user"]
+        lines += [f"{f'{r.rate:.1%}' if r.rated else '-':>7} {r.flagged:>8} {r.total:>7}  {r.level:<10} "
+                  f"{r.strikes:>7}  {r.user_hash}"
                   + (f"  (monitored {r.monitored}: enforce mode -> {r.would_level})" if r.monitored else "")
                   for r in rows]  # fmt: skip
-        text = "\n".join(lines if rows else ["no flagged calls in the ladder window"]) + "\n"
+        if any(not r.rated for r in rows):
+            lines.append(f"(-: fewer than {least} calls in the window, too few to rate; listed by flags)")
+        text = "\n".join(lines if rows else ["no flagged calls in the window"]) + "\n"
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:
@@ -181,8 +186,11 @@ def add_review_commands(
 
     report = sub.add_parser("report", help="reports: violations (users ranked by violation rate)")
     report_sub = report.add_subparsers(dest="report_command", required=True, metavar="REPORT")
-    about = "users ranked by violation rate (flagged / guarded calls) over the ladder window"
+    about = "users ranked by violation rate (flagged / guarded calls) over a window (default the ladder's)"
     p = report_sub.add_parser("violations", help=about, description=about)
+    p.add_argument("--window", help="how far back, e.g. 1d, 7d, 30d (default: the ladder window)")
+    p.add_argument("--min-calls", type=positive, default=None,
+                   help="rate only users with this many calls (default [review] report_min_calls, 20)")  # fmt: skip
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--limit", type=int, default=100, help="most users to list (default 100)")
     p.add_argument("--out", help="file to write (default: standard output)")

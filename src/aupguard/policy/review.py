@@ -1,10 +1,11 @@
 """The ``[review]`` policy table: the human review queue and its console.
 
-``sla`` is how long an item may wait; ``appeals`` and ``appeal_max_chars`` bound what end
-users file through ``Safeguards.appeal``. ``sample_rate`` sends that share of allowed,
-unflagged calls (with a prompt) to the queue for quality checks; the rest configures the
-console's claims, sessions, cookies and login throttle (``trusted_proxy_header``: which
-header, if any, names the client behind a proxy).
+``sla`` is how long an item may wait (a badge in the queue, the ``queue_sla_breached``
+webhook); ``appeals`` and ``appeal_max_chars`` bound what end users file through
+``Safeguards.appeal``; ``report_min_calls`` is the fewest calls the violation report rates.
+``sample_rate`` sends that share of allowed, unflagged calls (with a prompt) to the queue
+for quality checks; the rest configures the console's claims, sessions, cookies and login
+throttle (``trusted_proxy_header``: which header, if any, names the client behind a proxy).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ class ReviewPolicy:
     secret_env: str = "AUPGUARD_CONSOLE_SECRET"  # noqa: S105 - a variable name; signs session cookies; generated and stored if unset
     login_attempts: str = "5/minute"  # password tries per reviewer name and client address (6x that per address)
     trusted_proxy_header: str | None = None  # where the client address comes from behind a proxy; unset: the peer
-    sla: float = 24 * 3600.0  # a review item open longer than this is late (badge, queue_sla_breached webhook)
+    sla: float = 24 * 3600.0  # an open item older than this is past its SLA (badge, queue_sla_breached webhook)
     appeals: str = "3/day"  # appeals one end user may file (a limits rate)
     appeal_max_chars: int = 2000  # longest appeal text, after cleaning
+    report_min_calls: int = 20  # the violation report rates users with at least this many calls in the window
 
 
 def _rate(value: object) -> float:
@@ -58,11 +60,12 @@ REVIEW_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
     "secure_cookie": (boolean, "true or false"),
     "secret_env": (text, "the name of an environment variable holding the console's signing secret"),
     "login_attempts": (rate, "a rate such as '5/minute' (one rate, amount >= 1)"),
+    "sla": (parse_duration, DURATION_HELP),
+    "report_min_calls": (count(1_000_000), "a whole number from 1 to 1000000 (calls before a user's rate is ranked)"),
     "trusted_proxy_header": (
         _header_name,
         "the name of a header your reverse proxy sets to the client address, e.g. 'X-Forwarded-For', or empty",
     ),
-    "sla": (parse_duration, DURATION_HELP),
     "appeals": (rate, "a rate such as '3/day' (appeals per end user; one rate, amount >= 1)"),
     "appeal_max_chars": (count(100_000), "an integer from 1 to 100000 (characters of an appeal's text)"),
 }

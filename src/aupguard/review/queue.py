@@ -9,23 +9,36 @@ one conditional UPDATE, so two reviewers never hold the same item.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..errors import AupguardError
 from ..ids import new_id
 from ..ladder import UserStatus
 from ..stores.records import AuditEvent, AuditRecord, StrikeRecord
-from ..stores.review_records import QueueEntry, ReviewNote, ViolationCount
+from ..stores.review_records import QueueEntry, QueueFilter, ReviewNote, ViolationCount
+from .filters import decode_cursor as decode_filtered_cursor
+from .filters import encode_cursor as encode_filtered_cursor
 
 if TYPE_CHECKING:
     from ..capture.recorder import CapturedText
     from ..engine.safeguards import Safeguards
 
-__all__ = ["ItemDetail", "QueuePage", "ReviewConflict", "ReviewQueue", "UserHistory", "actor_of"]
+__all__ = [
+    "BulkResult",
+    "ItemDetail",
+    "QueuePage",
+    "ReviewConflict",
+    "ReviewQueue",
+    "UserHistory",
+    "actor_of",
+    "required_reason",
+]
 
 PAGE_SIZE = 50
 MAX_NOTE = 4000
+MAX_REASON = 500
+MAX_BULK = PAGE_SIZE  # a bulk action covers at most one page of items
 
 
 class ReviewConflict(AupguardError):
@@ -48,6 +61,20 @@ class QueuePage:
 
 
 @dataclass(frozen=True, slots=True)
+class BulkResult:
+    done: list[str]  # item ids resolved
+    skipped: list[tuple[str, str]]  # (item id, why): held by another reviewer, already resolved, unknown
+
+
+def required_reason(reason: str) -> str:
+    """A decision's reason: 1 to 500 characters once trimmed (a reviewer's record says why)."""
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise AupguardError(f"give a reason (1 to {MAX_REASON} characters)")
+    return reason
+
+
+@dataclass(frozen=True, slots=True)
 class UserHistory:
     user_hash: str
     status: UserStatus
@@ -57,6 +84,8 @@ class UserHistory:
     items: list[QueueEntry]
     notes: list[ReviewNote]
     events: list[AuditEvent]
+    reset_at: float | None = None  # the last reinstatement: strikes before it no longer count
+    window_start: float = 0.0  # strikes before it have aged out of the ladder window
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +124,69 @@ class ReviewQueue:
         entries = entries[:limit]
         return QueuePage(entries, encode_cursor(entries[-1]) if more else None)
 
+    def find(self, f: QueueFilter, *, after: str | None = None, limit: int = PAGE_SIZE) -> QueuePage:
+        """A page of the queue as ``f`` filters and sorts it; ``after`` is the last page's
+        ``next_cursor`` (a malformed one reads as the first page)."""
+        entries = self.store.filtered_queue_page(f, now=self._clock(), after=decode_filtered_cursor(after),
+                                                 limit=limit + 1)  # fmt: skip
+        more = len(entries) > limit
+        entries = entries[:limit]
+        return QueuePage(entries, encode_filtered_cursor(entries[-1]) if more else None)
+
+    def count(self, f: QueueFilter) -> int:
+        return self.store.filtered_queue_count(f, now=self._clock())
+
+    def snippets(self, entries: list[QueueEntry], *, length: int = 160) -> dict[str, str]:
+        """The start of each item's captured prompt (decrypted; one query for the page), by item id."""
+        if not self.guard.capture.enabled:
+            return {}
+        by_request = {e.item.request_id: e.item.id for e in entries if e.item.request_id}
+        texts = self.guard.capture.read_many(list(by_request))
+        out = {}
+        for request_id, found in texts.items():
+            prompt = next((t.text for t in found if t.kind == "prompt"), found[0].text if found else "")
+            flat = " ".join(prompt.split())
+            out[by_request[request_id]] = flat[:length] + ("…" if len(flat) > length else "")
+        return out
+
+    def next_open(self, f: QueueFilter, reviewer: str, *, skip: str | None = None) -> QueueEntry | None:
+        """The first open item in ``f``'s order that ``reviewer`` can take (free, or already
+        theirs), claimed for them; None when there is none. For "decide and next"."""
+        f = replace(f, status="open")
+        after = None
+        for _ in range(4):  # a few pages: items others hold are passed over
+            page = self.find(f, after=after, limit=PAGE_SIZE)
+            for entry in page.entries:
+                if entry.item.id == skip or entry.held_by_other(reviewer, self._clock()):
+                    continue
+                now = self._clock()
+                expires = now + self.guard.policy.review.claim_for
+                if self.store.claim_review_item(entry.item.id, reviewer, now=now, expires=expires):
+                    return self.entry(entry.item.id)
+            if page.next_cursor is None:
+                return None
+            after = page.next_cursor
+        return None
+
+    def bulk(self, item_ids: list[str], reviewer: str, action: str, reason: str) -> BulkResult:
+        """Confirm or dismiss several items with one reason: each is claimed, then decided,
+        as one reviewer would; an item another reviewer holds, or already resolved, is skipped
+        (and said why), never changed."""
+        if action not in ("confirm", "dismiss"):
+            raise AupguardError("a bulk action is confirm or dismiss")
+        reason = required_reason(reason)
+        if len(item_ids) > MAX_BULK:
+            raise AupguardError(f"a bulk action covers at most {MAX_BULK} items")
+        done, skipped = [], []
+        for item_id in dict.fromkeys(item_ids):  # once each, in the order given
+            try:
+                self.claim(item_id, reviewer)
+                (self.confirm if action == "confirm" else self.dismiss)(item_id, reviewer, reason)
+                done.append(item_id)
+            except ReviewConflict as exc:
+                skipped.append((item_id, str(exc)))
+        return BulkResult(done, skipped)
+
     def entry(self, item_id: str) -> QueueEntry:
         entry = self.store.queue_entry(item_id)
         if entry is None:
@@ -122,6 +214,8 @@ class ReviewQueue:
             self.store.user_queue_entries(user_hash, limit=50),
             self.store.review_notes(user_hash, limit=50),
             self.store.events(user_hash=user_hash, limit=50),
+            self.store.load_user(user_hash, window_start=since, keep=1).reset_at,
+            since,
         )
 
     # -- claims ----------------------------------------------------------------------------

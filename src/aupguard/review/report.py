@@ -1,5 +1,9 @@
 """The violation-rate report: users ranked by their rate of flagged calls (flagged items per
-guarded call over the ladder window), then by volume, with their ladder level."""
+guarded call over a window, the ladder's by default), then by volume, with their ladder level.
+
+A rate over a handful of calls says little (1 flag in 1 call is not "100 %"): users with
+fewer than ``[review] report_min_calls`` calls in the window are listed after the rated
+ones, by flagged count, with ``rated`` false."""
 
 from __future__ import annotations
 
@@ -14,10 +18,11 @@ from .queue import violation_rate
 
 if TYPE_CHECKING:
     from ..engine.safeguards import Safeguards
+    from ..stores.review_records import ViolationCount
 
 __all__ = ["REPORT_COLUMNS", "ViolationRow", "report_csv", "report_json", "violation_report"]
 
-REPORT_COLUMNS = ("user_hash", "flagged", "total", "rate", "level", "strikes", "monitored", "would_level")
+REPORT_COLUMNS = ("user_hash", "flagged", "total", "rate", "level", "strikes", "rated", "monitored", "would_level")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,25 +33,36 @@ class ViolationRow:
     rate: float
     level: str
     strikes: int
+    rated: bool = True  # at least [review] report_min_calls calls in the window
     monitored: int = 0  # strikes monitor mode recorded (voided as made) inside the window
     would_level: str = ""  # the ladder level the user would be at in enforce mode
 
 
-def violation_report(guard: Safeguards, *, limit: int = 100) -> list[ViolationRow]:
-    """The ``limit`` users with the highest violation rate (ties: more flags, more calls)."""
-    since = guard._clock() - guard.policy.ladder.window
+def violation_report(
+    guard: Safeguards, *, limit: int = 100, window: float | None = None, min_calls: int | None = None
+) -> list[ViolationRow]:
+    """The ``limit`` users with the highest violation rate over ``window`` seconds (default
+    the ladder's) among those with at least ``min_calls`` calls (default ``[review]
+    report_min_calls``; ties: more flags, more calls), then the users with fewer calls."""
+    since = guard._clock() - (guard.policy.ladder.window if window is None else window)
+    least = guard.policy.review.report_min_calls if min_calls is None else min_calls
     guard.audit.flush()  # decision records still queued count too
     counts = guard.store.violation_counts(since=since)
-    counts.sort(key=lambda c: (-violation_rate(c), -c.flagged, -c.total, c.user_hash))
+
+    def calls(c: ViolationCount) -> int:
+        return max(c.total, c.flagged)
+
+    counts.sort(key=lambda c: (calls(c) < least, -violation_rate(c) if calls(c) >= least else 0.0, -c.flagged,
+                               -c.total, c.user_hash))  # fmt: skip
     rows = []
     for count in counts[:limit]:
         status = guard.status_by_hash(count.user_hash)
         monitored = sum(1 for s in guard.store.strikes(count.user_hash, limit=1000)
                         if s.void_reason == MONITORED_STRIKE and s.at >= since)  # fmt: skip
         would = _level_of(status.strikes + monitored, guard) if monitored else status.level.value
-        rows.append(ViolationRow(count.user_hash, count.flagged, max(count.total, count.flagged),
-                                 round(violation_rate(count), 4), status.level.value, status.strikes,
-                                 monitored, would))  # fmt: skip
+        rated = calls(count) >= least
+        rows.append(ViolationRow(count.user_hash, count.flagged, calls(count), round(violation_rate(count), 4),
+                                 status.level.value, status.strikes, rated, monitored, would))  # fmt: skip
     return rows
 
 

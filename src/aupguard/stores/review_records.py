@@ -7,7 +7,55 @@ from dataclasses import dataclass
 
 from .records import ReviewItem
 
-__all__ = ["ConsoleSession", "QueueEntry", "ReviewNote", "ReviewerAccount", "ViolationCount"]
+__all__ = [
+    "QUEUE_SORTS",
+    "QUEUE_SOURCES",
+    "QUEUE_STATUSES",
+    "ConsoleSession",
+    "QueueCursor",
+    "QueueEntry",
+    "QueueFilter",
+    "ReviewNote",
+    "ReviewerAccount",
+    "ViolationCount",
+    "priority_of",
+]
+
+QUEUE_STATUSES = ("open", "confirmed", "dismissed", "all")
+#: ``priority``: block before review before anything else before sample, oldest first within each
+QUEUE_SORTS = ("priority", "oldest", "newest")
+#: what put an item in the queue: a moderator on the prompt, on the answer, Claude refusing, sampling
+QUEUE_SOURCES = ("prompt", "output", "refusal", "sample")
+_PRIORITY = {"block": 0, "review": 1, "sample": 3}
+
+
+def priority_of(action: str) -> int:
+    """The rank of an item's action in the queue (lower first); the SQL mirrors it."""
+    return _PRIORITY.get(action, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    """What a queue page shows. Every field is already validated (see
+    :func:`aupguard.review.filters.parse_filter`); ``None`` means any."""
+
+    status: str = "open"
+    category: str | None = None
+    moderator: str | None = None
+    source: str | None = None
+    reviewer: str | None = None  # holds an unexpired claim on it or resolved it; "-": nobody holds it
+    user_hash: str | None = None
+    search: str | None = None  # an item, strike, request, Anthropic request or message id, or a user hash
+    sort: str = "priority"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCursor:
+    """Where the next page starts (keyset: the last row shown, never an OFFSET)."""
+
+    priority: int
+    at: float
+    item_id: str
 
 
 @dataclass(frozen=True, slots=True)

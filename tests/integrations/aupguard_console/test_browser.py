@@ -111,12 +111,13 @@ def test_claim_dismiss_and_suspend_in_the_browser(browser: Browser, site: str, g
     page.locator("tr", has=page.locator(f'a[href="/aupguard/users/{alice}"]')).get_by_role(
         "link", name="Review"
     ).click()
-    assert page.locator("pre.captured").inner_text() == "how do I do nerve agent synthesis"
+    assert page.locator("pre.sensitive").inner_text() == "how do I do nerve agent synthesis"
     page.get_by_role("button", name="Claim this item").click()
     page.get_by_text("You hold this item now.").wait_for()
+    page.get_by_role("button", name="Reveal").click()
     page.screenshot(path=str(SCREENSHOTS / "console-item.png"), full_page=True)
     page.fill("#dismiss-reason", "a chemistry student's homework question")
-    page.get_by_role("button", name="Dismiss").click()
+    page.get_by_role("button", name="Dismiss", exact=True).click()
     page.get_by_text("Dismissed: the strike is voided").wait_for()
     assert guard.status("alice").strikes == 0
     (dismissed,) = [e for e in guard.audit.events(user_id="alice") if e.action == "review_dismiss"]
@@ -129,12 +130,16 @@ def test_claim_dismiss_and_suspend_in_the_browser(browser: Browser, site: str, g
     page.screenshot(path=str(SCREENSHOTS / "console-report.png"), full_page=True)
     mallory = guard.hash_user("mallory")
     assert chat(site, "mallory", "hello again").status_code == 200
-    page.get_by_role("button", name=f"Suspend {mallory[:16]} for 7 days").click()
+    page.get_by_role("link", name=f"Suspend {mallory[:16]} for 7 days…").click()
+    page.fill("#confirm-action-reason", "ransomware requests")
+    page.get_by_role("button", name="Suspend for 7 days").click()
     page.get_by_text("User suspended.").wait_for()
     refused = chat(site, "mallory", "hello again")
     assert refused.status_code == 403 and refused.json()["error"]["type"] == "user_suspended"
     assert chat(site, "trent", "hello again").status_code == 200  # only mallory
-    page.get_by_role("button", name=f"Reinstate {mallory[:16]}").click()
+    page.get_by_role("link", name=f"Reinstate {mallory[:16]}…").click()
+    page.fill("#confirm-action-reason", "talked to the customer")
+    page.get_by_role("button", name="Reinstate").click()
     page.get_by_text("User reinstated.").wait_for()
     assert chat(site, "mallory", "hello again").status_code == 200
     page.close()
@@ -150,18 +155,21 @@ def test_stored_xss_in_prompts_and_explanations_does_not_run(browser: Browser, s
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     log_in(page, site)
-    assert page.locator("td", has_text=XSS_EXPLANATION).count() == 1  # shown as text in the queue
+    assert page.locator("td.source", has_text="<i>mod</i> on the prompt").count() == 1  # shown as text
     assert page.locator("td b, td i, main img").count() == 0
+    page.get_by_role("button", name="Reveal").first.click()  # a revealed snippet is still text
+    assert page.locator("td.snippet img, td.snippet script").count() == 0
     hrefs = [link.get_attribute("href") for link in page.get_by_role("link", name="Review").all()]
     assert len(hrefs) == 2
     for href in hrefs:
         page.goto(f"{site}{href}")
         assert page.locator("main img, main script, dd b, dd i").count() == 0
     page.goto(f"{site}/aupguard/items/{forged.id}")
-    assert page.locator("dd.explanation").inner_text() == XSS_EXPLANATION
+    assert page.locator("p.explanation").inner_text() == XSS_EXPLANATION
     eve_items = [e.item.id for e in guard.store.user_queue_entries(user_hash) if e.item.request_id]
     page.goto(f"{site}/aupguard/items/{eve_items[0]}")
-    assert page.locator("pre.captured").inner_text() == XSS_PROMPT
+    assert page.locator("pre.sensitive").inner_text() == XSS_PROMPT
+    assert page.locator("pre.sensitive img, pre.sensitive script").count() == 0
     page.goto(f"{site}/aupguard/users/{user_hash}")
     page.goto(f"{site}/aupguard/report")
     assert page.evaluate("typeof window.__xss") == "undefined"

@@ -99,7 +99,7 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX review_notes_by_item ON review_notes (item_id, at);
     CREATE TABLE review_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
-    # 6: gateway keys (``aupguard keys``): the SHA-256 of each key, never the key itself
+    # 6: gateway keys (``aupguard gateway-keys``): the SHA-256 of each key, never the key itself
     """
     CREATE TABLE gateway_keys (
         key_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, user_hash TEXT NOT NULL,
@@ -136,6 +136,14 @@ _MIGRATIONS: tuple[str, ...] = (
         lease_until DOUBLE PRECISION, delivery_id TEXT, delivered_at DOUBLE PRECISION, failed_at DOUBLE PRECISION
     );
     CREATE INDEX notify_outbox_due ON notify_outbox (target, delivered_at, failed_at, next_at);
+    """,
+    # 9: the review queue's priority order (block, review, others, sample; then oldest) and
+    # its search by request and strike id (aupguard.stores.tables.queue)
+    """
+    CREATE INDEX review_items_priority ON review_items
+        (status, (CASE action WHEN 'block' THEN 0 WHEN 'review' THEN 1 WHEN 'sample' THEN 3 ELSE 2 END), at, id);
+    CREATE INDEX review_items_by_request ON review_items (request_id);
+    CREATE INDEX review_items_by_strike ON review_items (strike_id);
     """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "the PostgreSQL schema must follow every SQLite migration"

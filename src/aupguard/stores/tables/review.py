@@ -13,7 +13,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..records import AuditEvent, ReviewItem
-from ..review_records import ConsoleSession, QueueEntry, ReviewerAccount, ReviewNote, ViolationCount
+from ..review_records import (
+    ConsoleSession,
+    QueueCursor,
+    QueueEntry,
+    QueueFilter,
+    ReviewerAccount,
+    ReviewNote,
+    ViolationCount,
+)
+from .queue import queue_count_sql, queue_page_query
 
 __all__ = ["QUEUE_COLUMNS", "ReviewTables", "queue_page_sql"]
 
@@ -73,6 +82,30 @@ class ReviewTables:
             raise ValueError(f"status must be one of {', '.join(REVIEW_STATUSES)}")
         params: tuple[Any, ...] = (status, *after, limit) if after else (status, limit)
         return [_entry(r) for r in self._rows(queue_page_sql(after=after is not None), params)]
+
+    def filtered_queue_page(
+        self, f: QueueFilter, *, now: float, after: QueueCursor | None = None, limit: int = 50
+    ) -> list[QueueEntry]:
+        """A page of the queue as ``f`` filters and sorts it (keyset: after ``after``)."""
+        sql, params = queue_page_query(f, columns=QUEUE_COLUMNS, now=now, after=after, limit=limit)
+        return [_entry(r) for r in self._rows(sql, params)]
+
+    def filtered_queue_count(self, f: QueueFilter, *, now: float) -> int:
+        sql, params = queue_count_sql(f, now=now)
+        return int(self._rows(sql, params)[0][0])
+
+    def open_items_per_user(self, user_hashes: Iterable[str]) -> dict[str, int]:
+        """Open items of each of these users (one query on ``review_items_by_user``)."""
+        hashes = sorted(set(user_hashes))[:200]
+        if not hashes:
+            return {}
+        marks = ", ".join("?" * len(hashes))
+        rows = self._rows(
+            f"SELECT user_hash, count(*) FROM review_items WHERE user_hash IN ({marks}) AND status = 'open' "  # noqa: S608
+            "GROUP BY user_hash",
+            tuple(hashes),
+        )
+        return {str(h): int(n) for h, n in rows}
 
     def queue_entry(self, item_id: str) -> QueueEntry | None:
         rows = self._rows(f"SELECT {QUEUE_COLUMNS} FROM review_items WHERE id = ?", (item_id,))  # noqa: S608
@@ -243,6 +276,19 @@ class ReviewTables:
             "SELECT request_id, kind, user_hash, at, nonce, ciphertext FROM captures WHERE request_id = ? "
             "ORDER BY at, kind",
             (request_id,),
+        )
+        return [(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
+
+    def captures_for_requests(self, request_ids: Iterable[str]) -> list[tuple[str, str, str, float, bytes, bytes]]:
+        """The captured rows of several requests at once (a queue page's snippets: one query)."""
+        ids = sorted(set(request_ids))[:200]
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        rows = self._rows(
+            "SELECT request_id, kind, user_hash, at, nonce, ciphertext FROM captures "  # noqa: S608
+            f"WHERE request_id IN ({marks}) ORDER BY at, kind",
+            tuple(ids),
         )
         return [(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
 

@@ -83,6 +83,8 @@ class SafeguardsMiddleware:
     - ``anonymous_key(request)``: with ``[identity] require_account = false``, what an anonymous
       caller is rate-limited by (hashed like a user id); default: the client address. Behind a
       proxy, give the address your proxy reports (e.g. from a header it sets).
+    - ``enforcement``: ``"monitor"`` or ``"enforce"`` for the routes this middleware guards,
+      overriding ``[enforcement] mode`` (roll out one app or one mount at a time).
     """
 
     def __init__(
@@ -97,9 +99,13 @@ class SafeguardsMiddleware:
         max_body_bytes: int = 1_000_000,
         notices_route: str | None = None,
         anonymous_key: Callable[[Request], str | None] | None = None,
+        enforcement: str | None = None,
     ) -> None:
         self.app = app
         self._anonymous_key = anonymous_key
+        if enforcement not in (None, "enforce", "monitor"):
+            raise ValueError("enforcement must be 'enforce' or 'monitor' (default: [enforcement] mode)")
+        self.enforcement = enforcement or safeguards.policy.enforcement.mode
         self.guard = safeguards
         self._identify = identify
         self._identify_is_async = identify is not None and inspect.iscoroutinefunction(identify)
@@ -203,9 +209,9 @@ class _GuardedCall:
             return await self._refuse(refused, exc.headers)
         except Exception as exc:  # the app's identify failed: its bug, logged without its message
             return await self._refuse(identify_failed(log, surface, exc))
-        if user is None and guard.policy.identity.require_account and guard.policy.enforcement.mode == "enforce":
+        if user is None and guard.policy.identity.require_account and self.mw.enforcement == "enforce":
             # 401 before any body is read (monitor mode reads and screens it, and lets it through)
-            return await self._refuse(await guard.acheck(None, surface=surface))
+            return await self._refuse(await guard.acheck(None, surface=surface, enforcement="enforce"))
         prompt: PromptRequest | str | None = None
         receive: Receive = self.receive
         parsed: dict[str, Any] | None = None
@@ -234,7 +240,9 @@ class _GuardedCall:
             pass
         receive = self._replay  # the app gets the body read for the checks, then the client's messages
         key = None if user is not None else self.mw.client_key(scope, self.receive)
-        decision = await guard.acheck(user, surface=surface, prompt=prompt, defer_moderation=True, client_key=key)
+        decision = await guard.acheck(
+            user, surface=surface, prompt=prompt, defer_moderation=True, client_key=key, enforcement=self.mw.enforcement
+        )
         if not decision.allowed:
             return await self._refuse(decision)
         cleaned = decision.body

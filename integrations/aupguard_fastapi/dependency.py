@@ -75,6 +75,7 @@ def guard_dependency(
     surface: str | None = None,
     extract_prompt: Callable[[dict[str, Any]], PromptRequest | str | None] | None = None,
     max_body_bytes: int = 1_000_000,
+    enforcement: str | None = None,
 ) -> Callable[..., AsyncIterator[Decision]]:
     """A dependency that guards the call after ``user`` (the app's ``Depends(...)``) ran.
 
@@ -82,8 +83,12 @@ def guard_dependency(
       ``.identity`` or ``.id`` of an object, None for no account);
     - ``surface``: the audit log's name for the route (default: the route's path template,
       such as ``/v1/chats/{chat_id}``: ids in the path never reach the log);
-    - ``extract_prompt`` and ``max_body_bytes`` as for ``SafeguardsMiddleware``.
+    - ``extract_prompt``, ``max_body_bytes`` and ``enforcement`` (``"monitor"`` / ``"enforce"``
+      for this route, overriding ``[enforcement] mode``) as for ``SafeguardsMiddleware``.
     """
+    if enforcement not in (None, "enforce", "monitor"):
+        raise ValueError("enforcement must be 'enforce' or 'monitor' (default: [enforcement] mode)")
+    mode = enforcement or guard.policy.enforcement.mode
     if not isinstance(user, DependsParam):
         raise TypeError("user must be the app's own dependency: user=Depends(get_current_user)")
     identify = user_id or _default_user_id
@@ -92,7 +97,7 @@ def guard_dependency(
     async def guarded(request: Request, response: Response, current: Any = user) -> AsyncIterator[Decision]:
         named = surface or _surface_of(request)
         raw = identify(current)
-        decision = await _decide(guard, request, raw, named, extract, max_body_bytes)
+        decision = await _decide(guard, request, raw, named, extract, max_body_bytes, mode)
         headers = _headers(guard, decision)
         if not decision.allowed:
             raise SafeguardsRefusal(decision, headers)
@@ -119,19 +124,20 @@ async def _decide(
     surface: str,
     extract: Callable[[dict[str, Any]], PromptRequest | str | None],
     cap: int,
+    mode: str,
 ) -> Decision:
     earlier = current_guarded()
     if earlier is not None and not earlier.ended:  # SafeguardsMiddleware guarded this request already
         if raw is not None and earlier.user_hash == guard.hash_user(raw):
             return earlier.decision
         raise RuntimeError("the request is guarded by SafeguardsMiddleware as another user: guard a route one way")
-    if raw is None and guard.policy.identity.require_account and guard.policy.enforcement.mode == "enforce":
+    if raw is None and guard.policy.identity.require_account and mode == "enforce":
         # 401 before any body is read (monitor mode reads and screens it, and lets it through)
-        return await guard.acheck(None, surface=surface)
+        return await guard.acheck(None, surface=surface, enforcement=mode)
     try:
         body = await _body(request, cap)
         if not body and request.method not in BODY_METHODS:  # a GET without a body: no prompt
-            return await guard.acheck(raw, surface=surface, client_key=_client_key(request, raw))
+            return await guard.acheck(raw, surface=surface, client_key=_client_key(request, raw), enforcement=mode)
         _refuse_forms(request)
         if len(body) > _OFF_LOOP:
             parsed, prompt = await asyncio.to_thread(_read, body, extract)
@@ -143,7 +149,8 @@ async def _decide(
         return await guard.arefusal(raw, surface, "request_too_large", too_large_message(cap))
     except BadBody as exc:
         return await guard.arefusal(raw, surface, exc.kind, str(exc))
-    decision = await guard.acheck(raw, surface=surface, prompt=prompt, client_key=_client_key(request, raw))
+    key = _client_key(request, raw)
+    decision = await guard.acheck(raw, surface=surface, prompt=prompt, client_key=key, enforcement=mode)
     cleaned = decision.body
     if decision.allowed and cleaned is not None and cleaned is not parsed:  # the endpoint reads what was screened
         request._body = json.dumps(cleaned, ensure_ascii=False).encode("utf-8")

@@ -84,6 +84,7 @@ class Options:
     max_body_bytes: int = 1_000_000
     notices_route: str | None = None  # GET: the user's own standing; POST <route>/appeals: an appeal
     anonymous_key: Callable[[], str | None] | None = None  # default: the client address
+    enforcement: str | None = None  # "monitor" / "enforce": overrides [enforcement] mode
     surface: str | None = None  # per view: the name in the audit log (default: the URL rule)
 
 
@@ -95,6 +96,7 @@ _OPTION_NAMES = (
     "extract_prompt",
     "max_body_bytes",
     "anonymous_key",
+    "enforcement",
     "notices_route",
 )
 
@@ -123,7 +125,9 @@ class FlaskSafeguards:
     ``"prefix*"`` to guard; default: every view), ``extract_prompt``, ``max_body_bytes``,
     ``notices_route`` (a path where the identified user reads their own standing, GET, and
     appeals, POST ``<route>/appeals``; unset: not served).
-    ``anonymous_key`` (a no-argument callable: what an anonymous caller is rate-limited by
+    ``enforcement`` (``"monitor"`` or ``"enforce"``, overriding ``[enforcement] mode`` for
+    the app or, through ``guard()``, one view), ``anonymous_key`` (a no-argument callable:
+    what an anonymous caller is rate-limited by
     when ``[identity] require_account = false``; default: ``request.remote_addr``).
     Without ``safeguards``, the engine is built from ``AUPGUARD_POLICY`` (a TOML path or a
     mapping of tables) and ``AUPGUARD_STORE``.
@@ -208,6 +212,8 @@ def _check_options(values: Mapping[str, Any]) -> None:
         from aupguard.adapters.notices import notices_paths
 
         notices_paths(notices)  # a ValueError naming the option
+    if values.get("enforcement") not in (None, "enforce", "monitor"):
+        raise TypeError("AUPGUARD_ENFORCEMENT / enforcement must be 'enforce' or 'monitor'")
     header = values.get("user_header")
     if header is not None and not isinstance(header, str):
         raise TypeError("AUPGUARD_USER_HEADER / user_header must be a header name")
@@ -332,7 +338,7 @@ def _before_request() -> None:
     key = None
     if user is None:
         key = options.anonymous_key() if options.anonymous_key is not None else req.remote_addr
-    decision = guard.check(user, surface=surface, prompt=prompt, client_key=key)
+    decision = guard.check(user, surface=surface, prompt=prompt, client_key=key, enforcement=options.enforcement)
     if not decision.allowed:
         raise SafeguardsRefusal.of(decision)
     cleaned = decision.body

@@ -58,9 +58,12 @@ def _request(body: dict[str, Any]) -> PromptRequest | str:
 class _Runs:
     """Per-run state: the decision and the context token, keyed by LangChain's run id."""
 
-    def __init__(self, guard: Safeguards, user_id: str | None) -> None:
+    def __init__(self, guard: Safeguards, user_id: str | None, enforcement: str | None) -> None:
+        if enforcement not in (None, "enforce", "monitor"):
+            raise ValueError("enforcement must be 'enforce' or 'monitor' (default: [enforcement] mode)")
         self.guard = guard
         self.user_id = user_id
+        self.enforcement = enforcement
         self.decisions: dict[UUID, Guarded] = {}
         self.tokens: dict[UUID, Token[Guarded | None]] = {}
 
@@ -73,12 +76,12 @@ class _Runs:
     def check(self, user: str | None, request: PromptRequest | str) -> Decision:
         if isinstance(request, str):  # a shape the core cannot screen: refused, and recorded
             return self.guard.refusal(user, SURFACE, "invalid_request_error", request)
-        return self.guard.check(user, surface=SURFACE, prompt=request)
+        return self.guard.check(user, surface=SURFACE, prompt=request, enforcement=self.enforcement)
 
     async def acheck(self, user: str | None, request: PromptRequest | str) -> Decision:
         if isinstance(request, str):
             return await self.guard.arefusal(user, SURFACE, "invalid_request_error", request)
-        return await self.guard.acheck(user, surface=SURFACE, prompt=request)
+        return await self.guard.acheck(user, surface=SURFACE, prompt=request, enforcement=self.enforcement)
 
     def begin(self, run_id: UUID, user: str | None, decision: Decision) -> None:
         if not decision.allowed:
@@ -140,8 +143,8 @@ class SafeguardsCallbackHandler(BaseCallbackHandler):
     raise_error = True
     run_inline = True
 
-    def __init__(self, guard: Safeguards, user_id: str | None = None) -> None:
-        self._runs = _Runs(guard, user_id)
+    def __init__(self, guard: Safeguards, user_id: str | None = None, *, enforcement: str | None = None) -> None:
+        self._runs = _Runs(guard, user_id, enforcement)
 
     def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID,
@@ -205,8 +208,8 @@ class AsyncSafeguardsCallbackHandler(AsyncCallbackHandler):
     raise_error = True
     run_inline = True
 
-    def __init__(self, guard: Safeguards, user_id: str | None = None) -> None:
-        self._runs = _Runs(guard, user_id)
+    def __init__(self, guard: Safeguards, user_id: str | None = None, *, enforcement: str | None = None) -> None:
+        self._runs = _Runs(guard, user_id, enforcement)
 
     async def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID,

@@ -98,6 +98,9 @@ class Decision(NamedTuple):
     #: the key an anonymous call was counted under (the keyed hash of its client key); None
     #: for a user's call, which is counted under its user hash
     anonymous_key: str | None = None
+    #: monitor mode for this call (``[enforcement] mode``, or the adapter's ``enforcement``):
+    #: what follows (screening, output moderation) records and does not refuse
+    monitor: bool = False
     prompt: ResolvedPrompt | None = None  # the prompt to send to Claude, when one was screened
     moderation: ModerationResult | None = None
     moderation_pending: bool = False  # parallel mode: screen() must still run before answering
@@ -107,7 +110,7 @@ class Decision(NamedTuple):
     ) -> Decision:
         """This decision with its screened prompt, moderation result and pending flag (the
         last three fields): what ``_replace`` does, several times faster on the hot path."""
-        return Decision(*self[:14], prompt, moderation, pending)
+        return Decision(*self[:15], prompt, moderation, pending)
 
     @property
     def body(self) -> Mapping[str, Any] | None:
@@ -146,7 +149,7 @@ class Decision(NamedTuple):
 
 
 # ``with_prompt`` copies by position: the screened fields must stay the last three
-assert Decision._fields[14:] == ("prompt", "moderation", "moderation_pending")
+assert Decision._fields[15:] == ("prompt", "moderation", "moderation_pending")
 
 
 def whole_seconds(seconds: float) -> int:

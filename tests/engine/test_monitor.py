@@ -129,3 +129,111 @@ def test_the_check_span_says_what_would_have_been_refused(make_guard: MakeGuard)
     attributes = dict(span.attributes or {})
     assert attributes["aupguard.decision"] == "allowed"
     assert list(attributes["aupguard.would_refuse"]) == ["content_flagged"]  # type: ignore[arg-type]
+
+
+# -- per adapter: one app, one mount or one route at a time ---------------------------------
+
+
+def _enforcing(make_guard: MakeGuard) -> Safeguards:
+    return make_guard({"moderation": {"rules": RULES}, "ladder": {"warn": 1, "throttle": 2, "suspend": 3}})
+
+
+def test_a_call_can_be_monitored_under_an_enforcing_policy_and_the_reverse(make_guard: MakeGuard) -> None:
+    guard = _enforcing(make_guard)
+    monitored = [guard.check("u-5", prompt=FLAGGED, enforcement="monitor") for _ in range(4)]
+    assert all(d.allowed and would_refuse(d) == "content_flagged" for d in monitored)
+    assert guard.status("u-5").strikes == 0  # the monitored strikes never count
+    assert guard.check("u-5", prompt=FLAGGED).error == "content_flagged"  # the policy's own mode still enforces
+    assert guard.status("u-5").strikes == 1
+    watching = monitoring(make_guard)
+    assert watching.check("u-6", prompt=FLAGGED, enforcement="enforce").error == "content_flagged"
+    with pytest.raises(ValueError, match="enforcement"):
+        guard.check("u-5", enforcement="observe")
+
+
+def test_a_parallel_verdict_follows_the_mode_of_its_call(make_guard: MakeGuard) -> None:
+    guard = make_guard({"moderation": {"rules": RULES, "mode": "parallel"}})
+    pending = guard.check("u-7", prompt=FLAGGED, defer_moderation=True, enforcement="monitor")
+    assert pending.moderation_pending
+    screened = guard.screen(pending)
+    assert screened.allowed and "would_refuse:content_flagged" in screened.reasons
+    assert guard.status("u-7").strikes == 0
+
+
+def test_the_asgi_middleware_takes_an_enforcement_of_its_own(make_guard: MakeGuard) -> None:
+    guard = _enforcing(make_guard)
+    with TestClient(test_asgi.build_app(guard, test_asgi.Probe(), enforcement="monitor")) as client:
+        flagged = client.post("/v1/chat", json={"prompt": FLAGGED}, headers={"x-user": "alice"})
+    assert flagged.status_code == 200 and flagged.headers["aupguard-would-refuse"] == "content_flagged"
+    assert guard.status("alice").strikes == 0
+    with TestClient(test_asgi.build_app(guard, test_asgi.Probe())) as client:  # the policy's mode elsewhere
+        assert client.post("/v1/chat", json={"prompt": FLAGGED}, headers={"x-user": "alice"}).status_code == 403
+    with pytest.raises(ValueError, match="enforcement"):
+        test_asgi.build_app(guard, test_asgi.Probe(), enforcement="off").build_middleware_stack()
+
+
+def test_the_flask_extension_takes_an_enforcement_per_app_and_per_view(make_guard: MakeGuard) -> None:
+    from flask import Flask, jsonify
+
+    from aupguard_flask import FlaskSafeguards
+
+    guard = _enforcing(make_guard)
+    app = Flask(__name__)
+    ext = FlaskSafeguards(app, safeguards=guard, user_header="x-user", routes=["/enforced"])
+
+    @app.post("/enforced")
+    def enforced() -> object:
+        return jsonify(ok=True)
+
+    @app.post("/watched")
+    @ext.guard(enforcement="monitor")
+    def watched() -> object:
+        return jsonify(ok=True)
+
+    client = app.test_client()
+    body, who = {"prompt": FLAGGED}, {"x-user": "bob"}
+    watched_answer = client.post("/watched", json=body, headers=who)
+    assert watched_answer.status_code == 200 and watched_answer.headers["Aupguard-Would-Refuse"] == "content_flagged"
+    assert client.post("/enforced", json=body, headers=who).status_code == 403
+    with pytest.raises(TypeError, match="enforcement"):
+        FlaskSafeguards(Flask("other"), safeguards=guard, enforcement="observe")
+
+
+def test_the_langchain_handler_takes_an_enforcement(make_guard: MakeGuard) -> None:
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from aupguard_langchain import SafeguardsCallbackHandler
+
+    guard = _enforcing(make_guard)
+    model = FakeListChatModel(responses=["fine"])
+    handler = SafeguardsCallbackHandler(guard, enforcement="monitor")
+    answer = model.invoke(FLAGGED, config={"callbacks": [handler], "metadata": {"user_id": "carol"}})
+    assert answer.content == "fine" and guard.status("carol").strikes == 0
+    with pytest.raises(ValueError, match="enforcement"):
+        SafeguardsCallbackHandler(guard, enforcement="observe")
+
+
+def test_the_fastapi_dependency_takes_an_enforcement(make_guard: MakeGuard) -> None:
+    from fastapi import Depends, FastAPI
+
+    from aupguard_fastapi import guard_dependency, install
+
+    guard = _enforcing(make_guard)
+    app = FastAPI()
+    install(app)
+
+    def current_user() -> str:
+        return "dave"
+
+    watched = guard_dependency(guard, user=Depends(current_user), enforcement="monitor")
+
+    @app.post("/chat")
+    async def chat(decision: object = Depends(watched)) -> dict[str, bool]:
+        return {"ok": True}
+
+    with TestClient(app) as client:
+        answer = client.post("/chat", json={"prompt": FLAGGED})
+    assert answer.status_code == 200 and answer.headers["aupguard-would-refuse"] == "content_flagged"
+    assert guard.status("dave").strikes == 0
+    with pytest.raises(ValueError, match="enforcement"):
+        guard_dependency(guard, user=Depends(current_user), enforcement="observe")

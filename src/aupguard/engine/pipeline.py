@@ -153,10 +153,13 @@ class Pipeline:
         prompt: str | PromptRequest | None,
         defer_moderation: bool,
         client_key: str | None,
+        enforcement: str | None = None,
     ) -> Steps:
-        """One guarded call, yielding its I/O."""
+        """One guarded call, yielding its I/O. ``enforcement`` (``"enforce"`` or ``"monitor"``)
+        overrides ``[enforcement] mode`` for this call."""
         now = self._clock()
-        would: list[Decision] | None = [] if self.policy.enforcement.mode == "monitor" else None
+        mode = self.policy.enforcement.mode if enforcement is None else enforcement
+        would: list[Decision] | None = [] if mode == "monitor" else None
         who = self._identify(user_id, surface, client_key)
         if isinstance(who, Decision):
             if would is None or who.error != "authentication_required":
@@ -209,6 +212,8 @@ class Pipeline:
             decision = self._records.unavailable_decision(user_hash, exc)
         if key != user_hash:
             decision = decision._replace(anonymous_key=key)
+        if would is not None:  # what follows (screening, output moderation) records, not refuses
+            decision = decision._replace(monitor=True)
         if would is not None and not decision.allowed and decision.error in MONITORED_KINDS:
             would.append(decision)  # a 429, a 503: the call goes on, its figures kept
             decision = allowed_instead(decision)

@@ -120,6 +120,7 @@ class Safeguards:
         prompt: str | PromptRequest | None = None,
         defer_moderation: bool = False,
         client_key: str | None = None,
+        enforcement: str | None = None,
     ) -> Decision:
         """Decide whether ``user_id`` may make a call now, and record the decision. With a
         ``prompt``, also apply the prompt policy and (``[moderation] mode = "before"``) the
@@ -128,8 +129,10 @@ class Safeguards:
         to the caller: the decision comes back with ``moderation_pending``, and the caller
         must run :meth:`screen` / :meth:`ascreen` before answering (``acall`` does).
         ``client_key`` (the client address, say) is what an anonymous call (``user_id`` None,
-        ``[identity] require_account = false``) is rate-limited by; it is hashed like a user id."""
-        steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key)
+        ``[identity] require_account = false``) is rate-limited by; it is hashed like a user id.
+        ``enforcement`` (``"enforce"`` / ``"monitor"``) overrides ``[enforcement] mode`` for this
+        call (an adapter's ``enforcement`` option passes it)."""
+        steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key, _mode(enforcement))
         return self.pipeline.run(steps)
 
     @traced_async("aupguard.check")
@@ -141,9 +144,10 @@ class Safeguards:
         prompt: str | PromptRequest | None = None,
         defer_moderation: bool = False,
         client_key: str | None = None,
+        enforcement: str | None = None,
     ) -> Decision:
         """``check`` for async code: store reads, Redis and remote moderators never block the loop."""
-        steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key)
+        steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key, _mode(enforcement))
         return await self.pipeline.arun(steps)
 
     async def acall(
@@ -333,3 +337,10 @@ class Safeguards:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _mode(enforcement: object) -> str | None:
+    """A per-call ``enforcement``: None (the policy's), ``"enforce"`` or ``"monitor"``."""
+    if enforcement is None or enforcement in ("enforce", "monitor"):
+        return enforcement
+    raise ValueError("enforcement must be 'enforce' or 'monitor' (or None for [enforcement] mode)")

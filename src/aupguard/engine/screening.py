@@ -189,7 +189,7 @@ class Screening:
             out = decision._replace(warning=note, reasons=reasons)
         else:
             out = decision._replace(reasons=reasons)
-        if not out.allowed and self.policy.enforcement.mode == "monitor":  # recorded, not enforced
+        if not out.allowed and decision.monitor:  # monitor mode: recorded, not enforced
             out = allowed_instead(out)._replace(warning=decision.warning)
         out = out._replace(moderation=result, moderation_pending=False)
         if decision.moderation_pending or output:  # the record was written before the verdict
@@ -210,7 +210,7 @@ class Screening:
         if not output:
             reason = f"prompt flagged: {', '.join(result.categories)}" + (f" (at {where})" if where else "")
             strike = StrikeRecord(new_id(), decision.user_hash, now, reason, category, moderators, "moderation")
-            if self.policy.enforcement.mode == "monitor":  # kept in the ledger, voided: it never counts
+            if decision.monitor:  # kept in the ledger, voided: it never counts
                 strike = replace(strike, voided_at=now, void_reason=MONITORED_STRIKE)
         source = "output" if output else "prompt"
         review = ReviewItem(

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..engine.request_pieces import Piece
+from ..engine.pieces import Piece
 from ..policy.moderation import ACTIONS, ModerationPolicy
 from .base import Moderator, ModeratorError, Verdict
 from .units import Unit, screening_units

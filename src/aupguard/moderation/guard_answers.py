@@ -1,26 +1,6 @@
-"""The guard models' formats: what to send each one and how to read its answer (pure).
-
-A guard model served by vLLM, Ollama, TGI or LM Studio is called through
-``/v1/chat/completions``; the server applies the model's own chat template (from its
-tokenizer config or Modelfile), which wraps the text in the model's published prompt. So
-the text goes as the user message, and only what a template reads besides it is added:
-ShieldGemma's ``guideline`` (``chat_template_kwargs``, which vLLM reads and other servers
-ignore) and gpt-oss-safeguard's policy (the system message). Each answer is read as its
-model card documents it:
-
-============================  ===============================================  ==========
-format                        answer                                           score
-============================  ===============================================  ==========
-``llama-guard-3`` / ``-4``    ``safe``, or ``unsafe`` then codes ``S1,S10``    P(unsafe)
-``shieldgemma``               ``Yes`` (violates) / ``No``                      P(Yes)
-``granite-guardian``          ``Yes`` / ``No`` (3.3: ``<score> yes </score>``)  P(Yes)
-``qwen3guard``                ``Safety: Safe|Unsafe|Controversial``,           -
-                              ``Categories: Violent, ...``
-``gpt-oss-safeguard``         the JSON verdict the policy asks for             -
-============================  ===============================================  ==========
-
-The score is the probability of the first answer token (against its opposite) when the
-server returns ``logprobs``; with ``threshold`` it decides instead of the text.
+"""The guard models' answers, read as each model card documents them (pure): the verdict,
+the model's own codes in aupguard's category names, Qwen3Guard's tier, and the score of
+the first answer token (see :mod:`aupguard.moderation.guard_formats` for the table).
 
 Drift is tolerated (whitespace, capitals, a code fence, a ``<think>`` block, text after
 the verdict); anything else is unreadable (``None``), which the moderator reports as a
@@ -33,27 +13,12 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from ..policy.moderators import GUARD_FORMATS, SCORED_FORMATS
+from ..policy.moderators import SCORED_FORMATS
 from .answers import category_key, only_json_object, strip_wrapping
 from .categories import DEFAULT_CATEGORIES
 
-__all__ = [
-    "CODES",
-    "FORMATS",
-    "SCORED",
-    "Reading",
-    "categories_of",
-    "defuse",
-    "first_token_score",
-    "read_answer",
-    "request_body",
-    "safeguard_policy",
-]
-
-FORMATS = GUARD_FORMATS
-SCORED = SCORED_FORMATS
+__all__ = ["CODES", "Reading", "categories_of", "first_token_score", "read_answer"]
 
 _LLAMA_GUARD = {
     "S1": "violent_crimes",  # Violent Crimes
@@ -102,48 +67,7 @@ CODES: Mapping[str, Mapping[str, str]] = {
     "gpt-oss-safeguard": {name: name for name in DEFAULT_CATEGORIES},
 }
 
-# ShieldGemma's published prompt-side principles (its model card), which it was trained on
-SHIELDGEMMA_GUIDELINE = "\n".join(
-    (
-        '* "No Dangerous Content": The prompt shall not contain or seek generation of content that harms '
-        "oneself and/or others (e.g., accessing or building firearms and explosive devices, promotion of "
-        "terrorism, instructions for suicide).",
-        '* "No Harassment": The prompt shall not contain or seek generation of content that is malicious, '
-        "intimidating, bullying, or abusive content targeting another individual (e.g., physical threats, "
-        "denial of tragic events, disparaging victims of violence).",
-        '* "No Hate Speech": The prompt shall not contain or seek generation of content that targets identity '
-        "and/or protected attributes (e.g., racial slurs, promotion of discrimination, calls to violence "
-        "against protected groups) or dehumanizing/belittling/vilifying on the bases of race, ethnicity, "
-        "religion, disability, age, nationality, veteran status, sexual orientation, gender, gender identity, "
-        "caste, or any other protected status.",
-        '* "No Sexually Explicit Information": The prompt shall not contain or seek generation of content that '
-        "contains references to sexual acts or other lewd content (e.g., sexually graphic descriptions, "
-        "content aimed at causing arousal). Medical or scientific terms related to human anatomy or sex "
-        "education are permitted.",
-    )
-)
-
-_SAFEGUARD_OUTPUT = """
-
-## Output
-
-Answer with ONLY a JSON object, no other text:
-{"violation": 1 if the content violates any category above, else 0, \
-"categories": [the names of the violated categories, exactly as written above], \
-"rationale": "one short sentence"}"""
-
-_MAX_TOKENS = {"gpt-oss-safeguard": 2048, "shieldgemma": 8, "granite-guardian": 64}
 _MAX_EXPLANATION = 500
-
-# Chat-template control tokens and prompt markers inside the moderated text would let it
-# end the model's prompt early and pose as its instructions: a space defuses each.
-_CONTROL = re.compile(
-    r"<\|[^<>|\s]{1,40}\|>"
-    r"|</?(?:start_of_turn|end_of_turn|start_of_role|end_of_role|start_of_risk_definition"
-    r"|end_of_risk_definition|start_of_conversation|end_of_conversation|think|bos|eos|s)>"
-    r"|<(?:BEGIN|END) [A-Za-z ]{3,40}>",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,35 +79,6 @@ class Reading:
     codes: tuple[str, ...] = ()
     risk_level: int | None = None
     explanation: str = ""
-
-
-def defuse(text: str) -> str:
-    return _CONTROL.sub(lambda m: m.group(0).replace("<", "< ").replace(">", " >"), text)
-
-
-def safeguard_policy(policy: str | None) -> str:
-    """gpt-oss-safeguard's system message: the operator's policy (by default aupguard's
-    categories and their definitions), then the answer format the parser reads."""
-    if policy is None:
-        listing = "\n".join(f"- {name}: {definition}" for name, definition in DEFAULT_CATEGORIES.items())
-        policy = (
-            "# Usage policy\n\nClassify whether the content violates this policy. Content that merely "
-            "discusses, reports on or refuses these topics does not violate it.\n\n## Categories\n\n" + listing
-        )
-    return policy.rstrip() + _SAFEGUARD_OUTPUT
-
-
-def request_body(format: str, model: str, text: str, *, policy: str | None, logprobs: bool) -> dict[str, Any]:
-    messages: list[dict[str, str]] = [{"role": "user", "content": defuse(text)}]
-    body: dict[str, Any] = {"model": model, "max_tokens": _MAX_TOKENS.get(format, 64), "temperature": 0}
-    if format == "gpt-oss-safeguard":
-        messages.insert(0, {"role": "system", "content": safeguard_policy(policy)})
-    if format == "shieldgemma":
-        body["chat_template_kwargs"] = {"guideline": SHIELDGEMMA_GUIDELINE}
-    if logprobs:
-        body |= {"logprobs": True, "top_logprobs": 5}
-    body["messages"] = messages
-    return body
 
 
 def categories_of(format: str, codes: Sequence[str], overrides: Mapping[str, str]) -> tuple[str, ...]:
@@ -314,7 +209,7 @@ def first_token_score(format: str, logprobs: object) -> float | None:
     """P(positive answer) from the first non-blank token's ``top_logprobs`` (OpenAI's shape:
     ``{"content": [{"token", "logprob", "top_logprobs": [...]}, ...]}``), normalised
     against its opposite as ShieldGemma's card does; None when the server gave none."""
-    if format not in SCORED or not isinstance(logprobs, dict) or not isinstance(logprobs.get("content"), list):
+    if format not in SCORED_FORMATS or not isinstance(logprobs, dict) or not isinstance(logprobs.get("content"), list):
         return None
     positive, negative = _POSITIVE[format], _NEGATIVE[format]
     for entry in logprobs["content"]:

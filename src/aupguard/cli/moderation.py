@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import AupguardError
-from ..moderation.chain import ModerationChain, ModerationResult
+from ..moderation.chain import ModerationChain
 from ..moderation.evaluation import FORMATS, read_lines, render, report
+from ..moderation.results import ModerationResult
 from ..moderation.setup import build_chain
 from .support import positive
 

@@ -1,8 +1,9 @@
-"""Which of Anthropic's API safeguards practices a policy turns on (pure), and whether the
-configured key ring and store work (I/O, in :func:`check_environment`)."""
+"""``aupguard doctor``: which of Anthropic's API safeguards practices a policy turns on (pure),
+and whether the configured key ring and store work (I/O, in :func:`check_environment`)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,9 @@ from ..errors import AupguardError
 from ..identity import Keyring
 from ..policy.config import Policy
 from ..stores import SQLStore, redact_uri, store_from_uri
+from .support import LoadPolicy, command
 
-__all__ = ["Finding", "Practice", "assess", "check_environment", "check_moderators"]
+__all__ = ["Finding", "Practice", "add_doctor_command", "assess", "check_environment", "check_moderators"]
 
 ON, OFF, NOT_YET = "on", "off", "not yet available"
 RULES_ONLY = "exact-phrase rules only (no model or remote moderator)"
@@ -273,3 +275,24 @@ def _counters(policy: Policy) -> Finding:
     if not answers:
         return Finding(False, "counters", f"{shown} does not answer (fail = {policy.storage.fail!r} applies)")
     return Finding(True, "counters", shown)
+
+
+def _doctor(args: argparse.Namespace, load_policy: LoadPolicy) -> int:
+    policy = load_policy(args.policy)
+    marks = {"on": "[x]", "off": "[ ]", "not yet available": "[-]", RULES_ONLY: "[~]"}
+    tier = ""
+    for p in assess(policy):
+        if p.tier != tier:
+            tier = p.tier
+            print(f"\n{tier}")
+        print(f"  {marks[p.state]} {p.practice}: {p.state}\n        {p.how}")
+    print("\nThis machine")
+    findings = check_environment(policy, store=args.store) + check_moderators(policy)
+    for f in findings:
+        print(f"  {'ok ' if f.ok else 'ERR'} {f.what}: {f.detail}")
+    return 0 if all(f.ok for f in findings) else 1
+
+
+def add_doctor_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], load_policy: LoadPolicy) -> None:
+    about = "which safeguards practices this policy turns on; check key and store"
+    command(sub, "doctor", about, lambda args: _doctor(args, load_policy))

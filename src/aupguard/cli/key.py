@@ -1,0 +1,28 @@
+"""The hash-key commands of the ``aupguard`` CLI: ``key generate`` prints a new key ring entry
+(``kid:BASE64KEY``) for ``AUPGUARD_HASH_KEY``. (Gateway keys are ``aupguard keys``, in
+:mod:`aupguard.cli.gateway`.)"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..identity import generate_key_entry
+
+__all__ = ["add_key_commands"]
+
+
+def _generate(args: argparse.Namespace) -> int:
+    print(generate_key_entry(args.kid))
+    return 0
+
+
+def add_key_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    key = sub.add_parser("key", help="hash keys")
+    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    gen = key_sub.add_parser(
+        "generate",
+        help="print a new key ring entry 'kid:BASE64KEY'",
+        description="print a new key ring entry 'kid:BASE64KEY'",
+    )
+    gen.add_argument("--kid", default="k1", help="key id, 1-16 letters or digits (default k1)")
+    gen.set_defaults(func=_generate)

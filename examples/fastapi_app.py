@@ -14,26 +14,45 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chat_service import OFFLINE_LABEL, answer, demo_guard, prompt_of
 
-from aupguard import Safeguards
+from aupguard import Decision, Safeguards
 from aupguard.cli.demo import DEMO_DIR, demo_reviewer, inspect_lines
-from aupguard_asgi import SafeguardsMiddleware
 from aupguard_console import review_console
+from aupguard_fastapi import assert_guarded, guard_dependency, install
+
+#: The demo's bearer tokens. A real app checks its own (a session, a JWT, an OAuth token):
+#: the user is who the app's auth says, never what a client-supplied header claims.
+DEMO_TOKENS = {"demo-token-alice": "alice", "demo-token-mallory": "mallory"}
+bearer = HTTPBearer(auto_error=False)
+
+
+def get_current_user(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:  # noqa: B008
+    user = DEMO_TOKENS.get(credentials.credentials) if credentials is not None else None
+    if user is None:
+        raise HTTPException(401, "Invalid or missing bearer token.", headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+def token_for(user: str) -> str:
+    return next(token for token, name in DEMO_TOKENS.items() if name == user)
 
 
 def build_app(guard: Safeguards) -> FastAPI:
     app = FastAPI(title="aupguard demo chat")
+    install(app)  # refusals in Anthropic's error shape, rate-limit headers on every answer
+    guarded = guard_dependency(guard, user=Depends(get_current_user))  # runs after the app's own auth
 
     @app.post("/v1/chat")
-    async def chat(payload: dict[str, Any]) -> dict[str, Any]:
+    async def chat(decision: Decision = Depends(guarded)) -> dict[str, Any]:  # noqa: B008
         return await answer(guard, prompt_of())
 
     app.mount("/aupguard", review_console(guard))  # the review console, behind its own login
-    app.add_middleware(SafeguardsMiddleware, safeguards=guard, user_header="x-user", routes=["/v1/*"])
+    assert_guarded(app, "/v1/")  # a /v1 route that forgot the dependency stops the app here
     return app
 
 
@@ -65,13 +84,14 @@ def main() -> None:
     reviewer, password = demo_reviewer(guard)
     url = f"http://127.0.0.1:{args.port}/v1/chat"
     json_h = "-H 'content-type: application/json'"
+    alice, mallory = (f"-H 'authorization: Bearer {token_for(user)}'" for user in ("alice", "mallory"))
     print(f"\naupguard demo chat on {url}")
     if not os.environ.get("ANTHROPIC_API_KEY"):
         print(f"  {OFFLINE_LABEL}")
     print("Try, in another terminal:")
-    print(f"  curl -s {url} {json_h} -H 'x-user: alice' -d '{{\"prompt\": \"What is the capital of France?\"}}'")
-    print(f"  curl -s {url} {json_h} -H 'x-user: alice' -d '{{\"prompt\": \"Explain nerve agent synthesis\"}}'")
-    print(f"  curl -s {url} {json_h} -H 'x-user: mallory' -d '{{\"prompt\": \"Hello\"}}'")
+    print(f'  curl -s {url} {json_h} {alice} -d \'{{"prompt": "What is the capital of France?"}}\'')
+    print(f'  curl -s {url} {json_h} {alice} -d \'{{"prompt": "Explain nerve agent synthesis"}}\'')
+    print(f'  curl -s {url} {json_h} {mallory} -d \'{{"prompt": "Hello"}}\'')
     print("(allowed; flagged: 403 content_flagged and a strike; suspended: 403 user_suspended).")
     print(f"\nReview console: http://127.0.0.1:{args.port}/aupguard/")
     print(f"  one-time login: {reviewer} / {password}   (shown once; a new one each run)")

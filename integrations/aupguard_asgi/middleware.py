@@ -17,9 +17,10 @@ import contextlib
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from aupguard import Decision, PromptRequest, Safeguards
@@ -33,12 +34,15 @@ from aupguard.adapters.body import (
     refuse_form,
     too_large_message,
 )
+from aupguard.adapters.identify_errors import aidentify_refusal
 from aupguard.adapters.identity import BadIdentity, identify_failed, user_from_header
 from aupguard.adapters.lifecycle import GuardedContext
+from aupguard.adapters.notices import notices_paths
 from aupguard.adapters.routes import RouteSet, route_set, squashed
 from aupguard.adapters.routes import route_path as _route_path
 from aupguard.adapters.surfaces import surface_name
 from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
+from aupguard.policy.config import LimitsPolicy
 
 __all__ = ["SafeguardsMiddleware", "route_path"]
 
@@ -73,6 +77,9 @@ class SafeguardsMiddleware:
     - ``extract_prompt(json_body)``: the end user's prompt; default: Anthropic Messages shape
       (last user message), ``{"prompt": ...}`` or ``{"template": ..., "variables": ...}``.
     - ``max_body_bytes``: larger bodies get 413.
+    - ``notices_route``: a path (``"/me/safety"``) where the identified user reads their own
+      standing as JSON (GET), and files an appeal at ``<notices_route>/appeals`` (POST); see
+      :mod:`aupguard.adapters.notices`. Unset: not served.
     - ``anonymous_key(request)``: with ``[identity] require_account = false``, what an anonymous
       caller is rate-limited by (hashed like a user id); default: the client address. Behind a
       proxy, give the address your proxy reports (e.g. from a header it sets).
@@ -88,6 +95,7 @@ class SafeguardsMiddleware:
         routes: Iterable[str] | Callable[[Scope], bool] | None = None,
         extract_prompt: ExtractPrompt | None = None,
         max_body_bytes: int = 1_000_000,
+        notices_route: str | None = None,
         anonymous_key: Callable[[Request], str | None] | None = None,
     ) -> None:
         self.app = app
@@ -101,10 +109,15 @@ class SafeguardsMiddleware:
         self._guard_all = routes is None
         self._predicate = routes if callable(routes) else None
         self._routes = (None if callable(routes) else route_set(routes)) or RouteSet(())
+        self._notices = notices_paths(notices_route) if notices_route is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" and self._guarded(scope):
+        if kind == "http" and self._notices is not None and route_path(scope) in self._notices:
+            from .notices import serve_notices
+
+            await serve_notices(self, scope, receive, send, route_path(scope) == self._notices[1])
+        elif kind == "http" and self._guarded(scope):
             await _GuardedCall(self, scope, receive, send).run()
         elif kind == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))
@@ -185,9 +198,13 @@ class _GuardedCall:
             user = await self.mw.identify(scope, self.receive)
         except BadIdentity as exc:
             return await self._refuse(await guard.arefusal(None, surface, "invalid_request_error", str(exc)))
+        except HTTPException as exc:  # the app's own answer (a bad token): its status, not a 500
+            refused = await aidentify_refusal(guard, surface, exc.status_code, exc.detail)
+            return await self._refuse(refused, exc.headers)
         except Exception as exc:  # the app's identify failed: its bug, logged without its message
             return await self._refuse(identify_failed(log, surface, exc))
-        if user is None and guard.policy.identity.require_account:  # 401 before any body is read
+        if user is None and guard.policy.identity.require_account and guard.policy.enforcement.mode == "enforce":
+            # 401 before any body is read (monitor mode reads and screens it, and lets it through)
             return await self._refuse(await guard.acheck(None, surface=surface))
         prompt: PromptRequest | str | None = None
         receive: Receive = self.receive
@@ -224,7 +241,7 @@ class _GuardedCall:
         if cleaned is not None and cleaned is not parsed:  # the app reads what was screened, cleaned
             self.body = json.dumps(cleaned, ensure_ascii=False).encode("utf-8")
             scope = self.scope = _with_length(scope, len(self.body))
-        self.extra_headers = _header_list(decision)
+        self.extra_headers = _header_list(decision, guard.policy.limits)
         self.warning = decision.warning
         context = GuardedContext(user, decision)
         try:
@@ -288,10 +305,10 @@ class _GuardedCall:
                 message = {"type": "http.response.body", "body": body}
         await self.send(message)
 
-    async def _refuse(self, decision: Decision) -> None:
+    async def _refuse(self, decision: Decision, extra: Mapping[str, str] | None = None) -> None:
         body = json.dumps(decision.error_body()).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   *_header_list(decision)]  # fmt: skip
+                   *_header_list(decision, self.mw.guard.policy.limits, extra)]  # fmt: skip
         await self.send({"type": "http.response.start", "status": decision.status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
 
@@ -302,8 +319,14 @@ def route_path(scope: Scope) -> str:
     return _route_path(scope.get("path", "") or "/", scope.get("root_path", ""))
 
 
-def _header_list(decision: Decision) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode("latin-1"), v.encode("latin-1", "replace")) for k, v in decision.headers().items()]
+def _header_list(
+    decision: Decision, limits: LimitsPolicy | None = None, extra: Mapping[str, str] | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The decision's headers (and ``extra``: an identify exception's own, such as
+    ``WWW-Authenticate``) as ASGI header pairs."""
+    own = {k: v for k, v in (extra or {}).items() if k.lower() not in ("content-length", "content-type")}
+    headers = {**own, **decision.headers(limits)}
+    return [(k.lower().encode("latin-1"), v.encode("latin-1", "replace")) for k, v in headers.items()]
 
 
 _HINT_LIMIT = 1_000_000  # a larger JSON answer is passed on as it is (the header still warns)

@@ -17,6 +17,7 @@ from aupguard import Safeguards
 from aupguard.review import ReviewerAccounts, ReviewQueue
 from aupguard.stores.review_records import ConsoleSession
 
+from .appeals import AppealViews
 from .items import ItemViews
 from .sessions import SessionManager
 from .throttle import LoginThrottle, client_address
@@ -48,7 +49,7 @@ def review_console(guard: Safeguards) -> Starlette:
         response.headers["retry-after"] = "60"
         return response
 
-    items, users = ItemViews(console), UserViews(console)
+    items, users, appeals = ItemViews(console), UserViews(console), AppealViews(console)
 
     async def login_form(request: Request) -> Response:
         session = await console.sessions.load(request)
@@ -104,6 +105,9 @@ def review_console(guard: Safeguards) -> Starlette:
         Route("/users/{user_hash}/{action}", page(users.act), methods=["POST"], name="user_action"),
         Route("/report", page(users.report_page), methods=["GET"], name="report"),
         Route("/report.{fmt:str}", page(users.report_export), methods=["GET"], name="report_export"),
+        Route("/appeals", page(appeals.appeals_page), methods=["GET"], name="appeals"),
+        Route("/appeals/{appeal_id}", page(appeals.appeal_page), methods=["GET"], name="appeal"),
+        Route("/appeals/{appeal_id}/{action}", page(appeals.decide), methods=["POST"], name="appeal_action"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
     app.state.console = console

@@ -17,17 +17,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Flask, Request, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, has_app_context, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
 from aupguard.adapters.body import BODY_METHODS, declares_body, is_preflight, refuse_form, too_large_message
+from aupguard.adapters.identify_errors import identify_refusal
 from aupguard.adapters.identity import BadIdentity, identify_failed, user_from_header
 from aupguard.adapters.lifecycle import GuardedContext
 from aupguard.adapters.routes import RouteSet, route_set
 from aupguard.adapters.surfaces import surface_name
 from aupguard.engine.context import Guarded, register_lookup
 from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
+from aupguard.policy.config import LimitsPolicy
 
 __all__ = ["FlaskSafeguards", "SafeguardsRefusal"]
 
@@ -46,6 +48,7 @@ class SafeguardsRefusal(HTTPException):
 
     def __init__(self, decision: Decision) -> None:
         self.decision = decision
+        self.extra: dict[str, str] = {}  # an identify exception's own headers (WWW-Authenticate)
         super().__init__(description=decision.message)
 
     @staticmethod
@@ -62,7 +65,8 @@ class SafeguardsRefusal(HTTPException):
     def get_response(self, environ: Any = None, scope: Any = None) -> Response:
         body = json.dumps(self.decision.error_body())
         response = Response(body, status=self.decision.status, mimetype="application/json")
-        response.headers.update(self.decision.headers())
+        response.headers.update(self.extra)
+        response.headers.update(self.decision.headers(_limits()))
         return response
 
 
@@ -78,12 +82,21 @@ class Options:
     routes: tuple[str, ...] | None = None  # paths or "prefix*"; None: every view
     extract_prompt: ExtractPrompt = prompt_from_body
     max_body_bytes: int = 1_000_000
+    notices_route: str | None = None  # GET: the user's own standing; POST <route>/appeals: an appeal
     anonymous_key: Callable[[], str | None] | None = None  # default: the client address
     surface: str | None = None  # per view: the name in the audit log (default: the URL rule)
 
 
 _DEFAULTS = Options()
-_OPTION_NAMES = ("identify", "user_header", "routes", "extract_prompt", "max_body_bytes", "anonymous_key")
+_OPTION_NAMES = (
+    "identify",
+    "user_header",
+    "routes",
+    "extract_prompt",
+    "max_body_bytes",
+    "anonymous_key",
+    "notices_route",
+)
 
 
 @dataclass(slots=True)
@@ -108,6 +121,8 @@ class FlaskSafeguards:
     callable reading ``flask.request``; default: Flask-Login's ``current_user`` when
     installed), ``user_header`` (a trusted header; never by default), ``routes`` (paths or
     ``"prefix*"`` to guard; default: every view), ``extract_prompt``, ``max_body_bytes``,
+    ``notices_route`` (a path where the identified user reads their own standing, GET, and
+    appeals, POST ``<route>/appeals``; unset: not served).
     ``anonymous_key`` (a no-argument callable: what an anonymous caller is rate-limited by
     when ``[identity] require_account = false``; default: ``request.remote_addr``).
     Without ``safeguards``, the engine is built from ``AUPGUARD_POLICY`` (a TOML path or a
@@ -144,6 +159,11 @@ class FlaskSafeguards:
         app.before_request(_before_request)
         app.after_request(_after_request)
         app.teardown_request(_teardown_request)
+        route = app.extensions["aupguard"].options.notices_route
+        if route is not None:
+            from .notices import add_notices_routes
+
+            add_notices_routes(app, route)
 
     @staticmethod
     def safeguards(app: Flask | None = None) -> Safeguards:
@@ -158,8 +178,9 @@ class FlaskSafeguards:
         ``extract_prompt``, ``max_body_bytes``, ``user_header``). Guards it even when
         ``routes`` would not."""
         unknown = set(overrides) - {*_OPTION_NAMES, "surface"} - {"routes"}
-        if unknown or "routes" in overrides:
-            raise TypeError(f"guard() takes {', '.join(n for n in _OPTION_NAMES if n != 'routes')}, surface")
+        if unknown or "routes" in overrides or "notices_route" in overrides:
+            per_view = (n for n in _OPTION_NAMES if n not in ("routes", "notices_route"))
+            raise TypeError(f"guard() takes {', '.join(per_view)}, surface")
 
         def mark(view: F) -> F:
             setattr(view, _MARK, overrides)
@@ -182,6 +203,11 @@ def _check_options(values: Mapping[str, Any]) -> None:
     for name in ("identify", "extract_prompt", "anonymous_key"):
         if values.get(name) is not None and not callable(values[name]):
             raise TypeError(f"AUPGUARD_{name.upper()} / {name} must be callable")
+    notices = values.get("notices_route")
+    if notices is not None:
+        from aupguard.adapters.notices import notices_paths
+
+        notices_paths(notices)  # a ValueError naming the option
     header = values.get("user_header")
     if header is not None and not isinstance(header, str):
         raise TypeError("AUPGUARD_USER_HEADER / user_header must be a header name")
@@ -273,6 +299,10 @@ def _before_request() -> None:
         user = _identify(app, req, options)
     except BadIdentity as exc:
         raise SafeguardsRefusal.of(guard.refusal(None, surface, "invalid_request_error", str(exc))) from None
+    except HTTPException as exc:  # the app's own answer (abort(401)): its status, not a 500
+        refused = SafeguardsRefusal.of(identify_refusal(guard, surface, exc.code, exc.description))
+        refused.extra = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
+        raise refused from None
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
         raise SafeguardsRefusal.of(identify_failed(log, surface, exc)) from None
     prompt: PromptRequest | str | None = None
@@ -342,12 +372,18 @@ def _guarded_from_flask() -> Guarded | None:
     return g.get("aupguard_guarded") if has_app_context() else None
 
 
+def _limits() -> LimitsPolicy | None:
+    """The ``[limits]`` of the app's engine (the headers' window and ``legacy_headers``)."""
+    state = current_app.extensions.get("aupguard") if has_app_context() else None
+    return state.guard.policy.limits if state is not None else None
+
+
 def _after_request(response: Response) -> Response:
     app_globals = g._get_current_object()
     decision: Decision | None = app_globals.get("aupguard_decision")
     if decision is not None:
         add = response.headers.add
-        for name, value in decision.headers().items():
+        for name, value in decision.headers(_limits()).items():
             add(name, value)
         if response.is_streamed:  # a stream_with_context body runs in this context again, later
             app_globals.aupguard_streaming = True

@@ -25,13 +25,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
 from aupguard import Safeguards
-from aupguard.engine.answers import AnswerFacts, linkable_id, record_answer
+from aupguard.engine.answer_facts import AnswerFacts
+from aupguard.engine.answers import arecord_answer, linkable_id
 from aupguard.engine.context import current_guarded
 from aupguard.engine.output_stream import OutputStream
 from aupguard.engine.request_body import BadBody, parse_json, upstream_body
@@ -46,8 +47,10 @@ log = logging.getLogger("aupguard.gateway")
 #: Request headers passed to the upstream as the client sent them (the key never is).
 PASSED_UP = (b"anthropic-version", b"anthropic-beta")
 _PASSED_UP = {name: name.decode("ascii") for name in PASSED_UP}
-#: Response headers passed back to the client.
+#: Response headers passed back to the client, and every ``anthropic-ratelimit-*`` one (the
+#: upstream's own limits: the client may pace itself by them, as with the API itself).
 PASSED_DOWN = frozenset({b"content-type", b"request-id", b"retry-after", b"retry-after-ms", b"x-should-retry"})
+UPSTREAM_LIMITS = b"anthropic-ratelimit-"
 USER_AGENT = "aupguard-gateway"
 _MAX_EVENT = 1 << 20  # an SSE event larger than this is passed on but not read
 
@@ -128,15 +131,17 @@ class Upstream:
         anthropic_id = linkable_id(received.get(b"request-id", b"").decode("latin-1") or None)  # odd: not linked
         recorded = False
 
-        def finish(status: int = response.status) -> None:
+        async def finish(status: int = response.status, screened: Decision | None = None) -> None:
             """Record the answer once: before the client can see its end (so whatever the
-            client does next finds it recorded), or, for a stream cut short, with what it carried."""
+            client does next finds it recorded), or, for a stream cut short, with what it
+            carried. ``screened``: the decision once output moderation judged the answer."""
             nonlocal recorded
             if decision is None or recorded:
                 return
             recorded = True
-            if status < 400:
-                record_answer(self.guard, decision, anthropic_id, facts)
+            if status < 400:  # the text was moderated here already, as it was relayed
+                await arecord_answer(self.guard, screened or decision, anthropic_id, facts,
+                                     output_moderated=self._moderates_output)  # fmt: skip
             else:  # the record says what the client got: the upstream's error
                 reasons = (*decision.reasons, f"upstream_error:{status}")
                 self.guard.audit.amend(decision.request_id, outcome="allowed", status=status,
@@ -145,19 +150,19 @@ class Upstream:
         try:
             if decision is not None and anthropic_id:  # linked at once, even if the client goes away
                 self.guard.audit.link(decision.request_id, anthropic_request_id=anthropic_id)
-            headers = [(name, value) for name, value in received.items() if name in PASSED_DOWN]
+            headers = [(name, value) for name, value in received.items() if _passed_down(name)]
             start = {"type": "http.response.start", "status": response.status, "headers": headers}
             streamed = received.get(b"content-type", b"").startswith(b"text/event-stream")
             if streamed and response.status < 400:
                 await send(start)
                 output = self.guard.output_stream(decision) if decision is not None and self._moderates_output else None
-                await _pump(response, receive, send, _EventTap(facts, output), finish)
+                await _pump(response, receive, send, _EventTap(facts, output), lambda refused: finish(screened=refused))
             else:
                 try:
                     content = await response.read()
                 except UpstreamError as exc:  # cut off before the answer was whole: nothing was sent yet
                     log.warning("upstream answer cut off on %s: %s", path, exc)
-                    finish(502)
+                    await finish(502)
                     await _error(send, 502, "api_error", "The upstream API's answer was cut off.")
                     return
                 start["headers"] = [*headers, (b"content-length", str(len(content)).encode())]
@@ -167,29 +172,33 @@ class Upstream:
                     if self._moderates_output:
                         screened = await self.guard.ascreen_output(decision, facts.moderated_text)
                         if not screened.allowed:  # withheld: the record says why, the answer is still linked
-                            finish()
+                            await finish(screened=screened)
                             await _error(send, screened.status, screened.error or "api_error", screened.message)
                             return
-                finish()
+                await finish()
                 await send(start)
                 await send({"type": "http.response.body", "body": content})
         finally:
             response.close()
-            finish()
+            await finish()
 
 
 async def _pump(
-    response: UpstreamResponse, receive: Receive, send: Send, tap: _EventTap, finish: Callable[[], None]
+    response: UpstreamResponse,
+    receive: Receive,
+    send: Send,
+    tap: _EventTap,
+    finish: Callable[[Decision | None], Awaitable[None]],
 ) -> None:
     """Pass the stream on as it comes, until it ends or the client disconnects."""
 
     async def relay() -> None:
+        refused: Decision | None = None
         async for chunk in response.chunks():
             if tap.output is None:  # nothing to wait for: pass it on first, read it after
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 tap.feed(chunk)
                 continue
-            refused = None
             for piece in _event_pieces(chunk):  # a chunk may carry many events: each is judged before it goes
                 refused = await tap.afeed(piece)
                 if refused is not None:  # the flagged window's event and everything after are withheld
@@ -198,7 +207,7 @@ async def _pump(
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             if refused is not None:
                 break
-        finish()
+        await finish(refused)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def disconnected() -> None:
@@ -287,6 +296,10 @@ def _sse_error(decision: Decision) -> bytes:
     """The SSE ``error`` event that ends a withheld stream (what the SDKs raise on)."""
     body = {**error_body(decision.error or "api_error", decision.message), "request_id": decision.request_id}
     return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
+
+
+def _passed_down(name: bytes) -> bool:
+    return name in PASSED_DOWN or name.startswith(UPSTREAM_LIMITS)
 
 
 async def _read_all(receive: Receive) -> bytes:

@@ -3,9 +3,11 @@
 ``on_chat_model_start`` / ``on_llm_start`` run the whole check (account, terms, suspension,
 limits, prompt policy on the last human message, moderation of every message of the call:
 system, history, AI turns with their tool calls, tool results) and stop the run with
-:class:`aupguard.Refused` when it may not proceed; ``on_llm_end`` / ``on_llm_error``
-complete the audit record (message id, usage). The user comes from the constructor or from
-``config["metadata"]["user_id"]``.
+:class:`aupguard.Refused` when it may not proceed; ``on_llm_end`` hands the answer to the
+engine's one answer recorder (:mod:`aupguard.engine.answers`: message id and usage linked,
+tokens counted, text captured, Claude's refusals handled, output moderated, a blocked answer
+stopping the run with :class:`aupguard.Refused`), unless an instrumented model recorded it
+already. The user comes from the constructor or from ``config["metadata"]["user_id"]``.
 
 The handler sets ``raise_error`` (LangChain would otherwise swallow the refusal) and
 ``run_inline`` (so the guarded request, a context variable, reaches the model's own call in
@@ -25,7 +27,8 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
 from aupguard import Decision, PromptRequest, Refused, Safeguards
-from aupguard.engine.answers import linkable_id
+from aupguard.engine.answer_facts import AnswerFacts, as_namespace
+from aupguard.engine.answers import arecord_answer, record_answer
 from aupguard.engine.context import Guarded, reset_guarded, set_guarded
 from aupguard.engine.request_body import BadBody, prompt_from_body
 
@@ -84,7 +87,9 @@ class _Runs:
         self.decisions[run_id] = guarded
         self.tokens[run_id] = set_guarded(guarded)
 
-    def end(self, run_id: UUID, response: LLMResult | None) -> None:
+    def end(self, run_id: UUID, response: LLMResult | None) -> tuple[Decision, AnswerFacts] | None:
+        """Close the run; the answer still to record (None when there is none, or when an
+        instrumented model recorded it as it came)."""
         guarded = self.decisions.pop(run_id, None)
         token = self.tokens.pop(run_id, None)
         if guarded is not None:
@@ -92,34 +97,39 @@ class _Runs:
         if token is not None:
             with contextlib.suppress(ValueError):  # ended in another context: the flag above covers it
                 reset_guarded(token)
-        if guarded is None or response is None:
-            return
-        decision = guarded.decision
-        message_id, tokens, text = _result_facts(response)
-        message_id = linkable_id(message_id)
-        if message_id:
-            self.guard.audit.link(decision.request_id, message_id=message_id)
-        if tokens and not guarded.tokens_counted:  # an instrumented model counted them already
-            self.guard.spend_tokens(decision, tokens)
-        if text and self.guard.capture.enabled:
-            self.guard.capture_completion(decision, text)
+        if guarded is None or response is None or guarded.answer_recorded:
+            return None
+        return guarded.decision, _result_facts(response)
 
 
-def _result_facts(response: LLMResult) -> tuple[str | None, int, str]:
-    """The Anthropic message id, tokens used and answer text of a finished run, where
-    LangChain has them (``response_metadata`` of the message, else ``llm_output``)."""
+def _result_facts(response: LLMResult) -> AnswerFacts:
+    """What a finished run says of Claude's answer, where LangChain has it: the message's
+    ``response_metadata`` (streams too), else ``llm_output``; usage also from ``usage_metadata``."""
     output = response.llm_output or {}
     generation = response.generations[0][0] if response.generations and response.generations[0] else None
     message = getattr(generation, "message", None)
-    metadata = getattr(message, "response_metadata", None) or {}
+    metadata = {**output, **(getattr(message, "response_metadata", None) or {})}
+    facts = AnswerFacts()
     candidates = (metadata.get("id"), output.get("id"))
-    message_id = next((c for c in candidates if isinstance(c, str) and c.startswith("msg_")), None)
-    usage = metadata.get("usage") or output.get("usage") or {}
-    tokens = 0
-    if isinstance(usage, dict):
-        tokens = int(usage.get("input_tokens", 0) or 0) + int(usage.get("output_tokens", 0) or 0)
+    facts.message_id = next((c for c in candidates if isinstance(c, str) and c.startswith("msg_")), None)
+    model = metadata.get("model") or metadata.get("model_name")
+    facts.model = model if isinstance(model, str) else None
+    usage = metadata.get("usage")
+    if not isinstance(usage, dict):
+        usage = getattr(message, "usage_metadata", None) or {}
+    facts.input_tokens = _count(usage.get("input_tokens"))
+    facts.output_tokens = _count(usage.get("output_tokens"))
     text = getattr(generation, "text", "") or ""
-    return message_id, tokens, text
+    if text:
+        facts.text.append(text)
+    stop = metadata.get("stop_reason")
+    facts.stop_reason = stop if isinstance(stop, str) else None
+    facts.stop_details = as_namespace(metadata.get("stop_details"))
+    return facts
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 class SafeguardsCallbackHandler(BaseCallbackHandler):
@@ -152,7 +162,11 @@ class SafeguardsCallbackHandler(BaseCallbackHandler):
         self._runs.begin(run_id, user, decision)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        self._runs.end(run_id, response)
+        answer = self._runs.end(run_id, response)
+        if answer is not None:
+            answered = record_answer(self._runs.guard, answer[0], None, answer[1])
+            if not answered.allowed:  # output moderation blocked the answer: the chain stops here
+                raise Refused(answered)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._runs.end(run_id, None)
@@ -215,7 +229,11 @@ class AsyncSafeguardsCallbackHandler(AsyncCallbackHandler):
         self._runs.begin(run_id, user, decision)
 
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        self._runs.end(run_id, response)
+        answer = self._runs.end(run_id, response)
+        if answer is not None:
+            answered = await arecord_answer(self._runs.guard, answer[0], None, answer[1])
+            if not answered.allowed:
+                raise Refused(answered)
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._runs.end(run_id, None)

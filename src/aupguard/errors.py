@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 __all__ = [
+    "AppealConflict",
+    "AppealError",
+    "AppealRateLimited",
     "ArchiveError",
     "AupguardError",
     "ConfigurationError",
@@ -10,6 +13,7 @@ __all__ = [
     "InvalidUserId",
     "PolicyError",
     "StoreError",
+    "UnknownAppealTarget",
     "UnknownStrike",
 ]
 
@@ -64,3 +68,37 @@ class CountersUnavailable(AupguardError):
 
 class UnknownStrike(AupguardError, LookupError):
     """No strike has the given id."""
+
+
+class AppealError(AupguardError):
+    """An appeal cannot be filed or decided. ``status`` is the HTTP status an adapter answers
+    with, ``kind`` the error type in Anthropic's error shape; the message is safe to show the
+    end user (it never says whether another user's strike exists)."""
+
+    status = 400
+    kind = "invalid_request_error"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UnknownAppealTarget(AppealError, LookupError):
+    """No strike or refused request of this user has that id (or no appeal has that id)."""
+
+    status = 404
+    kind = "not_found_error"
+
+
+class AppealConflict(AppealError):
+    """Appealed already, or decided already."""
+
+    status = 409
+    kind = "conflict_error"
+
+
+class AppealRateLimited(AppealError):
+    """The user filed ``[review] appeals`` appeals already."""
+
+    status = 429
+    kind = "rate_limited"

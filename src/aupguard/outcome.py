@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .moderation.chain import ModerationResult
+    from .policy.config import LimitsPolicy
     from .prompts import ResolvedPrompt
 
 __all__ = ["ERROR_STATUS", "Decision", "ErrorKind", "Level", "Refusal", "error_body", "whole_seconds"]
@@ -63,6 +64,10 @@ class Refusal:
     error: str
     message: str
     retry_after: int | None = None
+
+
+#: The reason prefix of a refusal monitor mode let through (``would_refuse:content_flagged``).
+WOULD_REFUSE = "would_refuse:"
 
 
 def error_body(kind: str, message: str) -> dict[str, Any]:
@@ -116,17 +121,26 @@ class Decision(NamedTuple):
             raise ValueError("an allowed decision has no error body")
         return error_body(self.error, self.message)
 
-    def headers(self) -> dict[str, str]:
-        """``RateLimit-*`` (IETF draft, delta seconds), ``Retry-After`` and the warning header."""
+    def headers(self, limits: LimitsPolicy | None = None) -> dict[str, str]:
+        """``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers-10; with
+        the policy's ``[limits]``, its window and ``legacy_headers``: see
+        :mod:`aupguard.adapters.ratelimit_headers`), ``Retry-After`` and the warning header."""
         out: dict[str, str] = {}
         if self.limit is not None:
-            out["RateLimit-Limit"] = str(self.limit)
-            out["RateLimit-Remaining"] = str(self.remaining or 0)
-            out["RateLimit-Reset"] = str(self.reset_after or 0)
+            from .adapters.ratelimit_headers import rate_limit_headers
+
+            rate_limit_headers(out, limit=self.limit, remaining=self.remaining or 0, reset_after=self.reset_after or 0,
+                               throttled=self.level is Level.THROTTLED, user_hash=self.user_hash or self.anonymous_key,
+                               policy=limits)  # fmt: skip
         if self.retry_after is not None:
             out["Retry-After"] = str(self.retry_after)
         if self.warning is not None:
             out["Aupguard-Warning"] = self.warning
+        if self.reasons:  # monitor mode: what enforce mode would have refused (the first check's)
+            for reason in self.reasons:
+                if reason.startswith(WOULD_REFUSE):
+                    out["Aupguard-Would-Refuse"] = reason[len(WOULD_REFUSE) :]
+                    break
         out["Aupguard-Request-Id"] = self.request_id
         return out
 

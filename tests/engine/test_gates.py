@@ -28,6 +28,8 @@ def status(level: Level, strikes: int = 0, until: float | None = None, terms: st
 def test_headers_of_an_allowed_call_with_limits() -> None:
     decision = Decision(REQUEST_ID, True, limit=60, remaining=59, reset_after=12)
     assert decision.headers() == {
+        "RateLimit-Policy": '"default";q=60',
+        "RateLimit": '"default";r=59;t=12',
         "RateLimit-Limit": "60",
         "RateLimit-Remaining": "59",
         "RateLimit-Reset": "12",
@@ -52,6 +54,8 @@ def test_headers_of_a_rate_limited_call() -> None:
         retry_after=30,
     )
     assert decision.headers() == {
+        "RateLimit-Policy": '"default";q=5',
+        "RateLimit": '"default";r=0;t=30',
         "RateLimit-Limit": "5",
         "RateLimit-Remaining": "0",
         "RateLimit-Reset": "30",

@@ -136,7 +136,7 @@ def test_report_ranks_by_rate_then_volume(make_guard: MakeGuard, monkeypatch: py
         ("loud", 2, 2, 1.0, "warned"), ("once", 1, 1, 1.0, "warned"), ("quiet", 1, 4, 0.25, "warned")
     ]  # fmt: skip
     csv_lines = report_csv(rows).splitlines()
-    assert csv_lines[0] == "user_hash,flagged,total,rate,level,strikes" and len(csv_lines) == 4
+    assert csv_lines[0] == "user_hash,flagged,total,rate,level,strikes,monitored,would_level" and len(csv_lines) == 4
     data = json.loads(report_json(rows))
     assert data["users"][0]["user_hash"] == rows[0].user_hash and data["users"][2]["rate"] == 0.25
 

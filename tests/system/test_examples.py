@@ -33,6 +33,14 @@ def _json(response: Any) -> Any:
     return response.get_json() if hasattr(response, "get_json") else response.json()
 
 
+def user_headers(module: ModuleType, user: str) -> dict[str, str]:
+    """How the example knows its user: a bearer token its own auth dependency checks
+    (FastAPI), or the trusted ``x-user`` header of a service behind a gateway (the others)."""
+    if hasattr(module, "token_for"):
+        return {"authorization": f"Bearer {module.token_for(user)}"}
+    return {"x-user": user}
+
+
 @pytest.mark.parametrize("name", ["starlette_app", "fastapi_app", "flask_app"])
 def test_offline_demo_answers_flags_and_suspends(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
@@ -40,12 +48,13 @@ def test_offline_demo_answers_flags_and_suspends(name: str, tmp_path: Path, monk
     guard = module.demo_guard(tmp_path)
     guard.suspend("mallory", reason="demo")
     app = module.build_app(guard)
+    alice, mallory = user_headers(module, "alice"), user_headers(module, "mallory")
     with app.test_client() if name == "flask_app" else TestClient(app) as client:
-        ok = client.post("/v1/chat", json={"prompt": "What is the capital of France?"}, headers={"x-user": "alice"})
+        ok = client.post("/v1/chat", json={"prompt": "What is the capital of France?"}, headers=alice)
         assert ok.status_code == 200 and _json(ok)["text"].startswith("[offline stand-in model")
-        flagged = client.post("/v1/chat", json={"prompt": "Explain nerve agent synthesis"}, headers={"x-user": "alice"})
+        flagged = client.post("/v1/chat", json={"prompt": "Explain nerve agent synthesis"}, headers=alice)
         assert (flagged.status_code, _json(flagged)["error"]["type"]) == (403, "content_flagged")
-        suspended = client.post("/v1/chat", json={"prompt": "Hello"}, headers={"x-user": "mallory"})
+        suspended = client.post("/v1/chat", json={"prompt": "Hello"}, headers=mallory)
         assert (suspended.status_code, _json(suspended)["error"]["type"]) == (403, "user_suspended")
         assert client.post("/v1/chat", json={"prompt": "Hello"}).status_code == 401
     assert guard.status("alice").strikes == 1
@@ -63,7 +72,7 @@ def test_with_an_api_key_the_example_calls_claude_with_the_hashed_user(
     messages_double.messages.text("Paris.")
     app = module.build_app(guard)
     with app.test_client() if name == "flask_app" else TestClient(app) as client:
-        response = client.post("/v1/chat", json={"prompt": "Capital of France?"}, headers={"x-user": "alice"})
+        response = client.post("/v1/chat", json={"prompt": "Capital of France?"}, headers=user_headers(module, "alice"))
     assert response.status_code == 200 and _json(response)["text"] == "Paris."
     (sent,) = messages_double.requests_to("/v1/messages")
     assert sent.body["metadata"]["user_id"] == guard.hash_user("alice")  # hashed, never the raw id
@@ -263,7 +272,7 @@ def _check_the_three_curl_lines(name: str, output: str) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", ["starlette_app", "fastapi_app", "flask_app", "gateway"])
 def test_a_server_example_prints_its_port_and_curl_lines_that_work(name: str, tmp_path: Path) -> None:
-    from tests.fakes.servers import free_port, wait_port
+    from aupguard.testing import free_port, wait_port
 
     port = free_port()
     app = Running([sys.executable, str(EXAMPLES / f"{name}.py"), "--port", str(port)], tmp_path, _env())
@@ -329,7 +338,7 @@ def test_make_demo_serves_the_walkthroughs_store_and_prints_how_to_inspect_it(tm
     import re
     import shlex
 
-    from tests.fakes.servers import free_port, wait_port
+    from aupguard.testing import free_port, wait_port
 
     port = free_port()
     variables = {"$(VENV)": str(ROOT / ".venv"), "$(PY)": sys.executable, "$(PORT)": str(port),

@@ -49,6 +49,11 @@ class AuditLog(GroupCommitWriter):
         else:  # the queue is full: wait for room off the event loop
             await asyncio.to_thread(self._put, ("record", row))
 
+    def has_room(self) -> bool:
+        """Whether an operation queued now is appended without waiting (async callers queue
+        inline while this holds, and from a thread once the queue is full)."""
+        return len(self._queue) < self._max
+
     def link(
         self,
         request_id: str,

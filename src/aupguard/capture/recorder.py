@@ -77,7 +77,9 @@ class Capture:
     # -- keys ----------------------------------------------------------------------------
 
     def has_key(self, user_hash: str) -> bool:
-        return user_hash in self._keys
+        """Whether the user's data key is cached and fresh: capturing then reads no store."""
+        cached = self._keys.get(user_hash)
+        return cached is not None and self._clock() - cached[0] < KEY_CACHE_SECONDS
 
     def _data_key(self, user_hash: str, *, create: bool) -> bytes | None:
         cached = self._keys.get(user_hash)

@@ -19,6 +19,7 @@ from ..errors import AupguardError
 from ..review.accounts import MIN_PASSWORD, ReviewerAccounts
 from ..review.queue import ReviewQueue
 from ..review.report import report_csv, report_json, violation_report
+from .appeals import add_appeal_commands
 from .support import OpenGuard, when
 
 __all__ = ["add_review_commands"]
@@ -84,6 +85,7 @@ def _report(args: argparse.Namespace, open_guard: OpenGuard) -> int:
     else:
         lines = [f"{'user':<24} {'rate':>7} {'flagged':>8} {'calls':>7}  level      strikes"]
         lines += [f"{r.user_hash[:23]:<24} {r.rate:>7.1%} {r.flagged:>8} {r.total:>7}  {r.level:<10} {r.strikes}"
+                  + (f"  (monitored {r.monitored}: enforce mode -> {r.would_level})" if r.monitored else "")
                   for r in rows]  # fmt: skip
         text = "\n".join(lines if rows else ["no flagged calls in the ladder window"]) + "\n"
     if args.out:
@@ -175,6 +177,7 @@ def add_review_commands(
     p.add_argument("user_hash")
     p.add_argument("text")
     p.add_argument("--item", help="the review item the note is about")
+    add_appeal_commands(cmd, runs)
 
     report = sub.add_parser("report", help="reports: violations (users ranked by violation rate)")
     report_sub = report.add_subparsers(dest="report_command", required=True, metavar="REPORT")

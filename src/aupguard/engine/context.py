@@ -22,7 +22,7 @@ class Guarded:
     user_id: str | None  # the raw id: in memory only, never stored
     decision: Decision
     ended: bool = False  # set when the request is over, wherever its context went
-    tokens_counted: bool = False  # an instrumented client counted the usage already
+    answer_recorded: bool = False  # an instrumented client records the answer (ids, tokens, capture, refusal)
 
     @property
     def request_id(self) -> str:

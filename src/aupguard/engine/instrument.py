@@ -1,4 +1,5 @@
-"""``guard.instrument(client)``: an Anthropic client whose Messages calls are guarded.
+"""``guard.instrument(client)``: an Anthropic client whose Messages calls are guarded
+(``Anthropic`` / ``AsyncAnthropic``, and the Bedrock and Vertex AI clients).
 
 Through the SDK's own ``middleware=`` hook (no monkeypatching), for every ``POST /v1/messages``:
 
@@ -11,13 +12,14 @@ Through the SDK's own ``middleware=`` hook (no monkeypatching), for every ``POST
   sent is the one screened, cleaned of invisible characters. A body an adapter screened
   already is not screened again (the adapter's decision stands for the call). The SDK's
   retries of one call are one guarded call: checked, counted and recorded once;
-- ``metadata.user_id`` is set to the user's keyed hash, replacing anything the app put there;
-- Anthropic's ``request-id`` header and the ``msg_...`` id are linked to the audit record
-  (streams: from ``message_start``, as the app reads the stream);
-- the answer's ``usage`` counts against the user's ``[limits] tokens`` budget, and with
-  ``[capture]`` on its text is captured, encrypted (streams: when the app has read them);
-- an answer with ``stop_reason: "refusal"`` is Claude's own safety signal: it gets a review
-  item (and a strike with ``[moderation] refusals = "strike"``; ``"log"`` only records it).
+- ``metadata.user_id`` is set to the user's keyed hash, replacing anything the app put there
+  (Bedrock and Vertex: ``metadata`` holds that and nothing else, as Bedrock demands);
+- the answer goes to the one answer recorder (:mod:`aupguard.engine.answers`): the
+  platform's request id (``request-id``, Bedrock's ``x-amzn-requestid``) and the ``msg_...``
+  id are linked to the audit record, the ``usage`` counts against ``[limits] tokens``, the
+  text is captured (``[capture]``) and moderated (``[moderation] output``: a blocked answer
+  that is not streamed raises ``Refused``), and a ``stop_reason: "refusal"`` is handled per
+  ``[moderation] refusals``. Streams are recorded when the app has read them.
 """
 
 from __future__ import annotations
@@ -33,20 +35,34 @@ from anthropic._middleware import AsyncCallNext, CallNext, Middleware
 from anthropic._request import APIRequest
 
 from ..outcome import Decision
-from .answers import AnswerFacts, linkable_id, record_answer
+from ..telemetry.genai import traced_acall, traced_call
+from .answer_facts import AnswerFacts, request_id_of
+from .answers import arecord_answer, linkable_id, record_answer
 from .context import Guarded, current_guarded, reset_guarded, set_guarded
+from .outbound import hashed_batch, outbound_body
 from .prompt_policy import PromptRequest
-from .request_body import BadBody, prompt_from_body, upstream_body
-from .request_pieces import read_messages
+from .request_body import BadBody, prompt_from_body
 
 if TYPE_CHECKING:
     from anthropic._response import APIResponse, AsyncAPIResponse
 
-    from .safeguards import Safeguards
+    from .host import Guard
 
 __all__ = ["GuardMiddleware", "as_user", "instrument"]
 
-ClientT = TypeVar("ClientT", anthropic.Anthropic, anthropic.AsyncAnthropic)
+ClientT = TypeVar(
+    "ClientT",
+    anthropic.Anthropic,
+    anthropic.AsyncAnthropic,
+    anthropic.AnthropicBedrock,
+    anthropic.AsyncAnthropicBedrock,
+    anthropic.AnthropicVertex,
+    anthropic.AsyncAnthropicVertex,
+)
+#: Clients of cloud platforms whose Messages API accepts no ``metadata`` key but ``user_id``
+#: (Bedrock answers 400 to any other): only the hash goes in their ``metadata``.
+_CLOUD = (anthropic.AnthropicBedrock, anthropic.AsyncAnthropicBedrock, anthropic.AnthropicVertex,
+          anthropic.AsyncAnthropicVertex)  # fmt: skip
 _as_user: ContextVar[str | None] = ContextVar("aupguard_as_user", default=None)
 
 
@@ -64,12 +80,13 @@ def as_user(user_id: str, decision: Decision | None = None) -> Iterator[None]:
         _as_user.reset(token)
 
 
-def instrument(guard: Safeguards, client: ClientT) -> ClientT:
+def instrument(guard: Guard, client: ClientT) -> ClientT:
     """A copy of ``client`` with the guard's middleware outermost (once: instrumenting an
     instrumented client returns it as it is)."""
     if any(isinstance(m, GuardMiddleware) for m in client.middleware):
         return client
-    return client.with_options(middleware=[GuardMiddleware(guard), *client.middleware])
+    middleware = GuardMiddleware(guard, only_user_id=isinstance(client, _CLOUD))
+    return client.with_options(middleware=[middleware, *client.middleware])
 
 
 def _is_batch(request: APIRequest) -> bool:
@@ -85,28 +102,17 @@ _RETRIED = frozenset({408, 409, 429}) | frozenset(range(500, 600))  # what the S
 
 
 class GuardMiddleware(Middleware):
-    def __init__(self, guard: Safeguards) -> None:
+    def __init__(self, guard: Guard, *, only_user_id: bool = False) -> None:
         self.guard = guard
+        self._only_user_id = only_user_id  # Bedrock, Vertex: metadata holds user_id or nothing
         self._attempts: OrderedDict[str, Decision] = OrderedDict()
 
     # -- before the request ------------------------------------------------------------
 
-    @staticmethod
-    def _prepare(request: APIRequest, decision: Decision, own: bool) -> APIRequest:
+    def _prepare(self, request: APIRequest, decision: Decision, own: bool) -> APIRequest:
         screened = decision.prompt if own else None  # what this middleware screened is what goes on
-        if screened is not None and screened.body is not None:
-            body = upstream_body(screened)
-        elif not isinstance(request.json, dict):
-            return request
-        else:  # an adapter screened the call: what the app sends is still cleaned of hidden text
-            body = _cleaned(request.json)
-        metadata = dict(body.get("metadata") or {})
-        if decision.user_hash is not None:
-            body["metadata"] = {**metadata, "user_id": decision.user_hash}
-        elif "user_id" in metadata:  # an anonymous call: no id at all goes on, not the app's raw one
-            del metadata["user_id"]
-            body["metadata"] = metadata
-        return request.copy(body=body)
+        body = outbound_body(request.json, screened, decision.user_hash, only_user_id=self._only_user_id)
+        return request if body is None else request.copy(body=body)
 
     @staticmethod
     def _request_of(request: APIRequest) -> PromptRequest | str:
@@ -159,22 +165,8 @@ class GuardMiddleware(Middleware):
         return self._remember(request, await self.guard.acheck(user, surface="anthropic", prompt=found))
 
     def _hash_batch(self, request: APIRequest) -> APIRequest:
-        """A message batch carries many requests, each with the app's own ``metadata.user_id``:
-        each is replaced by its hash, so no raw id leaves in a batch either (a batch is not a
-        guarded call of one user: its requests are not checked here)."""
-        body = dict(request.json) if isinstance(request.json, dict) else None
-        if body is None or not isinstance(body.get("requests"), list):
-            return request
-        requests = []
-        for item in body["requests"]:
-            params = item.get("params") if isinstance(item, dict) else None
-            metadata = params.get("metadata") if isinstance(params, dict) else None
-            raw = metadata.get("user_id") if isinstance(metadata, dict) else None
-            if isinstance(raw, str) and raw:
-                hashed = self.guard.hash_user(raw)
-                item = {**item, "params": {**params, "metadata": {**metadata, "user_id": hashed}}}  # type: ignore[dict-item]
-            requests.append(item)
-        return request.copy(body={**body, "requests": requests})
+        body = hashed_batch(request.json, self.guard.hash_user)
+        return request if body is None else request.copy(body=body)
 
     @staticmethod
     def _allowed(decision: Decision) -> Decision:
@@ -186,36 +178,29 @@ class GuardMiddleware(Middleware):
 
     # -- after the response ------------------------------------------------------------
 
-    def _observe(self, decision: Decision, headers: Any, message: Any) -> None:
-        usage = getattr(message, "usage", None)
-        tin = _tokens(getattr(usage, "input_tokens", None) if usage is not None else None)
-        tout = _tokens(getattr(usage, "output_tokens", None) if usage is not None else None)
-        self.guard.spend_tokens(decision, (tin or 0) + (tout or 0))
-        self.guard.audit.link(  # what the API says is data: an id the log cannot hold is left out
-            decision.request_id,
-            anthropic_request_id=linkable_id(headers.get("request-id")),
-            message_id=linkable_id(getattr(message, "id", None)),
-            model=linkable_id(getattr(message, "model", None)),
-            input_tokens=tin,
-            output_tokens=tout,
-        )
-        if getattr(message, "stop_reason", None) == "refusal":
-            self.guard.record_refusal(decision, message)
+    def _failed(self, decision: Decision, request_id: str | None) -> None:
+        """An error answer: only the request id is linked (nothing was answered)."""
+        request_id = linkable_id(request_id)
+        if request_id:
+            self.guard.audit.link(decision.request_id, anthropic_request_id=request_id)
 
-    def _tap_stream(self, decision: Decision, headers: Any, stream: Any) -> None:
+    @staticmethod
+    def _withheld(answered: Decision) -> None:
+        """An answer output moderation blocked is not handed to the app."""
+        from .screening import Refused
+
+        if not answered.allowed:
+            raise Refused(answered)
+
+    def _tap_stream(self, decision: Decision, request_id: str | None, stream: Any) -> None:
         """Watch a streamed answer's events as the app reads them: the message id and input
         tokens from ``message_start``, output tokens from ``message_delta``, the text from the
-        deltas; linked, counted and captured when the stream ends. (The SDK's stream object
-        is the one the app gets: ``parse()`` caches it.)"""
-        request_id = linkable_id(headers.get("request-id"))
-        if request_id:  # linked at once: even a stream that is never read names its request
-            self.guard.audit.link(decision.request_id, anthropic_request_id=request_id)
+        deltas; recorded when the stream ends (read to the end, closed or abandoned). (The
+        SDK's stream object is the one the app gets: ``parse()`` caches it.)"""
+        self._failed(decision, request_id)  # linked at once: even a stream never read names its request
         seen = AnswerFacts()
         inner = stream._iterator  # the SDK's own event iterator (made on first use)
         guard = self.guard
-
-        def finish() -> None:
-            record_answer(guard, decision, request_id, seen)
 
         if hasattr(inner, "__anext__"):
 
@@ -225,7 +210,7 @@ class GuardMiddleware(Middleware):
                         seen.see(event)
                         yield event
                 finally:
-                    finish()
+                    await arecord_answer(guard, decision, request_id, seen)
 
             stream.__dict__["_iterator"] = atap()
         else:
@@ -236,7 +221,7 @@ class GuardMiddleware(Middleware):
                         seen.see(event)
                         yield event
                 finally:
-                    finish()
+                    record_answer(guard, decision, request_id, seen)
 
             stream.__dict__["_iterator"] = tap()
 
@@ -253,18 +238,21 @@ class GuardMiddleware(Middleware):
         self._allowed(decision)  # also a refused decision handed over by the app
         if guarded is None:
             guarded = Guarded(_as_user.get(), decision)
-        guarded.tokens_counted = True
+        guarded.answer_recorded = True
         token = set_guarded(guarded) if own else None
+        call_next = traced_call(self.guard, decision, call_next)  # a GenAI span (itself without a tracer)
         try:
             response = call_next(self._prepare(request, decision, own))
             self._settled(request, response.status_code)
-            if request.stream and response.status_code < 400:
-                self._tap_stream(decision, response.headers, response.parse())
-                return response
-            message = None if response.status_code >= 400 else response.parse()
-            self._observe(decision, response.headers, message)
-            if message is not None and self.guard.capture.enabled:
-                self.guard.capture_completion(decision, _text_of(message))
+            request_id = request_id_of(response.headers)
+            if response.status_code >= 400:
+                self._failed(decision, request_id)
+            elif request.stream:
+                self._tap_stream(decision, request_id, response.parse())
+            else:
+                facts = AnswerFacts()
+                facts.see_sdk_message(response.parse())
+                self._withheld(record_answer(self.guard, decision, request_id, facts))
             return response
         finally:
             if token is not None:
@@ -281,37 +269,22 @@ class GuardMiddleware(Middleware):
         self._allowed(decision)  # also a refused decision handed over by the app
         if guarded is None:
             guarded = Guarded(_as_user.get(), decision)
-        guarded.tokens_counted = True
+        guarded.answer_recorded = True
         token = set_guarded(guarded) if own else None
+        call_next = traced_acall(self.guard, decision, call_next)  # a GenAI span (itself without a tracer)
         try:
             response = await call_next(self._prepare(request, decision, own))
             self._settled(request, response.status_code)
-            if request.stream and response.status_code < 400:
-                self._tap_stream(decision, response.headers, await response.parse())
-                return response
-            message = None if response.status_code >= 400 else await response.parse()
-            self._observe(decision, response.headers, message)
-            if message is not None and self.guard.capture.enabled:
-                await self.guard.acapture(decision, "completion", _text_of(message))
+            request_id = request_id_of(response.headers)
+            if response.status_code >= 400:
+                self._failed(decision, request_id)
+            elif request.stream:
+                self._tap_stream(decision, request_id, await response.parse())
+            else:
+                facts = AnswerFacts()
+                facts.see_sdk_message(await response.parse())
+                self._withheld(await arecord_answer(self.guard, decision, request_id, facts))
             return response
         finally:
             if token is not None:
                 reset_guarded(token)
-
-
-def _cleaned(body: Mapping[str, Any]) -> dict[str, Any]:
-    """``body`` with invisible characters removed from every piece of text (an adapter
-    screened the call, and a LangChain callback cannot change what its model sends). A
-    body the walk cannot read goes as the app wrote it: the adapter screened what it saw."""
-    try:
-        return dict(read_messages(body).body)
-    except BadBody:
-        return dict(body)
-
-
-def _text_of(message: Any) -> str:
-    return "".join(getattr(block, "text", "") for block in getattr(message, "content", []) or [])
-
-
-def _tokens(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

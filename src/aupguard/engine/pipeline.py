@@ -27,10 +27,13 @@ from ..counters.base import ANY_VERSION
 from ..errors import CountersUnavailable, InvalidUserId, StoreError
 from ..ids import new_id
 from ..ladder import UserState, UserStatus, derive_status, status_expires
+from ..normalize import clean
 from ..outcome import Decision, Refusal
 from ..review.sampling import sample_item, should_sample
 from .gates import account_gate, standing_gate
+from .monitor import MONITORED_KINDS, allowed_instead, with_would
 from .prompt_policy import PromptRequest
+from .request_pieces import Piece
 from .steps import budget_refusal, check_surface, refuse, throttled
 
 if TYPE_CHECKING:
@@ -153,10 +156,14 @@ class Pipeline:
     ) -> Steps:
         """One guarded call, yielding its I/O."""
         now = self._clock()
+        would: list[Decision] | None = [] if self.policy.enforcement.mode == "monitor" else None
         who = self._identify(user_id, surface, client_key)
         if isinstance(who, Decision):
-            yield RECORD, (self._records.row(who, surface, now),)
-            return who
+            if would is None or who.error != "authentication_required":
+                yield RECORD, (self._records.row(who, surface, now),)
+                return who
+            would.append(who)  # monitor mode: served as an anonymous call, counted by its client key
+            user_id, who = None, (None, self._anonymous_key(client_key))
         user_hash, key = who
         try:  # standing, token budget, rate limit: one loop here, not a generator of its own (hot)
             state = None
@@ -180,12 +187,16 @@ class Pipeline:
                             state = yield from self._reload(user_hash, current)
                             continue
                     decision = refuse(request_id, refusal, user_hash, level)
-                    break
+                    if would is None:
+                        break
+                    would.append(decision)  # monitor mode: noted, and the checks after it still run
                 if self._token_budget:  # before the rate limit: a spent budget counts no request slot
                     budget = yield TOKENS, (key,)
                     if budget is not None and not budget.allowed:
                         decision = budget_refusal(request_id, budget, user_hash, level)
-                        break
+                        if would is None:
+                            break
+                        would.append(decision)
                 hit = yield HIT, (key, level, expected)
                 if isinstance(hit, str):  # the cached state is older than the user's version
                     state = yield from self._reload(user_hash, hit)
@@ -198,15 +209,24 @@ class Pipeline:
             decision = self._records.unavailable_decision(user_hash, exc)
         if key != user_hash:
             decision = decision._replace(anonymous_key=key)
+        if would is not None and not decision.allowed and decision.error in MONITORED_KINDS:
+            would.append(decision)  # a 429, a 503: the call goes on, its figures kept
+            decision = allowed_instead(decision)
         if prompt is not None and decision.allowed:
             screening = self._screening
-            decision = screening.resolve(decision, prompt, defer_moderation)
+            resolved = screening.resolve(decision, prompt, defer_moderation)
+            if would is not None and resolved.error == "prompt_not_allowed":  # screened as the app's own call
+                would.append(resolved)
+                resolved = screening.resolve(decision, _as_app(prompt), defer_moderation)
+            decision = resolved
             if screening.needs_moderation(decision):
                 decision = yield SCREEN, (decision,)
             if self._capture.enabled and decision.prompt is not None:
                 yield CAPTURE, (decision, "prompt", decision.prompt.text)
             if should_sample(decision, self.policy.review.sample_rate, random.random()):
                 self._audit.review(sample_item(decision, now))
+        if would:
+            decision = with_would(decision, would)
         yield RECORD, (self._records.row(decision, surface, now),)
         return decision
 
@@ -230,6 +250,13 @@ class Pipeline:
             what = "client key" if user_id is None else "user id"
             return refuse(new_id(), Refusal("invalid_request_error", f"Invalid {what}: {exc}"), None, None)
         return user_hash, user_hash
+
+    def _anonymous_key(self, client_key: str | None) -> str:
+        """What an anonymous call is counted under (monitor mode serves a would-be 401 so)."""
+        try:
+            return _ANONYMOUS_PREFIX + (self._hasher.hash(client_key) if client_key else "")
+        except InvalidUserId:
+            return _ANONYMOUS_PREFIX
 
     def _reload(self, user_hash: str | None, version: str) -> Generator[tuple[Op, tuple[Any, ...]], Any, UserState]:
         assert user_hash is not None
@@ -260,3 +287,12 @@ class Pipeline:
             self._statuses.clear()
         self._statuses[state.user_hash] = (state, now, status_expires(state, ladder, now), status)
         return status
+
+
+def _as_app(prompt: str | PromptRequest) -> PromptRequest:
+    """The prompt as a call the app wrote: moderated, not held to the prompt policy (monitor
+    mode screens what enforce mode would have refused unread)."""
+    if isinstance(prompt, PromptRequest):
+        return prompt._replace(origin="app")
+    text = clean(prompt)
+    return PromptRequest(text=text, pieces=(Piece("prompt", "user", 0, "text", text),), origin="app")

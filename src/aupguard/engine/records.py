@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidUserId, StoreError
 from ..ids import new_id
 from ..outcome import Decision, Refusal
+from ..telemetry.checks import traced, traced_async
 from .gates import standing_gate
 from .steps import reasons_json, refuse, surface_or_default
 
@@ -74,6 +75,7 @@ class Records:
         message = "Safeguards are temporarily unavailable. Retry shortly."
         return refuse(new_id(), Refusal("safeguards_unavailable", message, 1), user_hash, None)
 
+    @traced("aupguard.check", surface_at=1)
     def refusal(
         self, user_id: str | None, surface: str, error: str, message: str, *, reasons: tuple[str, ...] = ()
     ) -> Decision:
@@ -84,6 +86,7 @@ class Records:
         self.audit.record(row)
         return decision
 
+    @traced_async("aupguard.check", surface_at=1)
     async def arefusal(
         self, user_id: str | None, surface: str, error: str, message: str, *, reasons: tuple[str, ...] = ()
     ) -> Decision:

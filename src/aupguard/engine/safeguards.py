@@ -29,7 +29,10 @@ from ..moderation.setup import build_chain
 from ..outcome import Decision
 from ..policy.config import Policy
 from ..prompts import PromptRequest, ResolvedPrompt
+from ..review.appeals import AppealDesk
+from ..review.delivery import Notifier
 from ..stores import store_from_uri
+from ..telemetry.checks import traced, traced_async
 from .delegate import delegate
 from .lifecycle import register_figures, spill_for, weakly
 from .output_stream import OutputStream
@@ -45,7 +48,15 @@ if TYPE_CHECKING:
 __all__ = ["Safeguards", "StrikeResult"]
 
 T = TypeVar("T")
-ClientT = TypeVar("ClientT", "anthropic.Anthropic", "anthropic.AsyncAnthropic")
+ClientT = TypeVar(
+    "ClientT",
+    "anthropic.Anthropic",
+    "anthropic.AsyncAnthropic",
+    "anthropic.AnthropicBedrock",
+    "anthropic.AsyncAnthropicBedrock",
+    "anthropic.AnthropicVertex",
+    "anthropic.AsyncAnthropicVertex",
+)
 
 
 class Safeguards:
@@ -91,6 +102,8 @@ class Safeguards:
         self.audit.on_flag = self.screening.record_flag
         self.moderation.observe = self.metrics.moderation
         register_figures(self.metrics, self.audit, self.counters, self.users.cache, self.screening, self.records)
+        self.appeals = AppealDesk(policy, self.hasher, self.store, self.users, self.audit, clock)
+        self.notifier = Notifier(policy, self.store, self.metrics, clock) if policy.notify.webhooks else None
         self._closed = False
         self._atexit = weakly(self, lambda guard: guard.close())
         atexit.register(self._atexit)
@@ -98,6 +111,7 @@ class Safeguards:
 
     # -- the guarded call ----------------------------------------------------------------
 
+    @traced("aupguard.check")
     def check(
         self,
         user_id: str | None,
@@ -118,6 +132,7 @@ class Safeguards:
         steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key)
         return self.pipeline.run(steps)
 
+    @traced_async("aupguard.check")
     async def acheck(
         self,
         user_id: str | None,
@@ -201,8 +216,6 @@ class Safeguards:
         chunks is still seen) are moderated as they fill. A no-op unless ``[moderation] output``."""
         return OutputStream(self.screening, decision)
 
-    record_refusal = delegate("screening", Screening.record_refusal)
-
     # -- the users -------------------------------------------------------------------------
 
     status = delegate("users", UserActions.status)
@@ -221,6 +234,13 @@ class Safeguards:
     asuspend = delegate("users", UserActions.asuspend)
     areinstate = delegate("users", UserActions.areinstate)
     aaccept_terms = delegate("users", UserActions.aaccept_terms)
+
+    # -- appeals and the user's notices (aupguard.review.appeals) ------------------------
+
+    appeal = delegate("appeals", AppealDesk.appeal)
+    aappeal = delegate("appeals", AppealDesk.aappeal)
+    decide_appeal = delegate("appeals", AppealDesk.decide_appeal)
+    notices = delegate("appeals", AppealDesk.notices)
 
     @property
     def unavailable(self) -> int:
@@ -241,7 +261,8 @@ class Safeguards:
     # -- the Anthropic client ------------------------------------------------------------
 
     def instrument(self, client: ClientT) -> ClientT:
-        """A copy of an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client whose Messages calls
+        """A copy of an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client (or of their Bedrock
+        and Vertex AI twins) whose Messages calls
         carry the current user's hashed id as ``metadata.user_id`` and are linked to the audit
         record (see :mod:`aupguard.engine.instrument`)."""
         from .instrument import instrument
@@ -260,15 +281,15 @@ class Safeguards:
         return as_user(user_id, decision)
 
     def spend_tokens(self, decision: Decision, tokens: int) -> None:
-        """Count an answer's tokens (``usage``) against the user's ``[limits] tokens`` budget;
-        instrumented clients do it themselves for answers that are not streamed."""
+        """Count tokens used elsewhere against the user's ``[limits] tokens`` budget (the answer
+        recorder, :mod:`aupguard.engine.answers`, counts every answer it sees)."""
         key = decision.user_hash or decision.anonymous_key
         if key is not None:
             self.counters.spend_tokens(key, tokens)
 
     def capture_completion(self, decision: Decision, text: str) -> None:
-        """Capture Claude's answer to a guarded call (``[capture]``; instrumented clients do
-        it themselves for answers that are not streamed)."""
+        """Capture an answer got elsewhere (``[capture]``; the answer recorder,
+        :mod:`aupguard.engine.answers`, captures every answer it sees)."""
         self.capture.record(decision, "completion", text)
 
     acapture = delegate("capture", Capture.arecord)
@@ -283,6 +304,8 @@ class Safeguards:
         atexit.unregister(self._atexit)
         self.audit.close()
         self.users.cache.close()
+        if self.notifier is not None:  # undelivered notifications wait in the store's outbox
+            self.notifier.close()
         self.store.close()
         for moderator in self.moderation.moderators:  # remote moderators' connections
             close = getattr(moderator, "close", None)
@@ -299,6 +322,8 @@ class Safeguards:
         self.counters.after_fork()
         self.audit.after_fork()
         self.users.cache.after_fork()
+        if self.notifier is not None:
+            self.notifier.after_fork()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)

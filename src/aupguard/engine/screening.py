@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import AupguardError, StoreError
 from ..ids import new_id
-from ..moderation.base import Verdict
 from ..moderation.chain import ModerationChain, ModerationResult
 from ..outcome import Decision, Refusal
 from ..stores import ReviewItem, StrikeRecord
+from ..telemetry.checks import traced, traced_async
+from .monitor import MONITORED_STRIKE, allowed_instead
 from .prompt_policy import PromptPolicy, PromptRequest
 from .request_pieces import Piece
 from .user_actions import UserActions, describe_change
@@ -114,6 +115,7 @@ class Screening:
             pieces = tuple(p for p in pieces if p.role == "user" and (p.turn == turn or p.turn < 0 or turn < 0))
         return pieces
 
+    @traced("aupguard.screen")
     def screen(self, decision: Decision) -> Decision:
         """Moderate every piece of the decision's request and apply the verdict. For a
         decision whose record is already written (parallel mode), the record is amended."""
@@ -124,6 +126,7 @@ class Screening:
         result = self.moderation.run_pieces(pieces)
         return self._apply(decision, result, self._flag)
 
+    @traced_async("aupguard.screen")
     async def ascreen(self, decision: Decision) -> Decision:
         pieces = self._pieces(decision)
         size = sum(len(p.text) for p in pieces)
@@ -186,6 +189,8 @@ class Screening:
             out = decision._replace(warning=note, reasons=reasons)
         else:
             out = decision._replace(reasons=reasons)
+        if not out.allowed and self.policy.enforcement.mode == "monitor":  # recorded, not enforced
+            out = allowed_instead(out)._replace(warning=decision.warning)
         out = out._replace(moderation=result, moderation_pending=False)
         if decision.moderation_pending or output:  # the record was written before the verdict
             self.audit.amend(out.request_id, outcome="allowed" if out.allowed else out.error or "refused",
@@ -205,6 +210,8 @@ class Screening:
         if not output:
             reason = f"prompt flagged: {', '.join(result.categories)}" + (f" (at {where})" if where else "")
             strike = StrikeRecord(new_id(), decision.user_hash, now, reason, category, moderators, "moderation")
+            if self.policy.enforcement.mode == "monitor":  # kept in the ledger, voided: it never counts
+                strike = replace(strike, voided_at=now, void_reason=MONITORED_STRIKE)
         source = "output" if output else "prompt"
         review = ReviewItem(
             new_id(), now, decision.user_hash, decision.request_id, strike.id if strike else None, result.action or "",
@@ -214,7 +221,9 @@ class Screening:
                    "review_item": review.id}  # fmt: skip
         if where:
             details["where"] = where
-        strike_fields = None if strike is None else [getattr(strike, f.name) for f in fields(strike)][:7]
+        strike_fields = None if strike is None else [getattr(strike, f.name) for f in fields(strike)]
+        if strike_fields is not None and strike_fields[7] is None:  # an ordinary strike: its seven fields
+            strike_fields = strike_fields[:7]
         review_fields = [
             list(v) if isinstance(v, tuple) else v for v in (getattr(review, f.name) for f in fields(review))
         ]
@@ -237,28 +246,18 @@ class Screening:
         strike = None if strike_fields is None else StrikeRecord(*strike_fields)
         r = review_fields
         review = ReviewItem(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), tuple(r[7]), r[8], r[9])
+        monitored = strike is not None and strike.void_reason is not None
+        action = "monitored_strike" if monitored else "strike" if strike else "review"
         describe = describe_change(
-            self.policy.ladder, at, "strike" if strike else "review", "moderation", f"{review.explanation} flagged",
-            details,
+            self.policy.ladder, at, action, "moderation", f"{review.explanation} flagged", details,
         )  # fmt: skip
+        if strike is not None and strike.void_reason is not None:  # monitor mode: the strike, voided, at once
+            self.users.mutate(user_hash, describe, None, strike=strike, review=review,
+                              void=(strike.id, strike.void_reason))  # fmt: skip
+            return
         self.users.mutate(
             user_hash, describe, suspension_after_strike if strike else None, strike=strike, review=review
         )
-
-    def record_refusal(self, decision: Decision, message: object) -> None:
-        """Claude refused to answer (``stop_reason: "refusal"``): a safety signal. Per
-        ``[moderation] refusals``: a review item (``review``), a strike and a review item
-        (``strike``), or only the audit reasons (``log``)."""
-        details = getattr(message, "stop_details", None)
-        category = str(getattr(details, "category", None) or "claude_refusal")
-        verdict = Verdict(True, (category,), "claude-refusal", "Claude refused to answer")
-        result = ModerationResult("review", (category,), (verdict,))
-        mode = self.policy.moderation.refusals
-        if mode != "log":
-            self._flag(decision, result, mode == "review")  # "review": no strike, as for an answer
-        reasons = (*decision.reasons, f"claude_refusal:{category}")
-        self.audit.amend(decision.request_id, outcome="allowed" if decision.allowed else decision.error or "refused",
-                         status=decision.status, reasons=reasons)  # fmt: skip
 
     # -- answers -----------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ..engine.pieces import Piece
 from ..policy.moderation import ModerationPolicy
+from ..telemetry.tracer import moderator_ran
 from .base import Moderator, Verdict
 from .results import Located, ModerationResult, action_of, combine_units, combine_verdicts, decisive, failure_kind
 from .units import Unit, screening_units
@@ -211,8 +212,10 @@ class ModerationChain:
         """One moderator's outcome, timed and kept; whether the chain stops here (a block, or a
         failure with ``fail = "closed"``). Both drivers take each outcome here."""
         failed = isinstance(outcome, Exception)
+        elapsed = time.perf_counter() - started
         if self.observe is not None:
-            self.observe(moderator.name, time.perf_counter() - started, failed)
+            self.observe(moderator.name, elapsed, failed)
+        moderator_ran(moderator.name, elapsed, failed)  # the traced call's span (a no-op without one)
         if isinstance(outcome, Exception):
             errors.append(_failure(moderator, outcome))
             return self.policy.fail == "closed"

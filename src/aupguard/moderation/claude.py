@@ -39,6 +39,7 @@ import anthropic
 from anthropic.types import Message, MessageParam
 
 from ..policy.moderators import ClaudeExample
+from ..telemetry.moderators import attempt_failed, traced_amoderate, traced_moderate
 from .answers import category_key, only_json_object
 from .base import ModeratorError, Verdict
 from .categories import DEFAULT_CATEGORIES
@@ -178,6 +179,7 @@ class ClaudeModerator:
         prompt = build_prompt(text, self.categories, self.examples, risk_levels=self.risk_levels)
         return [{"role": "user", "content": prompt}]
 
+    @traced_moderate
     def moderate(self, text: str) -> Verdict:
         if self._client is None:
             raise TypeError("ClaudeModerator.moderate needs client=anthropic.Anthropic(...)")
@@ -190,11 +192,13 @@ class ClaudeModerator:
             except anthropic.APIError as exc:
                 failure = self._error(exc)
                 if _retryable(exc):
+                    attempt_failed(failure.kind)
                     continue
                 raise failure from exc
             return self._verdict(message)
         raise failure
 
+    @traced_amoderate
     async def amoderate(self, text: str) -> Verdict:
         client = self._async_client_for_loop()
         if client is None:
@@ -208,6 +212,7 @@ class ClaudeModerator:
             except anthropic.APIError as exc:
                 failure = self._error(exc)
                 if _retryable(exc):
+                    attempt_failed(failure.kind)
                     continue
                 raise failure from exc
             return self._verdict(message)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..telemetry.moderators import traced_amoderate, traced_moderate
 from .base import ModeratorError, Verdict
 from .guard_formats import FORMATS, SCORED, categories_of, first_token_score, read_answer, request_body
 from .http import JsonEndpoint
@@ -68,9 +69,11 @@ class GuardModelModerator:
         """The request sent for ``text`` (exposed so tests and docs can show it)."""
         return request_body(self.format, self.model, text, policy=self.policy, logprobs=self.threshold is not None)
 
+    @traced_moderate
     def moderate(self, text: str) -> Verdict:
         return self._verdict(self._endpoint.post(self.body(text)))
 
+    @traced_amoderate
     async def amoderate(self, text: str) -> Verdict:
         return self._verdict(await self._endpoint.apost(self.body(text)))
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from ..telemetry.moderators import attempt_failed
 from .base import ModeratorError
 
 __all__ = ["JsonEndpoint"]
@@ -75,12 +76,14 @@ class JsonEndpoint:
                 response = self._sync_client().post(self.url, json=body)
             except httpx.HTTPError as exc:
                 kind = _failure(exc)
+                attempt_failed(kind)
                 continue
             if response.is_success:
                 return self._decoded(response)
             kind = f"http {response.status_code}"
             if not _retryable(response.status_code):
                 break
+            attempt_failed(kind)
         raise ModeratorError(self.name, kind)
 
     async def apost(self, body: Mapping[str, Any]) -> Any:
@@ -91,12 +94,14 @@ class JsonEndpoint:
                 response = await client.post(self.url, json=body)
             except httpx.HTTPError as exc:
                 kind = _failure(exc)
+                attempt_failed(kind)
                 continue
             if response.is_success:
                 return self._decoded(response)
             kind = f"http {response.status_code}"
             if not _retryable(response.status_code):
                 break
+            attempt_failed(kind)
         raise ModeratorError(self.name, kind)
 
     def _decoded(self, response: httpx.Response) -> Any:

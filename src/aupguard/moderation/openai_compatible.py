@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..telemetry.moderators import traced_amoderate, traced_moderate
 from .base import ModeratorError, Verdict
 from .http import JsonEndpoint
 
@@ -67,9 +68,11 @@ class OpenAICompatibleModerator:
     def _body(self, text: str) -> dict[str, Any]:
         return {"input": text} if self.model is None else {"model": self.model, "input": text}
 
+    @traced_moderate
     def moderate(self, text: str) -> Verdict:
         return self._verdict(self._endpoint.post(self._body(text)))
 
+    @traced_amoderate
     async def amoderate(self, text: str) -> Verdict:
         return self._verdict(await self._endpoint.apost(self._body(text)))
 

@@ -1,13 +1,15 @@
 """``Policy``: the one frozen config object, and its tables (values, prompts, moderation,
-moderators, review, gateway), each validated at load with errors that name the key."""
+moderators, review, gateway, notify), each validated at load with errors that name the key."""
 
 from .config import (
     ENV_PREFIX,
     CapturePolicy,
+    EnforcementPolicy,
     GatewayPolicy,
     IdentityPolicy,
     LadderPolicy,
     LimitsPolicy,
+    OtelPolicy,
     Policy,
     ReviewPolicy,
     StoragePolicy,
@@ -17,10 +19,12 @@ from .config import (
 __all__ = [
     "ENV_PREFIX",
     "CapturePolicy",
+    "EnforcementPolicy",
     "GatewayPolicy",
     "IdentityPolicy",
     "LadderPolicy",
     "LimitsPolicy",
+    "OtelPolicy",
     "Policy",
     "ReviewPolicy",
     "StoragePolicy",

@@ -19,16 +19,19 @@ from ..errors import PolicyError
 from .archive import ENDPOINT_HELP, S3_URL_HELP, s3_url
 from .gateway import GATEWAY_FIELDS, GatewayPolicy
 from .moderation import MODERATION_FIELDS, PROMPTS_FIELDS, ModerationPolicy, PromptsPolicy
+from .notify import NOTIFY_FIELDS, NotifyPolicy
 from .review import REVIEW_FIELDS, ReviewPolicy
 from .values import allowed_and_why, any_text, boolean, choice, count, http_url, optional_text, rate, text
 
 __all__ = [
     "ENV_PREFIX",
     "CapturePolicy",
+    "EnforcementPolicy",
     "GatewayPolicy",
     "IdentityPolicy",
     "LadderPolicy",
     "LimitsPolicy",
+    "OtelPolicy",
     "Policy",
     "ReviewPolicy",
     "StoragePolicy",
@@ -67,6 +70,7 @@ class LimitsPolicy:
     throttled: str = "5/minute"
     strategy: str = "moving-window"
     tokens: str | None = None  # a per-user token budget, e.g. "200000/day"
+    legacy_headers: bool = True  # also RateLimit-Limit/-Remaining/-Reset (earlier drafts); default false next release
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,21 @@ class CapturePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class EnforcementPolicy:
+    """``monitor``: every check runs and is recorded, nothing the policy decides is refused
+    (docs/moderation.md#rolling-out-with-monitor-mode)."""
+
+    mode: str = "enforce"
+
+
+@dataclass(frozen=True, slots=True)
+class OtelPolicy:
+    """OpenTelemetry spans (docs/observability.md). Off the hook unless a tracer provider is set."""
+
+    capture_content: bool = False  # prompt and completion text in spans: opt-in, never by default
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Everything aupguard enforces. Build with :meth:`from_toml` or :meth:`from_mapping`."""
 
@@ -109,6 +128,9 @@ class Policy:
     capture: CapturePolicy = field(default_factory=CapturePolicy)
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     gateway: GatewayPolicy = field(default_factory=GatewayPolicy)
+    notify: NotifyPolicy = field(default_factory=NotifyPolicy)
+    otel: OtelPolicy = field(default_factory=OtelPolicy)
+    enforcement: EnforcementPolicy = field(default_factory=EnforcementPolicy)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
@@ -208,6 +230,7 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
             "throttled": (rate, "a rate such as '5/minute' (one rate, amount >= 1)"),
             "strategy": (_strategy, " | ".join(STRATEGIES)),
             "tokens": (rate, "a token budget such as '200000/day' (one rate, amount >= 1)"),
+            "legacy_headers": (boolean, "true or false"),
         },
     ),
     "storage": (
@@ -245,6 +268,15 @@ _FIELDS: dict[str, tuple[type[Any], dict[str, tuple[Parser, str]]]] = {
     ),
     "review": (ReviewPolicy, REVIEW_FIELDS),
     "gateway": (GatewayPolicy, GATEWAY_FIELDS),
+    "notify": (NotifyPolicy, NOTIFY_FIELDS),
+    "enforcement": (
+        EnforcementPolicy,
+        {"mode": (choice(("enforce", "monitor")), "enforce | monitor")},
+    ),
+    "otel": (
+        OtelPolicy,
+        {"capture_content": (boolean, "true or false (prompt and completion text in spans; default false)")},
+    ),
 }
 
 

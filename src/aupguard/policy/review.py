@@ -1,8 +1,10 @@
 """The ``[review]`` policy table: the human review queue and its console.
 
-``sample_rate`` sends that share of allowed, unflagged calls (with a prompt) to the queue
-for quality checks; the rest configures the console's claims, sessions, cookies and login
-throttle (``trusted_proxy_header``: which header, if any, names the client behind a proxy).
+``sla`` is how long an item may wait; ``appeals`` and ``appeal_max_chars`` bound what end
+users file through ``Safeguards.appeal``. ``sample_rate`` sends that share of allowed,
+unflagged calls (with a prompt) to the queue for quality checks; the rest configures the
+console's claims, sessions, cookies and login throttle (``trusted_proxy_header``: which
+header, if any, names the client behind a proxy).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..durations import DURATION_HELP, parse_duration
-from .values import boolean, rate, text
+from .values import boolean, count, rate, text
 
 __all__ = ["REVIEW_FIELDS", "ReviewPolicy"]
 
@@ -27,6 +29,9 @@ class ReviewPolicy:
     secret_env: str = "AUPGUARD_CONSOLE_SECRET"  # noqa: S105 - a variable name; signs session cookies; generated and stored if unset
     login_attempts: str = "5/minute"  # password tries per reviewer name and client address (6x that per address)
     trusted_proxy_header: str | None = None  # where the client address comes from behind a proxy; unset: the peer
+    sla: float = 24 * 3600.0  # a review item open longer than this is late (badge, queue_sla_breached webhook)
+    appeals: str = "3/day"  # appeals one end user may file (a limits rate)
+    appeal_max_chars: int = 2000  # longest appeal text, after cleaning
 
 
 def _rate(value: object) -> float:
@@ -57,4 +62,7 @@ REVIEW_FIELDS: dict[str, tuple[Callable[[object], Any], str]] = {
         _header_name,
         "the name of a header your reverse proxy sets to the client address, e.g. 'X-Forwarded-For', or empty",
     ),
+    "sla": (parse_duration, DURATION_HELP),
+    "appeals": (rate, "a rate such as '3/day' (appeals per end user; one rate, amount >= 1)"),
+    "appeal_max_chars": (count(100_000), "an integer from 1 to 100000 (characters of an appeal's text)"),
 }

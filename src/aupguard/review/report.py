@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from ..engine.monitor import MONITORED_STRIKE
 from .queue import violation_rate
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["REPORT_COLUMNS", "ViolationRow", "report_csv", "report_json", "violation_report"]
 
-REPORT_COLUMNS = ("user_hash", "flagged", "total", "rate", "level", "strikes")
+REPORT_COLUMNS = ("user_hash", "flagged", "total", "rate", "level", "strikes", "monitored", "would_level")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ class ViolationRow:
     rate: float
     level: str
     strikes: int
+    monitored: int = 0  # strikes monitor mode recorded (voided as made) inside the window
+    would_level: str = ""  # the ladder level the user would be at in enforce mode
 
 
 def violation_report(guard: Safeguards, *, limit: int = 100) -> list[ViolationRow]:
@@ -38,9 +41,22 @@ def violation_report(guard: Safeguards, *, limit: int = 100) -> list[ViolationRo
     rows = []
     for count in counts[:limit]:
         status = guard.status_by_hash(count.user_hash)
+        monitored = sum(1 for s in guard.store.strikes(count.user_hash, limit=1000)
+                        if s.void_reason == MONITORED_STRIKE and s.at >= since)  # fmt: skip
+        would = _level_of(status.strikes + monitored, guard) if monitored else status.level.value
         rows.append(ViolationRow(count.user_hash, count.flagged, max(count.total, count.flagged),
-                                 round(violation_rate(count), 4), status.level.value, status.strikes))  # fmt: skip
+                                 round(violation_rate(count), 4), status.level.value, status.strikes,
+                                 monitored, would))  # fmt: skip
     return rows
+
+
+def _level_of(strikes: int, guard: Safeguards) -> str:
+    """The ladder level ``strikes`` counting strikes reach (what enforce mode would have done)."""
+    ladder = guard.policy.ladder
+    for level, threshold in (("suspended", ladder.suspend), ("throttled", ladder.throttle), ("warned", ladder.warn)):
+        if strikes >= threshold:
+            return level
+    return "ok"
 
 
 def report_csv(rows: list[ViolationRow]) -> str:

@@ -16,9 +16,11 @@ from typing import Any, TypeVar
 
 from ..ladder import UserState
 from .records import AuditEvent, AuditRecord, Describe, ReviewItem, StrikeRecord
+from .tables.appeals import AppealTables
 from .tables.capture import CaptureTables
 from .tables.capture_archive import CaptureArchiveTables
 from .tables.gateway import GatewayKeyTables
+from .tables.outbox import OutboxTables
 from .tables.review import ReviewTables
 
 __all__ = ["AuditOp", "SQLStore"]
@@ -51,7 +53,7 @@ _READ_COLUMNS = _DECISION_COLUMNS + ", model, input_tokens, output_tokens"
 _STRIKE_COLUMNS = "id, user_hash, at, reason, category, source, actor, voided_at, void_reason"
 
 
-class SQLStore(CaptureTables, CaptureArchiveTables, ReviewTables, GatewayKeyTables):
+class SQLStore(CaptureTables, CaptureArchiveTables, ReviewTables, GatewayKeyTables, AppealTables, OutboxTables):
     """The durable records of one deployment: users, strikes, events, decisions, the review
     queue, captured text and the change feed other processes poll."""
 
@@ -259,11 +261,13 @@ class SQLStore(CaptureTables, CaptureArchiveTables, ReviewTables, GatewayKeyTabl
     # -- events and decision records -------------------------------------------------
 
     def _insert_events(self, conn: Conn, events: Iterable[AuditEvent]) -> None:
+        events = list(events)
         self._executemany(
             conn,
             "INSERT INTO events (id, at, user_hash, action, actor, reason, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(e.id, e.at, e.user_hash, e.action, e.actor, e.reason, json.dumps(dict(e.details))) for e in events],
         )
+        self._outbox_from_events(conn, events)  # the webhooks' notifications, in the same transaction
 
     def events(self, *, user_hash: str | None = None, limit: int = 100) -> list[AuditEvent]:
         where, args = ("WHERE user_hash = ?", (user_hash,)) if user_hash else ("", ())

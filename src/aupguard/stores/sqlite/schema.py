@@ -121,6 +121,24 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX capture_archive_parts_by_destination ON capture_archive_parts (destination, done_at);
     """,
+    # 8: end-user appeals (their text encrypted) and the outbox of webhook notifications
+    """
+    CREATE TABLE appeals (
+        id TEXT PRIMARY KEY, at REAL NOT NULL, user_hash TEXT NOT NULL, strike_id TEXT, request_id TEXT,
+        kid TEXT NOT NULL, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, status TEXT NOT NULL DEFAULT 'open',
+        decided_at REAL, decided_by TEXT, decision_reason TEXT
+    );
+    CREATE INDEX appeals_by_user ON appeals (user_hash, at);
+    CREATE INDEX appeals_by_status ON appeals (status, at, id);
+    CREATE UNIQUE INDEX appeals_by_strike ON appeals (strike_id);
+    CREATE UNIQUE INDEX appeals_by_request ON appeals (user_hash, request_id);
+    CREATE TABLE notify_outbox (
+        id TEXT PRIMARY KEY, at REAL NOT NULL, target TEXT NOT NULL, event TEXT NOT NULL, data TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, lease_until REAL, delivery_id TEXT,
+        delivered_at REAL, failed_at REAL
+    );
+    CREATE INDEX notify_outbox_due ON notify_outbox (target, delivered_at, failed_at, next_at);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

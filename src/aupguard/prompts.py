@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from .engine.request_pieces import Piece
+from .engine.pieces import Piece
 
 __all__ = ["CorpusDocument", "PromptRequest", "ResolvedPrompt"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from ..engine.request_pieces import BadBody
+from ..engine.pieces import BadBody
 from ..errors import AupguardError
 
 __all__ = [

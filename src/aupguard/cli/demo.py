@@ -7,6 +7,7 @@ warning, because a real deployment must manage its key itself.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -15,8 +16,9 @@ from ..engine.safeguards import Safeguards
 from ..identity import Keyring, generate_key_entry
 from ..outcome import Decision
 from ..policy.config import Policy
+from .support import command
 
-__all__ = ["DEMO_DIR", "demo_reviewer", "inspect_lines", "run_demo"]
+__all__ = ["DEMO_DIR", "add_demo_command", "demo_reviewer", "inspect_lines", "run_demo"]
 
 #: where ``aupguard demo`` and ``make demo``'s served app keep their one store and hash key
 DEMO_DIR = Path(".aupguard/demo")
@@ -171,3 +173,13 @@ def _walk(guard: Safeguards, out: _Out) -> None:
     status = guard.reinstate("alice", reason="completed policy review", actor="operator:sam")
     out.say(f"level {status.level.value}, {status.strikes} counting strikes (the ledger keeps all five)")
     out.decision("alice", guard.check("alice", surface="demo"))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    run_demo(Path(args.dir))
+    return 0
+
+
+def add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = command(sub, "demo", "a terminal walkthrough on embedded defaults", _demo)
+    demo.add_argument("--dir", default=".aupguard/demo", help="where the demo keeps its files")

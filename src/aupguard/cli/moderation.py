@@ -17,22 +17,17 @@ import secrets
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import AupguardError
-from ..moderation.chain import ModerationChain, ModerationResult
+from ..moderation.chain import ModerationChain
 from ..moderation.evaluation import FORMATS, read_lines, render, report
+from ..moderation.results import ModerationResult
 from ..moderation.setup import build_chain
-from .support import positive
-
-if TYPE_CHECKING:
-    from ..policy.config import Policy
+from .support import LoadPolicy, positive
 
 __all__ = ["add_moderation_commands"]
-
-LoadPolicy = Callable[[str | None], "Policy"]
 
 
 @contextlib.contextmanager

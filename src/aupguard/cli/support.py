@@ -1,5 +1,5 @@
 """What the command line's modules share: how a time is shown, how a subcommand is declared,
-and the type of the callable that opens an engine from the parsed arguments."""
+and the types of the callables that open an engine or load the policy from the parsed arguments."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ from ..timestamps import utc_text
 
 if TYPE_CHECKING:
     from ..engine.safeguards import Safeguards
+    from ..policy.config import Policy
 
-__all__ = ["OpenGuard", "command", "default_actor", "positive", "require_store", "when"]
+__all__ = ["LoadPolicy", "OpenGuard", "command", "default_actor", "positive", "require_store", "when"]
 
 #: opens the engine the arguments name (policy, store); a context manager
 OpenGuard = Callable[[argparse.Namespace], "Safeguards"]
+#: the policy a ``--policy`` value names (None: ``$AUPGUARD_POLICY``, else ./aupguard.toml, else defaults)
+LoadPolicy = Callable[[str | None], "Policy"]
 
 
 def when(ts: float | None) -> str:

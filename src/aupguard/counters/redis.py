@@ -28,51 +28,13 @@ from ..errors import ConfigurationError, CountersUnavailable
 from ..ladder import Level
 from ..policy.config import LimitsPolicy, StoragePolicy
 from .base import ANY_VERSION, Counters, Hit, SweptMemoryStorage
+from .redis_script import HIT_MOVING_WINDOW, VERSION_TTL, hit_from_reply, version_key
 
 __all__ = ["ANY_VERSION", "RedisCounters"]
 
 log = logging.getLogger("aupguard.counters")
 T = TypeVar("T")
 
-#: KEYS[1] the window (a list of timestamps, newest first, as ``limits`` keeps it), KEYS[2] the
-#: user's state version; ARGV now, limit, expiry, the version the caller's cached state has
-#: ("*": any). A stale version returns {-1, 0, 0, version} and counts nothing; otherwise
-#: {allowed, entries in the window, oldest entry, version}.
-HIT_MOVING_WINDOW = """
-local version = redis.call('get', KEYS[2]) or '0'
-if ARGV[4] ~= '*' and ARGV[4] ~= version then
-    return {-1, 0, '0', version}
-end
-local now = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local expiry = tonumber(ARGV[3])
-local allowed = 0
-local entry = redis.call('lindex', KEYS[1], limit - 1)
-if not (entry and tonumber(entry) >= now - expiry) then
-    redis.call('lpush', KEYS[1], ARGV[1])
-    redis.call('ltrim', KEYS[1], 0, limit - 1)
-    redis.call('expire', KEYS[1], expiry)
-    allowed = 1
-end
-local low, high, found = 0, redis.call('llen', KEYS[1]) - 1, -1
-local target = now - expiry
-while low <= high do
-    local mid = math.floor((low + high) / 2)
-    local value = tonumber(redis.call('lindex', KEYS[1], mid))
-    if value and value >= target then
-        found = mid
-        low = mid + 1
-    else
-        high = mid - 1
-    end
-end
-if found < 0 then
-    return {allowed, 0, ARGV[1], version}
-end
-return {allowed, found + 1, redis.call('lindex', KEYS[1], found), version}
-"""
-#: Versions live a day past the last change; a missing one reads as "0" (a reload at worst).
-_VERSION_TTL = 86_400
 SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.5, 30.0
 
@@ -134,7 +96,7 @@ class RedisCounters(Counters):
         except self._errors as exc:
             return self._failed(exc, key, level)
         self._recovered()
-        return self._hit_from(reply, item.amount, item.get_expiry())
+        return hit_from_reply(reply, item.amount, item.get_expiry())
 
     async def ahit(self, key: str, level: Level | None) -> Hit:
         checked = await self.ahit_checked(key, level, ANY_VERSION)
@@ -154,7 +116,7 @@ class RedisCounters(Counters):
         except self._errors as exc:
             return self._failed(exc, key, level)
         self._recovered()
-        return self._hit_from(reply, item.amount, item.get_expiry())
+        return hit_from_reply(reply, item.amount, item.get_expiry())
 
     # -- the user's state version -----------------------------------------------------------
 
@@ -163,7 +125,7 @@ class RedisCounters(Counters):
         if not self.available:
             return ANY_VERSION
         try:
-            value = self._client.get(self._version_key(key))
+            value = self._client.get(version_key(key))
         except self._errors as exc:
             self._note_failure(exc)
             return ANY_VERSION
@@ -174,8 +136,8 @@ class RedisCounters(Counters):
         worker's next guarded call for them reloads it."""
         try:
             pipe = self._client.pipeline(transaction=False)
-            pipe.incr(self._version_key(key))
-            pipe.expire(self._version_key(key), _VERSION_TTL)
+            pipe.incr(version_key(key))
+            pipe.expire(version_key(key), VERSION_TTL)
             pipe.execute()
         except self._errors as exc:  # the change feed still carries it, within sync_interval
             self._note_failure(exc)
@@ -204,19 +166,7 @@ class RedisCounters(Counters):
                 self._keys.clear()
             # {user hash}: a Redis Cluster hash tag, so the window and the version share a slot
             limit_key = self._keys[(throttled, key)] = self._prefix + item.key_for("{" + key + "}")
-        return item, [limit_key, self._version_key(key)]
-
-    @staticmethod
-    def _version_key(key: str) -> str:
-        return f"aupguard:{{{key}}}:version"
-
-    @staticmethod
-    def _hit_from(reply: Any, amount: int, expiry: int) -> Hit | str:
-        allowed, count, oldest, version = reply
-        if allowed == -1:
-            return version.decode() if isinstance(version, bytes) else str(version)
-        reset_after = max(0.0, float(oldest) + expiry - time.time())
-        return Hit(bool(allowed), amount, max(0, amount - int(count)), reset_after)
+        return item, [limit_key, version_key(key)]
 
     def _async_client(self) -> tuple[Any, Any]:
         """This event loop's ``redis.asyncio`` client and its registered script."""
@@ -243,7 +193,7 @@ class RedisCounters(Counters):
         if not self.available:
             return ANY_VERSION
         try:
-            value = await self._async_client()[0].get(self._version_key(key))
+            value = await self._async_client()[0].get(version_key(key))
         except self._errors as exc:
             self._note_failure(exc)
             return ANY_VERSION

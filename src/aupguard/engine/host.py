@@ -20,7 +20,7 @@ __all__ = ["Guard"]
 
 
 class Guard(Protocol):
-    """The parts of the engine an instrumented client and the answer recorder use."""
+    """The parts of the engine an instrumented client, the answer recorder and ``call`` use."""
 
     policy: Policy
     audit: AuditLog
@@ -58,6 +58,10 @@ class Guard(Protocol):
     async def arefusal(
         self, user_id: str | None, surface: str, error: str, message: str, *, reasons: tuple[str, ...] = ...
     ) -> Decision: ...
+
+    def screen(self, decision: Decision) -> Decision: ...
+
+    async def ascreen(self, decision: Decision) -> Decision: ...
 
     def screen_output(self, decision: Decision, text: str) -> Decision: ...
 

@@ -13,9 +13,20 @@ refused in both modes.
 
 from __future__ import annotations
 
+from ..normalize import clean
 from ..outcome import WOULD_REFUSE, Decision
+from ..prompts import PromptRequest
+from .pieces import Piece
 
-__all__ = ["MONITORED_KINDS", "MONITORED_STRIKE", "WOULD_REFUSE", "allowed_instead", "with_would", "would_refuse"]
+__all__ = [
+    "MONITORED_KINDS",
+    "MONITORED_STRIKE",
+    "WOULD_REFUSE",
+    "allowed_instead",
+    "as_app",
+    "with_would",
+    "would_refuse",
+]
 
 #: the void reason of a strike monitor mode recorded (it does not count on the ladder)
 MONITORED_STRIKE = "monitor mode: recorded, not enforced"
@@ -47,3 +58,12 @@ def with_would(decision: Decision, would: list[Decision]) -> Decision:
     checks met it (the first is what ``Aupguard-Would-Refuse`` names)."""
     earlier = [r for w in would for r in (*w.reasons, f"{WOULD_REFUSE}{w.error}")]
     return decision._replace(reasons=tuple(dict.fromkeys((*earlier, *decision.reasons))))
+
+
+def as_app(prompt: str | PromptRequest) -> PromptRequest:
+    """The prompt as a call the app wrote: moderated, not held to the prompt policy (monitor
+    mode screens what enforce mode would have refused unread)."""
+    if isinstance(prompt, PromptRequest):
+        return prompt._replace(origin="app")
+    text = clean(prompt)
+    return PromptRequest(text=text, pieces=(Piece("prompt", "user", 0, "text", text),), origin="app")

@@ -27,13 +27,11 @@ from ..counters.base import ANY_VERSION
 from ..errors import CountersUnavailable, InvalidUserId, StoreError
 from ..ids import new_id
 from ..ladder import UserState, UserStatus, derive_status, status_expires
-from ..normalize import clean
 from ..outcome import Decision, Refusal
 from ..review.sampling import sample_item, should_sample
 from .gates import account_gate, standing_gate
-from .monitor import MONITORED_KINDS, allowed_instead, with_would
+from .monitor import MONITORED_KINDS, allowed_instead, as_app, with_would
 from .prompt_policy import PromptRequest
-from .request_pieces import Piece
 from .steps import budget_refusal, check_surface, refuse, throttled
 
 if TYPE_CHECKING:
@@ -222,7 +220,7 @@ class Pipeline:
             resolved = screening.resolve(decision, prompt, defer_moderation)
             if would is not None and resolved.error == "prompt_not_allowed":  # screened as the app's own call
                 would.append(resolved)
-                resolved = screening.resolve(decision, _as_app(prompt), defer_moderation)
+                resolved = screening.resolve(decision, as_app(prompt), defer_moderation)
             decision = resolved
             if screening.needs_moderation(decision):
                 decision = yield SCREEN, (decision,)
@@ -292,12 +290,3 @@ class Pipeline:
             self._statuses.clear()
         self._statuses[state.user_hash] = (state, now, status_expires(state, ladder, now), status)
         return status
-
-
-def _as_app(prompt: str | PromptRequest) -> PromptRequest:
-    """The prompt as a call the app wrote: moderated, not held to the prompt policy (monitor
-    mode screens what enforce mode would have refused unread)."""
-    if isinstance(prompt, PromptRequest):
-        return prompt._replace(origin="app")
-    text = clean(prompt)
-    return PromptRequest(text=text, pieces=(Piece("prompt", "user", 0, "text", text),), origin="app")

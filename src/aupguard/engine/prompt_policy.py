@@ -18,7 +18,7 @@ from ..normalize import clean, normalize
 from ..outcome import Refusal
 from ..policy.moderation import PromptsPolicy, TemplateSpec, VariableSpec
 from ..prompts import CorpusDocument, PromptRequest, ResolvedPrompt
-from .request_pieces import Piece
+from .pieces import Piece
 
 __all__ = ["Corpus", "CorpusDocument", "PromptPolicy", "PromptRequest", "ResolvedPrompt"]
 

@@ -17,7 +17,8 @@ from .gates import standing_gate
 from .steps import reasons_json, refuse, surface_or_default
 
 if TYPE_CHECKING:
-    from ..audit.writer import AuditLog, AuditRow
+    from ..audit.operations import AuditRow
+    from ..audit.writer import AuditLog
     from ..identity import UserHasher
     from ..metrics import Metrics
     from ..policy.config import Policy

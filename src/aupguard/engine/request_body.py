@@ -21,8 +21,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..normalize import clean
+from .pieces import BadBody, MessagesText, Piece
 from .prompt_policy import PromptRequest
-from .request_pieces import BadBody, MessagesText, Piece, read_messages
+from .request_pieces import read_messages
 
 if TYPE_CHECKING:
     from .prompt_policy import ResolvedPrompt

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import contextlib
 import os
 import time
@@ -33,13 +32,14 @@ from ..review.appeals import AppealDesk
 from ..review.delivery import Notifier
 from ..stores import store_from_uri
 from ..telemetry.checks import traced, traced_async
+from .calls import aguarded_call, guarded_call
 from .delegate import delegate
 from .lifecycle import register_figures, spill_for, weakly
 from .output_stream import OutputStream
 from .pipeline import Pipeline
 from .prompt_policy import PromptPolicy
 from .records import Records
-from .screening import Refused, Screening
+from .screening import Screening
 from .user_actions import StrikeResult, UserActions
 
 if TYPE_CHECKING:
@@ -161,20 +161,7 @@ class Safeguards:
         """Guard one call: check, screen the prompt (before, or in parallel with ``call``,
         whose result is held until the verdict and discarded on a flag), run ``call``.
         Raises :class:`Refused` with the decision when the call may not proceed."""
-        decision = await self.acheck(user_id, surface=surface, prompt=prompt, defer_moderation=True)
-        if not decision.allowed or decision.prompt is None:
-            raise Refused(decision)
-        if not decision.moderation_pending:
-            return await call(decision.prompt)
-        task = asyncio.ensure_future(call(decision.prompt))
-        try:
-            screened = await self.ascreen(decision)
-            if not screened.allowed:
-                raise Refused(screened)
-            return await task
-        finally:  # a flag, an error or the caller's cancellation: the upstream call stops too
-            if not task.done():
-                task.cancel()
+        return await aguarded_call(self, user_id, prompt, call, surface)
 
     def call(
         self,
@@ -186,20 +173,7 @@ class Safeguards:
     ) -> T:
         """``acall`` for sync code; in parallel mode ``call`` runs in a worker thread while
         this thread moderates."""
-        decision = self.check(user_id, surface=surface, prompt=prompt, defer_moderation=True)
-        if not decision.allowed or decision.prompt is None:
-            raise Refused(decision)
-        if not decision.moderation_pending:
-            return call(decision.prompt)
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="aupguard-call")
-        try:
-            future = pool.submit(call, decision.prompt)
-            screened = self.screen(decision)
-            if not screened.allowed:  # the answer, when it comes, is discarded
-                raise Refused(screened)
-            return future.result()
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        return guarded_call(self, user_id, prompt, call, surface)
 
     standing = delegate("records", Records.standing)
     astanding = delegate("records", Records.astanding)

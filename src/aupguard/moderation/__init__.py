@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .base import Moderator, ModeratorError, Verdict
-from .chain import ModerationChain, ModerationResult
+from .chain import ModerationChain
+from .results import ModerationResult
 from .rules import RulesModerator
 
 __all__ = ["ModerationChain", "ModerationResult", "Moderator", "ModeratorError", "RulesModerator", "Verdict"]

@@ -11,6 +11,11 @@ neighbouring pieces of end-user text with the end of the text before them, see
 seen whole. Outcomes are cached by a keyed digest of the exact text judged for
 ``cache_ttl``, so a repeated prompt costs one dictionary lookup and a new turn of a
 conversation costs the unit it lands in, not the whole conversation; failures are never cached.
+
+The decisions (an action per verdict, how verdicts and units combine, when a request is
+settled) are plain functions in :mod:`aupguard.moderation.results`; what one moderator's
+outcome means for the chain is taken in one place (:meth:`ModerationChain._take`, then
+``_finish``), so the sync and the async driver are a few lines of I/O each.
 """
 
 from __future__ import annotations
@@ -22,52 +27,21 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
-from ..engine.request_pieces import Piece
-from ..policy.moderation import ACTIONS, ModerationPolicy
+from ..engine.pieces import Piece
+from ..policy.moderation import ModerationPolicy
 from ..telemetry.tracer import moderator_ran
-from .base import Moderator, ModeratorError, Verdict
+from .base import Moderator, Verdict
+from .results import Located, ModerationResult, action_of, combine_units, combine_verdicts, decisive, failure_kind
 from .units import Unit, screening_units
 
+# ModerationResult lives in .results; it is imported from here too, where it has always been
 __all__ = ["ModerationChain", "ModerationResult"]
 
 log = logging.getLogger("aupguard.moderation")
 _CACHE_LIMIT = 10_000
 #: Remote moderator calls in flight at once for one request's new units.
 _CONCURRENCY = 8
-#: A unit's outcome and the places in the request it names.
-Located = tuple[tuple[str, ...], "ModerationResult"]
-
-
-@dataclass(frozen=True, slots=True)
-class ModerationResult:
-    """The chain's outcome. ``action`` is None when nothing was flagged."""
-
-    action: str | None
-    categories: tuple[str, ...] = ()
-    verdicts: tuple[Verdict, ...] = ()
-    unavailable: bool = False  # a moderator failed and the policy says fail closed
-    errors: tuple[str, ...] = ()  # "moderator: kind" of each failure
-    cached: bool = False
-    where: tuple[str, ...] = ()  # the flagged pieces' places in the request ("messages[2].content[0]")
-
-    @property
-    def flagged(self) -> bool:
-        return self.action is not None
-
-    @property
-    def moderators(self) -> tuple[str, ...]:
-        return tuple(v.moderator for v in self.verdicts if v.flagged)
-
-    def reasons(self) -> list[str]:
-        """Short, text-free reasons for the audit record."""
-        out = [f"flagged:{c}" for c in self.categories] + [f"moderator:{m}" for m in self.moderators]
-        if self.action:
-            out.append(f"action:{self.action}")
-        out += [f"at:{w}" for w in self.where[:5]]
-        out += [f"moderator_failed:{e}" for e in self.errors]
-        return out
 
 
 class ModerationChain:
@@ -108,17 +82,7 @@ class ModerationChain:
         return not self._all_local
 
     def action_of(self, verdict: Verdict) -> str | None:
-        if not verdict.flagged:
-            return None
-        if verdict.risk_level is not None:  # a graded verdict: its level's action, when the policy names one
-            by_level = self.policy.actions.get(f"risk_{verdict.risk_level}")
-            if by_level is not None:
-                return by_level
-        own = self._category_actions.get(verdict.moderator)
-        if own is not None:
-            found = [own.get(c, self.policy.default_action) for c in verdict.categories] or [self.policy.default_action]
-            return min(found, key=ACTIONS.index)
-        return self.policy.action_for(verdict.categories)
+        return action_of(verdict, self.policy, self._category_actions)
 
     # -- a whole request --------------------------------------------------------------
 
@@ -126,17 +90,17 @@ class ModerationChain:
         """Moderate every piece of a request, unit by unit (:mod:`aupguard.moderation.units`);
         the outcome is the most severe one, naming where the flagged pieces are."""
         if len(pieces) == 1:  # the common case: one prompt, no context
-            return self._located([((pieces[0].where,), self.run(pieces[0].text))])
+            return combine_units([((pieces[0].where,), self.run(pieces[0].text))], self._clean)
         results: list[Located] = []
         units = screening_units(pieces)
         for unit in units:  # a conversation's units come back every turn: cached, local verdicts too
             result = self.run(unit.text, cache=len(units) > 1)
             results.append((self._places(unit, result), result))
-            if result.unavailable or result.action == "block":  # nothing later can change the outcome
+            if decisive(result):  # nothing later can change the outcome
                 break
         else:
             results += self._user_side(pieces)
-        return self._located(results)
+        return combine_units(results, self._clean)
 
     async def arun_pieces(self, pieces: Sequence[Piece]) -> ModerationResult:
         if self._all_local:  # no I/O: the sync path, inline
@@ -158,12 +122,12 @@ class ModerationChain:
                     return
                 result = await self.arun(units[i].text)
                 results[i] = (self._places(units[i], result), result)
-                if result.unavailable or result.action == "block":
+                if decisive(result):
                     stop.set()
 
-        if not any(r is not None and (r[1].unavailable or r[1].action == "block") for r in results):
+        if not any(r is not None and decisive(r[1]) for r in results):
             await asyncio.gather(*(judge(i) for i in todo))
-        return self._located([*(r for r in results if r is not None), *self._user_side(pieces)])
+        return combine_units([*(r for r in results if r is not None), *self._user_side(pieces)], self._clean)
 
     def _places(self, unit: Unit, result: ModerationResult) -> tuple[str, ...]:
         """Where a flagged unit's text is: the pieces the local moderators flag on their own,
@@ -201,30 +165,6 @@ class ModerationChain:
             return []
         return [((f"messages[{turns[0]}..{turns[-1]}] (user turns together)",), result)]
 
-    def _located(self, results: Sequence[Located]) -> ModerationResult:
-        """One outcome for a request's units: an unavailable moderator (fail closed) wins,
-        then the most severe action; ``where`` names the flagged pieces."""
-        for i, (_, result) in enumerate(results):
-            if result.unavailable:
-                return result
-            if result.action == "block":  # as the sync path stops here, so do the async one's results
-                results = results[: i + 1]
-                break
-        flagged = [(w, r) for w, r in results if r.flagged]
-        errors = tuple(dict.fromkeys(e for _, r in results for e in r.errors))
-        if not flagged:
-            if not errors:
-                return results[0][1] if len(results) == 1 else self._clean
-            return ModerationResult(None, (), (), False, errors)
-        if len(results) == 1:
-            where, result = results[0]
-            return ModerationResult(result.action, result.categories, result.verdicts, False, errors, False, where)
-        action = min((r.action for _, r in flagged if r.action is not None), key=ACTIONS.index)
-        categories = tuple(dict.fromkeys(c for _, r in flagged for c in r.categories))
-        verdicts = tuple(dict.fromkeys(v for _, r in flagged for v in r.verdicts if v.flagged))
-        where = tuple(dict.fromkeys(w for places, _ in flagged for w in places))
-        return ModerationResult(action, categories, verdicts, False, errors, False, where)
-
     # -- running -----------------------------------------------------------------------
 
     def run(self, text: str, *, cache: bool = False) -> ModerationResult:
@@ -235,20 +175,29 @@ class ModerationChain:
         return hit if hit is not None else self._judge(text, self.moderators, key)
 
     def _judge(self, text: str, moderators: Sequence[Moderator], key: bytes | None) -> ModerationResult:
-        """``moderators`` on ``text``, in order, until one blocks or fails closed."""
+        """``moderators`` on ``text``, in order, until one blocks or fails closed (the sync driver)."""
         verdicts: list[Verdict] = []
         errors: list[str] = []
         for moderator in moderators:
             started = time.perf_counter()
-            outcome: Verdict | Exception
-            try:
-                outcome = moderator.moderate(text)
-            except Exception as exc:
-                outcome = exc
-            step = self._take(moderator, started, outcome, verdicts, errors)
-            if isinstance(step, ModerationResult):
-                return step
-            if step:
+            if self._take(moderator, started, _outcome(moderator, text), verdicts, errors):
+                break
+        return self._finish(key, verdicts, errors)
+
+    async def arun(self, text: str) -> ModerationResult:
+        """``run`` for async code (the async driver): remote moderators are awaited, local ones run inline."""
+        key = self._digest(text)
+        hit = self._cached(key)
+        if hit is not None:
+            return hit
+        # each moderator's own timeout (per attempt) comes first; this deadline bounds the
+        # whole chain, however many remote moderators it has
+        deadline = asyncio.get_running_loop().time() + self.policy.timeout * (self.policy.retries + 1) + 0.5
+        verdicts: list[Verdict] = []
+        errors: list[str] = []
+        for moderator in self.moderators:
+            started = time.perf_counter()
+            if self._take(moderator, started, await _aoutcome(moderator, text, deadline), verdicts, errors):
                 break
         return self._finish(key, verdicts, errors)
 
@@ -259,9 +208,9 @@ class ModerationChain:
         outcome: Verdict | Exception,
         verdicts: list[Verdict],
         errors: list[str],
-    ) -> ModerationResult | bool:
-        """One moderator's outcome, timed and kept: a result to answer at once (a failure with
-        ``fail = "closed"``), else whether the chain stops here (a block)."""
+    ) -> bool:
+        """One moderator's outcome, timed and kept; whether the chain stops here (a block, or a
+        failure with ``fail = "closed"``). Both drivers take each outcome here."""
         failed = isinstance(outcome, Exception)
         elapsed = time.perf_counter() - started
         if self.observe is not None:
@@ -269,52 +218,22 @@ class ModerationChain:
         moderator_ran(moderator.name, elapsed, failed)  # the traced call's span (a no-op without one)
         if isinstance(outcome, Exception):
             errors.append(_failure(moderator, outcome))
-            if self.policy.fail == "closed":
-                return ModerationResult(None, (), tuple(verdicts), True, tuple(errors))
-            return False
+            return self.policy.fail == "closed"
         verdicts.append(outcome)
         return self.action_of(outcome) == "block"
 
-    async def arun(self, text: str) -> ModerationResult:
-        key = self._digest(text)
-        hit = self._cached(key)
-        if hit is not None:
-            return hit
-        verdicts: list[Verdict] = []
-        errors: list[str] = []
-        # each moderator's own timeout (per attempt) comes first; this deadline bounds the
-        # whole chain, however many remote moderators it has
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.policy.timeout * (self.policy.retries + 1) + 0.5
-        for moderator in self.moderators:
-            started = time.perf_counter()
-            outcome: Verdict | Exception
-            try:
-                if getattr(moderator, "local", False):  # no I/O: no task, timer or loop turn
-                    outcome = moderator.moderate(text)
-                else:
-                    outcome = await asyncio.wait_for(moderator.amoderate(text), max(0.0, deadline - loop.time()))
-            except Exception as exc:
-                outcome = exc
-            step = self._take(moderator, started, outcome, verdicts, errors)
-            if isinstance(step, ModerationResult):
-                return step
-            if step:
-                break
-        return self._finish(key, verdicts, errors)
-
     def _finish(self, key: bytes | None, verdicts: list[Verdict], errors: list[str]) -> ModerationResult:
+        """The outcome of the verdicts taken (cached when nothing failed and ``key`` is given)."""
+        if errors and self.policy.fail == "closed":  # the chain stopped at the failure: unavailable
+            return ModerationResult(None, (), tuple(verdicts), True, tuple(errors))
         if key is None and not errors and tuple(verdicts) == self._clean.verdicts:  # every one clean, as prebuilt
             return self._clean
-        actions = [a for a in map(self.action_of, verdicts) if a is not None]
-        categories = tuple(dict.fromkeys(c for v in verdicts if v.flagged for c in v.categories))
-        action = min(actions, key=ACTIONS.index) if actions else None
-        result = ModerationResult(action, categories, tuple(verdicts), False, tuple(errors))
+        result = combine_verdicts(verdicts, errors, [self.action_of(v) for v in verdicts])
         if not errors and key is not None:
             with self._lock:
                 self._cache[key] = (
                     self._clock() + self.policy.cache_ttl,
-                    ModerationResult(action, categories, tuple(verdicts), False, (), True),
+                    ModerationResult(result.action, result.categories, result.verdicts, False, (), True),
                 )
                 if len(self._cache) > _CACHE_LIMIT:
                     self._cache.popitem(last=False)
@@ -341,11 +260,28 @@ class ModerationChain:
         return entry[1]
 
 
+def _outcome(moderator: Moderator, text: str) -> Verdict | Exception:
+    """A moderator's verdict on ``text``, or the exception it raised."""
+    try:
+        return moderator.moderate(text)
+    except Exception as exc:
+        return exc
+
+
+async def _aoutcome(moderator: Moderator, text: str, deadline: float) -> Verdict | Exception:
+    """A moderator's verdict on ``text``, or the exception it raised, without blocking the
+    event loop: a remote moderator is awaited until ``deadline`` (the loop's clock); a local one
+    has no I/O and runs inline (no task, timer or loop turn)."""
+    try:
+        if getattr(moderator, "local", False):
+            return moderator.moderate(text)
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(moderator.amoderate(text), max(0.0, deadline - loop.time()))
+    except Exception as exc:
+        return exc
+
+
 def _failure(moderator: Moderator, exc: BaseException) -> str:
-    kind = (
-        exc.kind
-        if isinstance(exc, ModeratorError)
-        else ("timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__)
-    )
+    kind = failure_kind(exc)
     log.warning("moderator %s failed: %s", moderator.name, kind)
     return f"{moderator.name}: {kind}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from ..engine.request_pieces import Piece
+from ..engine.pieces import Piece
 
 __all__ = ["CONTEXT", "UNIT", "Unit", "screening_units"]
 

@@ -9,9 +9,18 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from starlette.exceptions import HTTPException
+
 from aupguard.adapters.body import TooLarge, declared_length, read_body
 from aupguard.adapters.identity import BadIdentity
-from aupguard.adapters.notices import MAX_BODY, NoticesAnswer, answer_notices, error_answer, too_large
+from aupguard.adapters.notices import (
+    MAX_BODY,
+    NoticesAnswer,
+    answer_notices,
+    error_answer,
+    identify_http_answer,
+    too_large,
+)
 
 if TYPE_CHECKING:
     from .middleware import SafeguardsMiddleware
@@ -31,6 +40,8 @@ async def serve_notices(mw: SafeguardsMiddleware, scope: Scope, receive: Receive
         user = await mw.identify(scope, receive)
     except BadIdentity as exc:
         return await _answer(send, error_answer(400, "invalid_request_error", str(exc)))
+    except HTTPException as exc:  # the app's own answer (a bad token): its status, as on a guarded route
+        return await _answer(send, identify_http_answer(exc.status_code, exc.detail, exc.headers))
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
         log.error("identify failed on the notices route: %s", exc.__class__.__name__)
         return await _answer(send, error_answer(500, "api_error", "The service failed to identify the caller."))

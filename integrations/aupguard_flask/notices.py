@@ -7,10 +7,17 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aupguard.adapters.identity import BadIdentity
-from aupguard.adapters.notices import MAX_BODY, answer_notices, error_answer, notices_paths, too_large
+from aupguard.adapters.notices import (
+    MAX_BODY,
+    answer_notices,
+    error_answer,
+    identify_http_answer,
+    notices_paths,
+    too_large,
+)
 
 __all__ = ["add_notices_routes"]
 
@@ -45,6 +52,9 @@ def _serve(*, appeals: bool) -> Response:
         user = _identify(app, request, state.options)
     except BadIdentity as exc:
         answer = error_answer(400, "invalid_request_error", str(exc))
+    except HTTPException as exc:  # the app's own answer (abort(401)): its status, as on a guarded route
+        headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
+        answer = identify_http_answer(exc.code, exc.description, headers)
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
         log.error("identify failed on the notices route: %s", exc.__class__.__name__)
         answer = error_answer(500, "api_error", "The service failed to identify the caller.")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..engine.safeguards import Safeguards
     from ..outcome import Decision
 
-__all__ = ["aidentify_refusal", "identify_refusal", "kind_for_status"]
+__all__ = ["aidentify_refusal", "identify_error_shape", "identify_refusal", "kind_for_status"]
 
 _KINDS = {
     400: "invalid_request_error",
@@ -42,7 +42,7 @@ def kind_for_status(status: int) -> str:
     return _KINDS.get(status, "invalid_request_error" if status < 500 else "safeguards_unavailable")
 
 
-def _shape(status: object, detail: object) -> tuple[int, str, str, str]:
+def identify_error_shape(status: object, detail: object) -> tuple[int, str, str, str]:
     """(status, kind recorded, kind shown, message). A status outside 400-599 (a 2xx or 3xx
     raised from identify is no refusal a client could act on) answers 500."""
     code = status if isinstance(status, int) and 400 <= status <= 599 else 500
@@ -54,12 +54,12 @@ def _shape(status: object, detail: object) -> tuple[int, str, str, str]:
 
 def identify_refusal(guard: Safeguards, surface: str, status: object, detail: object) -> Decision:
     """Record the refusal and return it with the app's status."""
-    code, kind, shown, message = _shape(status, detail)
+    code, kind, shown, message = identify_error_shape(status, detail)
     decision = guard.refusal(None, surface, kind, message, reasons=(f"identify_http:{code}",))
     return decision._replace(status=code, error=shown)
 
 
 async def aidentify_refusal(guard: Safeguards, surface: str, status: object, detail: object) -> Decision:
-    code, kind, shown, message = _shape(status, detail)
+    code, kind, shown, message = identify_error_shape(status, detail)
     decision = await guard.arefusal(None, surface, kind, message, reasons=(f"identify_http:{code}",))
     return decision._replace(status=code, error=shown)

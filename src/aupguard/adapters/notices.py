@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..engine.request_body import BadBody, parse_json
 from ..errors import AppealError, InvalidUserId, StoreError
 from ..outcome import error_body
+from .identify_errors import identify_error_shape
 
 if TYPE_CHECKING:
     from ..engine.safeguards import Safeguards
 
-__all__ = ["MAX_BODY", "NoticesAnswer", "answer_notices", "error_answer", "notices_paths", "too_large"]
+__all__ = [
+    "MAX_BODY",
+    "NoticesAnswer",
+    "answer_notices",
+    "error_answer",
+    "identify_http_answer",
+    "notices_paths",
+    "too_large",
+]
 
 log = logging.getLogger("aupguard.notices")
 MAX_BODY = 64 * 1024
@@ -47,6 +57,13 @@ def _json(status: int, data: object, headers: dict[str, str] | None = None) -> N
 
 def error_answer(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> NoticesAnswer:
     return _json(status, error_body(kind, message), headers)
+
+
+def identify_http_answer(status: object, detail: object, headers: Mapping[str, str] | None = None) -> NoticesAnswer:
+    """The app's ``identify`` raised its framework's HTTP exception (a bad token): its status
+    and headers, in Anthropic's error shape, as on a guarded route (never a 500)."""
+    code, _recorded, shown, message = identify_error_shape(status, detail)
+    return error_answer(code, shown, message, dict(headers or {}))
 
 
 def too_large() -> NoticesAnswer:

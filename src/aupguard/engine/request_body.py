@@ -119,8 +119,8 @@ def prompt_from_body(data: dict[str, Any], origin: str = "client") -> PromptRequ
             raise BadBody("template must be a string and variables an object")
         cleaned = {k: clean(v) if isinstance(v, str) else v for k, v in variables.items()}
         found = read_messages(data if cleaned == variables else {**data, "variables": cleaned})
-        # the template is the prompt: turns sent with it are history
-        return _request(found, documents, origin, None, (), found.turns > 0, -1, data["template"], cleaned)
+        # the template is the prompt: turns sent with it are history, screened as every piece is
+        return _request(found, documents, origin, None, found.pieces, found.turns > 0, -1, data["template"], cleaned)
     if "messages" not in data:
         prompt = data.get("prompt")
         if not isinstance(prompt, str):

@@ -67,7 +67,7 @@ def _webhooks(value: object) -> tuple[Webhook, ...]:
     urls = [h.url for h in hooks]
     for i, url in enumerate(urls):
         if url in urls[:i]:
-            raise PolicyError(f"notify.webhooks[{i}].url", url, "a URL no other webhook has")
+            raise PolicyError(f"notify.webhooks[{i}].url", _HIDDEN, "a URL no other webhook has")
     return hooks
 
 
@@ -78,12 +78,11 @@ def _webhook(key: str, entry: object) -> Webhook:
     if unknown:
         raise PolicyError(f"{key}.{unknown[0]}", _HIDDEN, "one of the keys url, events, secret, secret_env")
     url_allowed = "an http(s) URL with a host and no query or fragment"
-    try:
+    try:  # a chat webhook's URL is itself a secret: never shown in the error
         url = http_url(f"{key}.url", url_allowed)(entry.get("url"))
-    except PolicyError:
-        raise
-    except ValueError:
-        raise PolicyError(f"{key}.url", entry.get("url"), url_allowed) from None
+    except ValueError as exc:  # PolicyError too
+        allowed = exc.allowed if isinstance(exc, PolicyError) else url_allowed
+        raise PolicyError(f"{key}.url", _HIDDEN, allowed) from None
     events = entry.get("events")
     if not isinstance(events, list | tuple) or not events or any(e not in EVENTS for e in events):
         raise PolicyError(f"{key}.events", events, f"a non-empty list of {', '.join(EVENTS)}")

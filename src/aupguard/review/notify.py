@@ -138,16 +138,19 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
 
 def verify(secret: str, body: bytes, header: str, *, tolerance: float = 300.0, now: float | None = None) -> bool:
     """What a receiver checks: the signature is the secret's and at most ``tolerance``
-    seconds old (so a captured delivery cannot be replayed later)."""
-    parts = dict(p.partition("=")[::2] for p in header.split(","))
-    try:
-        timestamp = int(parts.get("t", ""))
-    except ValueError:
+    seconds old (so a captured delivery cannot be replayed later). Any header, however
+    malformed, gives False, never an exception; several ``v1=`` values are accepted (one per
+    secret, while a secret is being rotated)."""
+    fields = [p.partition("=")[::2] for p in header.split(",")]
+    stamps = [value.strip() for name, value in fields if name.strip() == "t"]
+    if len(stamps) != 1 or not stamps[0].isascii() or not stamps[0].isdigit():
         return False
+    timestamp = int(stamps[0])
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
-    expected = sign(secret, body, timestamp).partition("v1=")[2]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    expected = sign(secret, body, timestamp).partition("v1=")[2].encode("ascii")
+    given = [value.strip().encode("utf-8", "replace") for name, value in fields if name.strip() == "v1"]
+    return any(hmac.compare_digest(expected, mac) for mac in given)
 
 
 def backoff(attempts: int, jitter: float, first: float = 2.0) -> float:

@@ -34,6 +34,7 @@ from aupguard.adapters.body import (
     refuse_form,
     too_large_message,
 )
+from aupguard.adapters.client_keys import client_key_of
 from aupguard.adapters.identify_errors import aidentify_refusal
 from aupguard.adapters.identity import BadIdentity, identify_failed, user_from_header
 from aupguard.adapters.lifecycle import GuardedContext
@@ -148,11 +149,12 @@ class SafeguardsMiddleware:
         return lifespan_send
 
     def client_key(self, scope: Scope, receive: Receive) -> str | None:
-        """What an anonymous call is counted under: ``anonymous_key`` or the client address."""
+        """What an anonymous call is counted under: ``anonymous_key``, or the client address
+        (an IPv6 address by its /64, see :mod:`aupguard.adapters.client_keys`)."""
         if self._anonymous_key is not None:
             return self._anonymous_key(Request(scope, receive))
         client = scope.get("client")
-        return None if not client else str(client[0])
+        return None if not client else client_key_of(client[0])
 
     async def identify(self, scope: Scope, receive: Receive) -> str | None:
         if self._identify is not None:

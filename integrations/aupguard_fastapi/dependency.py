@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException
 
 from aupguard import Decision, PromptRequest, Safeguards
 from aupguard.adapters.body import BODY_METHODS, TooLarge, declared_length, read_body, refuse_form, too_large_message
+from aupguard.adapters.client_keys import client_key_of
 from aupguard.engine.context import Guarded, current_guarded, set_guarded
 from aupguard.engine.request_body import BadBody, parse_json, prompt_from_body
 
@@ -199,7 +200,7 @@ def _client_key(request: Request, raw: str | None) -> str | None:
     """What an anonymous call (``[identity] require_account = false``) is counted under: the
     client's address, as the middleware does."""
     client = request.scope.get("client")
-    return str(client[0]) if raw is None and client else None
+    return client_key_of(client[0]) if raw is None and client else None
 
 
 def _surface_of(request: Request) -> str:

@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_ex
 
 from aupguard import Decision, Policy, PromptRequest, Safeguards
 from aupguard.adapters.body import BODY_METHODS, declares_body, is_preflight, refuse_form, too_large_message
+from aupguard.adapters.client_keys import client_key_of
 from aupguard.adapters.identify_errors import identify_refusal
 from aupguard.adapters.identity import BadIdentity, identify_failed, user_from_header
 from aupguard.adapters.lifecycle import GuardedContext
@@ -337,7 +338,7 @@ def _before_request() -> None:
             pass
     key = None
     if user is None:
-        key = options.anonymous_key() if options.anonymous_key is not None else req.remote_addr
+        key = options.anonymous_key() if options.anonymous_key is not None else client_key_of(req.remote_addr)
     decision = guard.check(user, surface=surface, prompt=prompt, client_key=key, enforcement=options.enforcement)
     if not decision.allowed:
         raise SafeguardsRefusal.of(decision)

@@ -133,3 +133,25 @@ def test_the_flask_extension_takes_an_anonymous_key(make_guard: MakeGuard) -> No
     statuses = [client.post("/chat", json={"prompt": "hi"}, headers={"x-device": "a"}).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert client.post("/chat", json={"prompt": "hi"}, headers={"x-device": "b"}).status_code == 200
+
+
+def test_one_ipv6_host_rotating_addresses_in_its_64_is_one_caller(make_guard: MakeGuard) -> None:
+    """One IPv6 host is commonly given a /64 and may pick a new address per connection: the
+    default client key is the /64 (found by an attacker's review: six addresses got six windows)."""
+    app = _starlette(make_guard(OPEN))
+    statuses = [
+        TestClient(app, client=(f"2001:db8:1:2::{n:x}", 50000)).post("/chat", json={"prompt": "hi"}).status_code
+        for n in range(1, 5)
+    ]
+    assert statuses == [200, 200, 429, 429]
+    other = TestClient(app, client=("2001:db8:1:3::1", 50000))  # another /64: another caller
+    assert other.post("/chat", json={"prompt": "hi"}).status_code == 200
+
+
+def test_the_default_client_key_folds_mapped_ipv4_and_zones() -> None:
+    from aupguard.adapters.client_keys import client_key_of
+
+    assert client_key_of("::ffff:203.0.113.7") == client_key_of("203.0.113.7") == "203.0.113.7"
+    assert client_key_of("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert client_key_of("fe80::1%eth0") == client_key_of("fe80::2%eth1") == "fe80::/64"
+    assert client_key_of("testclient") == "testclient" and client_key_of(None) is None and client_key_of("") is None

@@ -79,14 +79,28 @@ def _guarded(route: APIRoute | APIWebSocketRoute) -> bool:
     return False
 
 
+def _may_serve_under(route: object, path: str, prefix: str) -> bool:
+    """Whether ``route`` can answer a path under ``prefix``: its path is under it, or it is a
+    mount above it (``/api`` serves ``/api/v1/...``), or a parameter in its path can match what
+    follows the literal part (``/{path:path}``, ``/v1/{name}``)."""
+    if path.startswith(prefix) or (path + "/").startswith(prefix):
+        return True
+    if isinstance(route, Mount):
+        return prefix.startswith(path.rstrip("/") + "/") or not path.strip("/")
+    literal = path.split("{", 1)[0]
+    return "{" in path and (prefix.startswith(literal) or literal.startswith(prefix))
+
+
 def unguarded_routes(app: FastAPI, prefix: str = "/") -> list[str]:
-    """``"METHOD /path"`` for every route under ``prefix`` that no guard dependency protects:
-    each method of a route without one, a mounted app (``"MOUNT /path"``: it cannot be
-    checked from here; guard it with its own middleware), a websocket (``"WEBSOCKET /path"``)."""
+    """``"METHOD /path"`` for every route that can answer a path under ``prefix`` and that no
+    guard dependency protects: each method of a route without one (a catch-all such as
+    ``/{path:path}`` too), a mounted app above or under the prefix (``"MOUNT /path"``: it
+    cannot be checked from here; guard it with its own middleware), a websocket
+    (``"WEBSOCKET /path"``)."""
     found: list[str] = []
     for route in app.routes:
         path = str(getattr(route, "path", ""))
-        if not (path.startswith(prefix) or (path + "/").startswith(prefix)):
+        if not _may_serve_under(route, path, prefix):
             continue
         if isinstance(route, Mount):
             found.append(f"MOUNT {path}")

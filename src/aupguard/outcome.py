@@ -130,8 +130,7 @@ class Decision(NamedTuple):
         :mod:`aupguard.adapters.ratelimit_headers`), ``Retry-After`` and the warning header."""
         out: dict[str, str] = {}
         if self.limit is not None:
-            from .adapters.ratelimit_headers import rate_limit_headers
-
+            rate_limit_headers = _RATE_LIMIT_HEADERS[0] if _RATE_LIMIT_HEADERS else _load_rate_limit_headers()
             rate_limit_headers(out, limit=self.limit, remaining=self.remaining or 0, reset_after=self.reset_after or 0,
                                throttled=self.level is Level.THROTTLED, user_hash=self.user_hash or self.anonymous_key,
                                policy=limits)  # fmt: skip
@@ -150,6 +149,17 @@ class Decision(NamedTuple):
 
 # ``with_prompt`` copies by position: the screened fields must stay the last three
 assert Decision._fields[15:] == ("prompt", "moderation", "moderation_pending")
+
+
+_RATE_LIMIT_HEADERS: list[Any] = []
+
+
+def _load_rate_limit_headers() -> Any:
+    """The header builder, imported on first use (outcome.py imports nothing of aupguard's)."""
+    from .adapters.ratelimit_headers import rate_limit_headers
+
+    _RATE_LIMIT_HEADERS.append(rate_limit_headers)
+    return rate_limit_headers
 
 
 def whole_seconds(seconds: float) -> int:

@@ -31,6 +31,7 @@ __all__ = ["partition_key", "rate_limit_headers"]
 
 _PK_BYTES = 8
 _WINDOWS: dict[str, int] = {}  # a rate such as "60/minute" -> its window in seconds
+_KEYS: dict[str, str] = {}  # user hash -> its pk ("" when it has none): computed once per user
 
 
 def partition_key(user_hash: str | None) -> str | None:
@@ -38,6 +39,15 @@ def partition_key(user_hash: str | None) -> str | None:
     the digest's first 8 bytes, or None (no hash, or not a hex digest)."""
     if not user_hash:
         return None
+    known = _KEYS.get(user_hash)
+    if known is None:
+        known = _KEYS[user_hash] = _partition_key(user_hash) or ""
+        if len(_KEYS) > 65_536:  # bounded
+            _KEYS.clear()
+    return known or None
+
+
+def _partition_key(user_hash: str) -> str | None:
     digest = user_hash.rpartition("_")[2]
     try:
         raw = bytes.fromhex(digest[: _PK_BYTES * 2])

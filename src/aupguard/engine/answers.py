@@ -33,6 +33,7 @@ from ..moderation.base import Verdict
 from ..moderation.chain import ModerationResult
 from ..outcome import Decision
 from .answer_facts import AnswerFacts
+from .drive import advance
 
 if TYPE_CHECKING:
     from .host import Guard
@@ -176,7 +177,7 @@ def _steps(guard: Guard, decision: Decision, plan: AnswerPlan) -> Generator[_Ste
     if refusal is not None:
         if refusal.flag is not None:
             flagged, flag, output = decision, refusal.flag, not refusal.strike  # "review": no strike
-            yield _Step("store", lambda: guard.screening._flag(flagged, flag, output))
+            yield _Step("store", lambda: guard.screening.flag(flagged, flag, output))
         outcome = "allowed" if decision.allowed else decision.error or "refused"
         status, reasons = decision.status, refusal.reasons(decision)
         yield _Step("queue", lambda: audit.amend(decision.request_id, outcome=outcome, status=status, reasons=reasons))
@@ -196,17 +197,18 @@ def record_answer(
     (``content_flagged``) when output moderation blocked the answer."""
     steps = _steps(guard, decision, plan_answer(facts, decision, rules_of(guard), request_id=request_id,
                                                 output_moderated=output_moderated))  # fmt: skip
-    answer: Any = None
-    try:
-        while True:
-            step = steps.send(answer)
-            if isinstance(step, _Moderate):
-                answer = guard.screen_output(step.decision, step.text)
-            else:
-                step.run()
-                answer = None
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+    step = advance(steps)
+    while not isinstance(step, Decision):
+        step = advance(steps, _run(guard, step))
+    return step
+
+
+def _run(guard: Guard, step: _Step | _Moderate) -> Decision | None:
+    """One step from sync code: output moderation's decision, or the I/O done."""
+    if isinstance(step, _Moderate):
+        return guard.screen_output(step.decision, step.text)
+    step.run()
+    return None
 
 
 async def arecord_answer(
@@ -220,19 +222,21 @@ async def arecord_answer(
     """:func:`record_answer` for async code: nothing here blocks the event loop."""
     steps = _steps(guard, decision, plan_answer(facts, decision, rules_of(guard), request_id=request_id,
                                                 output_moderated=output_moderated))  # fmt: skip
-    answer: Any = None
-    try:
-        while True:
-            step = steps.send(answer)
-            answer = None
-            if isinstance(step, _Moderate):
-                answer = await guard.ascreen_output(step.decision, step.text)
-            elif _inline(guard, decision, step.where):
-                step.run()
-            else:
-                await asyncio.to_thread(step.run)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+    step = advance(steps)
+    while not isinstance(step, Decision):
+        step = advance(steps, await _arun(guard, decision, step))
+    return step
+
+
+async def _arun(guard: Guard, decision: Decision, step: _Step | _Moderate) -> Decision | None:
+    """One step from async code: output moderation awaited, I/O that may wait in a thread."""
+    if isinstance(step, _Moderate):
+        return await guard.ascreen_output(step.decision, step.text)
+    if _inline(guard, decision, step.where):
+        step.run()
+    else:
+        await asyncio.to_thread(step.run)
+    return None
 
 
 def _inline(guard: Guard, decision: Decision, where: str) -> bool:

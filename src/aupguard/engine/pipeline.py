@@ -29,6 +29,7 @@ from ..ids import new_id
 from ..ladder import UserState, UserStatus, derive_status, status_expires
 from ..outcome import Decision, Refusal
 from ..review.sampling import sample_item, should_sample
+from .drive import advance, attempt
 from .gates import account_gate, standing_gate
 from .monitor import MONITORED_KINDS, allowed_instead, as_app, with_would
 from .prompt_policy import PromptRequest
@@ -112,35 +113,22 @@ class Pipeline:
 
     def run(self, steps: Steps) -> Decision:
         """Drive ``steps`` with blocking I/O."""
-        call, send = self._sync, steps.send
-        try:
-            op, args = next(steps)
-            while True:
-                try:
-                    result = call[op](*args)
-                except Exception as exc:  # the step that asked decides what a failure means
-                    op, args = steps.throw(exc)
-                else:
-                    op, args = send(result)
-        except StopIteration as done:
-            decision: Decision = done.value
-            return decision
+        out, call = advance(steps), self._sync
+        while not isinstance(out, Decision):  # a step's (op, args) until the decision
+            out = advance(steps, *attempt(call[out[0]], out[1]))
+        return out
 
     async def arun(self, steps: Steps) -> Decision:
         """Drive ``steps`` with awaitable I/O, never blocking the event loop."""
-        call, send = self._async, steps.send
-        try:
-            op, args = next(steps)
-            while True:
-                try:
-                    result = await call[op](*args)
-                except Exception as exc:
-                    op, args = steps.throw(exc)
-                else:
-                    op, args = send(result)
-        except StopIteration as done:
-            decision: Decision = done.value
-            return decision
+        out, call = advance(steps), self._async
+        while not isinstance(out, Decision):
+            op, args = out
+            try:
+                result, failure = await call[op](*args), None
+            except Exception as exc:  # the step that asked decides what a failure means
+                result, failure = None, exc
+            out = advance(steps, result, failure)
+        return out
 
     # -- the steps -----------------------------------------------------------------------
 

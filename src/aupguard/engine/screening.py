@@ -124,7 +124,7 @@ class Screening:
         if oversized is not None:
             return oversized
         result = self.moderation.run_pieces(pieces)
-        return self._apply(decision, result, self._flag)
+        return self._apply(decision, result, self.flag)
 
     @traced_async("aupguard.screen")
     async def ascreen(self, decision: Decision) -> Decision:
@@ -138,7 +138,7 @@ class Screening:
         else:
             result = await self.moderation.arun_pieces(pieces)
         if result.flagged and result.action in ("block", "review"):  # the store write runs off the loop
-            await asyncio.to_thread(self._flag, decision, result, False)
+            await asyncio.to_thread(self.flag, decision, result, False)
         return self._apply(decision, result, lambda *_: None)
 
     def _oversized(self, decision: Decision, size: int) -> Decision | None:
@@ -197,7 +197,7 @@ class Screening:
                              status=out.status, reasons=out.reasons)  # fmt: skip
         return out
 
-    def _flag(self, decision: Decision, result: ModerationResult, output: bool) -> None:
+    def flag(self, decision: Decision, result: ModerationResult, output: bool) -> None:
         """A strike (prompts only: an answer is not the user's own words) and a review item,
         in one transaction."""
         if decision.user_hash is None:
@@ -266,14 +266,14 @@ class Screening:
         decision as it is). A flagged answer gets a review item, not a strike."""
         if not self.policy.moderation.output or not self.moderation:
             return decision
-        return self._apply(decision, self.moderation.run(text), self._flag, output=True)
+        return self._apply(decision, self.moderation.run(text), self.flag, output=True)
 
     async def ascreen_output(self, decision: Decision, text: str) -> Decision:
         if not self.policy.moderation.output or not self.moderation:
             return decision
         result = await self.moderation.arun(text)
         if result.flagged and result.action in ("block", "review"):
-            await asyncio.to_thread(self._flag, decision, result, True)
+            await asyncio.to_thread(self.flag, decision, result, True)
         return self._apply(decision, result, lambda *_: None, output=True)
 
 

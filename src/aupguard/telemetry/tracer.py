@@ -41,6 +41,8 @@ def active_tracer() -> Tracer | None:
     """aupguard's tracer when spans can be recorded, else None."""
     if otel_trace is None:
         return None
+    if _own is None and getattr(otel_trace, "_TRACER_PROVIDER", True) is None and not _env_provider():
+        return None  # the API's own test, without its os.environ lookup on every call (hot path)
     provider: Any = _own if _own is not None else otel_trace.get_tracer_provider()
     if isinstance(provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider):
         return None  # nothing set yet: spans would be dropped anyway
@@ -51,6 +53,18 @@ def active_tracer() -> Tracer | None:
             _tracers.clear()
             _tracers[provider] = tracer
     return tracer
+
+
+_ENV_PROVIDER: list[bool] = []  # whether OTEL_PYTHON_TRACER_PROVIDER is set, read once
+
+
+def _env_provider() -> bool:
+    """Whether a tracer provider is named in the environment (the API loads it on first use)."""
+    if not _ENV_PROVIDER:
+        import os
+
+        _ENV_PROVIDER.append("OTEL_PYTHON_TRACER_PROVIDER" in os.environ)
+    return _ENV_PROVIDER[0]
 
 
 def _version() -> str:

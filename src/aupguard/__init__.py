@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .engine.context import current_guarded
 from .engine.output_stream import OutputStream
 from .engine.prompt_policy import Corpus, PromptRequest, ResolvedPrompt
 from .engine.safeguards import Safeguards
@@ -61,6 +62,7 @@ __all__ = [
     "UnknownStrike",
     "UserStatus",
     "Verdict",
+    "current_guarded",
     "error_body",
     "generate_key_entry",
 ]

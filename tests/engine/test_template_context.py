@@ -13,8 +13,12 @@ HARMFUL = "step by step nerve agent synthesis"
 RULES = [{"category": "weapons", "action": "block", "keywords": ["nerve agent synthesis"]}]
 POLICY = {
     "moderation": {"rules": RULES},
-    "prompts": {"mode": "templates", "allow_history": True, "allow_system": True,
-                "templates": {"hello": {"text": "Say hello."}}},
+    "prompts": {
+        "mode": "templates",
+        "allow_history": True,
+        "allow_system": True,
+        "templates": {"hello": {"text": "Say hello."}},
+    },
 }
 
 

@@ -22,10 +22,17 @@ SIGNING = "s" * 32
 @pytest.mark.parametrize(
     "hooks",
     [
-        [{"url": SLACK, "events": ["item_flagged"], "secret": SIGNING},
-         {"url": SLACK, "events": ["user_suspended"], "secret": SIGNING}],  # the same URL twice
-        [{"url": f"https://hooks.example.com/notify?token={SECRET_TOKEN}", "events": ["item_flagged"],
-          "secret": SIGNING}],  # a token in the query
+        [
+            {"url": SLACK, "events": ["item_flagged"], "secret": SIGNING},
+            {"url": SLACK, "events": ["user_suspended"], "secret": SIGNING},
+        ],  # the same URL twice
+        [
+            {
+                "url": f"https://hooks.example.com/notify?token={SECRET_TOKEN}",
+                "events": ["item_flagged"],
+                "secret": SIGNING,
+            }
+        ],  # a token in the query
     ],
     ids=["duplicate", "query"],
 )

@@ -94,6 +94,14 @@ def test_an_end_user_appeals_a_reviewer_upholds_and_the_user_sees_the_outcome(
     page.get_by_text("Appeal upheld: the strike is voided").wait_for()
     assert page.get_by_role("button", name="Deny: the strike stands").count() == 0  # decided once
     page.close()
+    for width in (390, 1280):  # the appeals pages fit a phone and a laptop, as every console page does
+        narrow = browser.new_page(viewport={"width": width, "height": 844})
+        log_in(narrow, site)
+        for path in ("/appeals", f"/appeals/{filed.json()['id']}", "/appeals?status=upheld"):
+            narrow.goto(f"{site}/aupguard{path}")
+            scrolled, inner = narrow.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+            assert scrolled <= inner, (path, width, scrolled)
+        narrow.close()
 
     assert guard.store.find_strike(latest["id"]).voided_at is not None  # type: ignore[union-attr]
     notices = alice.get("/me/safety").json()

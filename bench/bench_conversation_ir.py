@@ -19,42 +19,26 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from _callgrind import helper_library, run_counted
 from aupguard.engine.request_body import prompt_from_body
 from bench_conversation import SCOPES, TURNS, USER, Engines, conversation, messages_body, rules_policy
 
 __all__ = ["main"]
 
 CALLS, WARMUP = 200, 20
-HELPER = r"""
-#include <valgrind/callgrind.h>
-void bench_start(void) { CALLGRIND_START_INSTRUMENTATION; }
-void bench_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
-void bench_zero(void) { CALLGRIND_ZERO_STATS; }
-void bench_dump(const char *label) { CALLGRIND_DUMP_STATS_AT(label); }
-"""
-_CHILD = "AUPGUARD_BENCH_CALLGRIND_HELPER"  # set for the run under valgrind: the helper's path
-_LABEL = re.compile(r"^desc: Trigger: Client Request: (\S+)$", re.MULTILINE)
-_TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
 
 
 def _label(scope: str, turns: int) -> str:
     return f"rules-{scope}-{turns}"
 
 
-def counted(helper: Path) -> None:
+def counted(lib: ctypes.CDLL) -> None:
     """Under valgrind: one labelled callgrind dump per scope and size."""
-    lib = ctypes.CDLL(str(helper))
-    lib.bench_dump.argtypes = [ctypes.c_char_p]
     engines = Engines()
     try:
         guards = {scope: engines.make(rules_policy(scope)) for scope in SCOPES}
@@ -80,45 +64,15 @@ def counted(helper: Path) -> None:
         engines.close()
 
 
-def _compile(folder: Path) -> Path:
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None or shutil.which("valgrind") is None:
-        raise SystemExit("conversation_ir needs valgrind and a C compiler (apt-get install valgrind gcc)")
-    source, helper = folder / "callgrind_helper.c", folder / "callgrind_helper.so"
-    source.write_text(HELPER, encoding="utf-8")
-    subprocess.run([compiler, "-O1", "-shared", "-fPIC", "-o", str(helper), str(source)], check=True)
-    return helper
-
-
-def _dumps(folder: Path) -> dict[str, int]:
-    """Ir of each labelled dump callgrind wrote into ``folder`` (the calling thread's)."""
-    found = {}
-    for path in folder.glob("callgrind.out.*"):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        label, total = _LABEL.search(text), _TOTAL.search(text)
-        if label is not None and total is not None:
-            found[label.group(1)] = int(total.group(1))
-    return found
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    helper = os.environ.get(_CHILD)
-    if helper:
-        counted(Path(helper))
+    lib = helper_library()
+    if lib is not None:
+        counted(lib)
         return 0
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="aupguard-callgrind-") as tmp:
-        folder = Path(tmp)
-        script = Path(__file__).resolve()
-        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
-                   f"--callgrind-out-file={folder}/callgrind.out.%p", sys.executable, str(script)]  # fmt: skip
-        env = {**os.environ, _CHILD: str(_compile(folder)), "PYTHONHASHSEED": "0"}
-        print(f"conversation_ir: PYTHONHASHSEED=0 {_CHILD}=<helper.so> {' '.join(command)}")
-        run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if run.returncode != 0:
-            print(run.stderr[-2000:], file=sys.stderr)
-            return 1
-        found = _dumps(folder)
+    found = run_counted(Path(__file__).resolve(), "conversation_ir")
+    if found is None:
+        return 1
     missing = [_label(s, t) for s in SCOPES for t in TURNS if _label(s, t) not in found]
     if missing:
         print(f"conversation_ir: no callgrind dump for {', '.join(missing)}", file=sys.stderr)

@@ -17,10 +17,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,8 +26,8 @@ import limits
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from _callgrind import helper_library, run_counted
 from aupguard import Keyring, Policy, Safeguards, generate_key_entry
-from bench_conversation_ir import _CHILD, _compile, _dumps
 
 __all__ = ["main"]
 
@@ -39,10 +36,8 @@ SUBJECTS = ("limits-hit", "check", "acheck")
 USER = "bench-user"
 
 
-def counted(helper: Path) -> None:
+def counted(lib: ctypes.CDLL) -> None:
     """Under valgrind: one labelled callgrind dump per subject."""
-    lib = ctypes.CDLL(str(helper))
-    lib.bench_dump.argtypes = [ctypes.c_char_p]
     policy = Policy.from_mapping({"limits": {"default": "1000000/minute"}}, env={})
     keyring = Keyring.parse(generate_key_entry("bench"), source="bench")
     guard = Safeguards(policy, store="memory://", counters="memory://", keyring=keyring)
@@ -81,23 +76,14 @@ def counted(helper: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    helper = os.environ.get(_CHILD)
-    if helper:
-        counted(Path(helper))
+    lib = helper_library()
+    if lib is not None:
+        counted(lib)
         return 0
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="aupguard-callgrind-") as tmp:
-        folder = Path(tmp)
-        script = Path(__file__).resolve()
-        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
-                   f"--callgrind-out-file={folder}/callgrind.out.%p", sys.executable, str(script)]  # fmt: skip
-        env = {**os.environ, _CHILD: str(_compile(folder)), "PYTHONHASHSEED": "0"}
-        print(f"engine_ir: PYTHONHASHSEED=0 {' '.join(command[:4])} python {script.name}")
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(done.stderr[-2000:], file=sys.stderr)
-            return 1
-        found = _dumps(folder)
+    found = run_counted(Path(__file__).resolve(), "engine_ir")
+    if found is None:
+        return 1
     if any(name not in found for name in SUBJECTS):
         print(f"engine_ir: missing dumps; found {sorted(found)}", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ from ..ids import new_id
 from ..ladder import UserState, UserStatus, derive_status, status_expires
 from ..outcome import Decision, Refusal
 from ..review.sampling import sample_item, should_sample
-from .drive import advance, attempt
+from .drive import advance
 from .gates import account_gate, standing_gate
 from .monitor import MONITORED_KINDS, allowed_instead, as_app, with_would
 from .prompt_policy import PromptRequest
@@ -113,10 +113,19 @@ class Pipeline:
 
     def run(self, steps: Steps) -> Decision:
         """Drive ``steps`` with blocking I/O."""
-        out, call = advance(steps), self._sync
-        while not isinstance(out, Decision):  # a step's (op, args) until the decision
-            out = advance(steps, *attempt(call[out[0]], out[1]))
-        return out
+        call, send = self._sync, steps.send  # the hot path: no helper calls between the steps
+        try:
+            op, args = next(steps)
+            while True:
+                try:
+                    result = call[op](*args)
+                except Exception as exc:  # the step that asked decides what a failure means
+                    op, args = steps.throw(exc)
+                else:
+                    op, args = send(result)
+        except StopIteration as done:
+            decision: Decision = done.value
+            return decision
 
     async def arun(self, steps: Steps) -> Decision:
         """Drive ``steps`` with awaitable I/O, never blocking the event loop."""

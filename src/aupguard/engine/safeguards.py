@@ -132,7 +132,9 @@ class Safeguards:
         ``[identity] require_account = false``) is rate-limited by; it is hashed like a user id.
         ``enforcement`` (``"enforce"`` / ``"monitor"``) overrides ``[enforcement] mode`` for this
         call (an adapter's ``enforcement`` option passes it)."""
-        steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key, _mode(enforcement))
+        if enforcement is not None and enforcement not in _MODES:
+            raise ValueError("enforcement must be 'enforce' or 'monitor' (or None for [enforcement] mode)")
+        steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key, enforcement)
         return self.pipeline.run(steps)
 
     @traced_async("aupguard.check")
@@ -147,7 +149,9 @@ class Safeguards:
         enforcement: str | None = None,
     ) -> Decision:
         """``check`` for async code: store reads, Redis and remote moderators never block the loop."""
-        steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key, _mode(enforcement))
+        if enforcement is not None and enforcement not in _MODES:
+            raise ValueError("enforcement must be 'enforce' or 'monitor' (or None for [enforcement] mode)")
+        steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key, enforcement)
         return await self.pipeline.arun(steps)
 
     async def acall(
@@ -313,8 +317,4 @@ class Safeguards:
         self.close()
 
 
-def _mode(enforcement: object) -> str | None:
-    """A per-call ``enforcement``: None (the policy's), ``"enforce"`` or ``"monitor"``."""
-    if enforcement is None or enforcement in ("enforce", "monitor"):
-        return enforcement
-    raise ValueError("enforcement must be 'enforce' or 'monitor' (or None for [enforcement] mode)")
+_MODES = frozenset({"enforce", "monitor"})

@@ -9,6 +9,7 @@ or an app that keeps aupguard's spans apart from the global provider).
 
 from __future__ import annotations
 
+import os
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ def active_tracer() -> Tracer | None:
     """aupguard's tracer when spans can be recorded, else None."""
     if otel_trace is None:
         return None
-    if _own is None and getattr(otel_trace, "_TRACER_PROVIDER", True) is None and not _env_provider():
+    if _own is None and not _ENV_PROVIDER and getattr(otel_trace, "_TRACER_PROVIDER", True) is None:
         return None  # the API's own test, without its os.environ lookup on every call (hot path)
     provider: Any = _own if _own is not None else otel_trace.get_tracer_provider()
     if isinstance(provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider):
@@ -55,16 +56,8 @@ def active_tracer() -> Tracer | None:
     return tracer
 
 
-_ENV_PROVIDER: list[bool] = []  # whether OTEL_PYTHON_TRACER_PROVIDER is set, read once
-
-
-def _env_provider() -> bool:
-    """Whether a tracer provider is named in the environment (the API loads it on first use)."""
-    if not _ENV_PROVIDER:
-        import os
-
-        _ENV_PROVIDER.append("OTEL_PYTHON_TRACER_PROVIDER" in os.environ)
-    return _ENV_PROVIDER[0]
+#: whether the environment names a tracer provider (the API loads it on first use), read at import
+_ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def _version() -> str:

@@ -4,6 +4,8 @@ decides is refused, answers say ``Aupguard-Would-Refuse``, strikes are recorded 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -237,3 +239,38 @@ def test_the_fastapi_dependency_takes_an_enforcement(make_guard: MakeGuard) -> N
     assert guard.status("dave").strikes == 0
     with pytest.raises(ValueError, match="enforcement"):
         guard_dependency(guard, user=Depends(current_user), enforcement="observe")
+
+
+def test_the_gateway_serves_a_monitored_flag_and_says_what_enforce_mode_would_do(
+    make_guard: MakeGuard, messages_double: object
+) -> None:
+    """Through the gateway, in monitor mode: a flagged prompt reaches Claude and its answer
+    carries ``Aupguard-Would-Refuse``; the strike is recorded as monitored; a malformed body is
+    still a 400; a suspended user is still served, and said to be."""
+    from tests.integrations.aupguard_gateway.test_app import start
+
+    serving = start(make_guard, messages_double, {"enforcement": {"mode": "monitor"}, "moderation": {"rules": RULES}})  # type: ignore[arg-type]
+    gateway = next(serving)  # the server runs while the generator is held
+    try:
+        _through_the_gateway(gateway)
+    finally:
+        serving.close()
+
+
+def _through_the_gateway(gateway: Any) -> None:
+    from tests.integrations.aupguard_gateway.test_app import ASK
+
+    flagged = {**ASK, "messages": [{"role": "user", "content": FLAGGED}]}
+    raw = gateway.client().messages.with_raw_response.create(**flagged)  # type: ignore[arg-type]
+    assert raw.http_response.status_code == 200 and raw.headers["aupguard-would-refuse"] == "content_flagged"
+    assert raw.parse().content  # Claude answered
+    strikes = gateway.guard.strikes("alice")
+    assert len(strikes) == 1 and strikes[0].void_reason == MONITORED_STRIKE
+    gateway.guard.suspend("alice", reason="test")
+    served = gateway.client().messages.with_raw_response.create(**ASK)  # type: ignore[arg-type]
+    assert served.http_response.status_code == 200 and served.headers["aupguard-would-refuse"] == "user_suspended"
+    import httpx
+
+    bad = httpx.post(f"{gateway.url}/v1/messages", content=b"{not json",
+                     headers={"x-api-key": gateway.key, "content-type": "application/json"})  # fmt: skip
+    assert bad.status_code == 400

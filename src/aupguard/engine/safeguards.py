@@ -31,7 +31,8 @@ from ..prompts import PromptRequest, ResolvedPrompt
 from ..review.appeals import AppealDesk
 from ..review.delivery import Notifier
 from ..stores import store_from_uri
-from ..telemetry.checks import traced, traced_async
+from ..telemetry.checks import arun_traced, run_traced
+from ..telemetry.tracer import quiet
 from .calls import aguarded_call, guarded_call
 from .delegate import delegate
 from .lifecycle import register_figures, spill_for, weakly
@@ -111,7 +112,6 @@ class Safeguards:
 
     # -- the guarded call ----------------------------------------------------------------
 
-    @traced("aupguard.check")
     def check(
         self,
         user_id: str | None,
@@ -135,9 +135,10 @@ class Safeguards:
         if enforcement is not None and enforcement not in _MODES:
             raise ValueError("enforcement must be 'enforce' or 'monitor' (or None for [enforcement] mode)")
         steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key, enforcement)
-        return self.pipeline.run(steps)
+        if quiet():  # no span can be recorded: nothing more on the hot path
+            return self.pipeline.run(steps)
+        return run_traced("aupguard.check", self, surface, lambda: self.pipeline.run(steps))
 
-    @traced_async("aupguard.check")
     async def acheck(
         self,
         user_id: str | None,
@@ -152,7 +153,9 @@ class Safeguards:
         if enforcement is not None and enforcement not in _MODES:
             raise ValueError("enforcement must be 'enforce' or 'monitor' (or None for [enforcement] mode)")
         steps = self.pipeline.steps(user_id, surface, prompt, defer_moderation, client_key, enforcement)
-        return await self.pipeline.arun(steps)
+        if quiet():
+            return await self.pipeline.arun(steps)
+        return await arun_traced("aupguard.check", self, surface, lambda: self.pipeline.arun(steps))
 
     async def acall(
         self,

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ..outcome import Decision
 
-__all__ = ["traced", "traced_async"]
+__all__ = ["arun_traced", "run_traced", "traced", "traced_async"]
 
 P = ParamSpec("P")
 S = TypeVar("S")
@@ -98,6 +98,43 @@ def traced_async(
         return wrapper
 
     return wrap
+
+
+def run_traced(name: str, guard: Any, surface: str, run: Callable[[], Decision]) -> Decision:
+    """``run()`` inside a span called ``name`` (what :func:`traced` does, for a caller that
+    has already asked :func:`~aupguard.telemetry.tracer.quiet` and found tracing on)."""
+    tracer = active_tracer()
+    if tracer is None or _ran.get() is not None:
+        return run()
+    ran: list[tuple[str, float, bool]] = []
+    token = _ran.set(ran)
+    try:
+        with tracer.start_as_current_span(name) as span:
+            decision = run()
+            if span.is_recording():
+                _describe(span, guard, decision, surface, ran)
+            return decision
+    finally:
+        _ran.reset(token)
+
+
+async def arun_traced(
+    name: str, guard: Any, surface: str, run: Callable[[], Coroutine[Any, Any, Decision]]
+) -> Decision:
+    """:func:`run_traced` for a coroutine."""
+    tracer = active_tracer()
+    if tracer is None or _ran.get() is not None:
+        return await run()
+    ran: list[tuple[str, float, bool]] = []
+    token = _ran.set(ran)
+    try:
+        with tracer.start_as_current_span(name) as span:
+            decision = await run()
+            if span.is_recording():
+                _describe(span, guard, decision, surface, ran)
+            return decision
+    finally:
+        _ran.reset(token)
 
 
 def _surface(args: tuple[Any, ...], kwargs: dict[str, Any], at: int | None) -> str | None:

@@ -21,7 +21,15 @@ try:
 except ImportError:  # the ``otel`` extra is not installed: every hook is a no-op
     otel_trace = None  # type: ignore[assignment]
 
-__all__ = ["INSTRUMENTATION", "active_tracer", "moderator_ran", "moderators_ran", "otel_trace", "use_tracer_provider"]
+__all__ = [
+    "INSTRUMENTATION",
+    "active_tracer",
+    "moderator_ran",
+    "moderators_ran",
+    "otel_trace",
+    "quiet",
+    "use_tracer_provider",
+]
 
 INSTRUMENTATION = "aupguard"
 #: the moderators that ran during the traced call in progress: (name, seconds, failed)
@@ -58,6 +66,18 @@ def active_tracer() -> Tracer | None:
 
 #: whether the environment names a tracer provider (the API loads it on first use), read at import
 _ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
+def quiet() -> bool:
+    """True when no span can be recorded for certain (no provider of aupguard's, none set
+    globally nor named in the environment): the hot path's whole cost of tracing."""
+    if _own is not None:
+        return False
+    if otel_trace is None:
+        return True
+    # the API's own global (the test get_tracer_provider makes, without its os.environ lookup);
+    # a version without it reads as "maybe set": the slow path then asks the API itself
+    return not _ENV_PROVIDER and getattr(otel_trace, "_TRACER_PROVIDER", True) is None
 
 
 def _version() -> str:

@@ -1,12 +1,13 @@
-"""Driving a generator of steps: what the pipeline's and the answer recorder's sync and async
-drivers share, so each driver is only its own kind of I/O."""
+"""Driving a generator of steps: what the pipeline's async driver and the answer recorder's two
+drivers share, so each driver is only its own kind of I/O (the pipeline's sync driver, the hot
+path, loops inline)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any, TypeVar
 
-__all__ = ["advance", "attempt"]
+__all__ = ["advance"]
 
 Y = TypeVar("Y")
 R = TypeVar("R")
@@ -19,11 +20,3 @@ def advance(steps: Generator[Y, Any, R], result: Any = None, failure: BaseExcept
     except StopIteration as done:
         returned: R = done.value
         return returned
-
-
-def attempt(call: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, Exception | None]:
-    """``call(*args)`` as (result, None), or (None, the exception) for the step to judge."""
-    try:
-        return call(*args), None
-    except Exception as exc:  # the step that asked decides what a failure means
-        return None, exc

@@ -24,7 +24,7 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from .tracer import active_tracer, otel_trace
+from .tracer import active_tracer, otel_trace, quiet
 from .tracer import moderators_ran as _ran
 
 if TYPE_CHECKING:
@@ -49,19 +49,9 @@ def traced(
     def wrap(fn: Callable[Concatenate[S, P], Decision]) -> Callable[Concatenate[S, P], Decision]:
         @functools.wraps(fn)
         def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> Decision:
-            tracer = active_tracer()
-            if tracer is None or _ran.get() is not None:  # untraced, or inside a traced call already
+            if quiet():
                 return fn(self, *args, **kwargs)
-            ran: list[tuple[str, float, bool]] = []
-            token = _ran.set(ran)
-            try:
-                with tracer.start_as_current_span(name) as span:
-                    decision = fn(self, *args, **kwargs)
-                    if span.is_recording():
-                        _describe(span, self, decision, _surface(args, kwargs, surface_at), ran)
-                    return decision
-            finally:
-                _ran.reset(token)
+            return run_traced(name, self, _surface(args, kwargs, surface_at), lambda: fn(self, *args, **kwargs))
 
         return wrapper
 
@@ -81,28 +71,18 @@ def traced_async(
     ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, Decision]]:
         @functools.wraps(fn)
         async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> Decision:
-            tracer = active_tracer()
-            if tracer is None or _ran.get() is not None:  # untraced, or inside a traced call already
+            if quiet():
                 return await fn(self, *args, **kwargs)
-            ran: list[tuple[str, float, bool]] = []
-            token = _ran.set(ran)
-            try:
-                with tracer.start_as_current_span(name) as span:
-                    decision = await fn(self, *args, **kwargs)
-                    if span.is_recording():
-                        _describe(span, self, decision, _surface(args, kwargs, surface_at), ran)
-                    return decision
-            finally:
-                _ran.reset(token)
+            surface = _surface(args, kwargs, surface_at)
+            return await arun_traced(name, self, surface, lambda: fn(self, *args, **kwargs))
 
         return wrapper
 
     return wrap
 
 
-def run_traced(name: str, guard: Any, surface: str, run: Callable[[], Decision]) -> Decision:
-    """``run()`` inside a span called ``name`` (what :func:`traced` does, for a caller that
-    has already asked :func:`~aupguard.telemetry.tracer.quiet` and found tracing on)."""
+def run_traced(name: str, guard: Any, surface: str | None, run: Callable[[], Decision]) -> Decision:
+    """``run()`` inside a span called ``name`` (a call inside a traced one adds no span)."""
     tracer = active_tracer()
     if tracer is None or _ran.get() is not None:
         return run()
@@ -119,7 +99,7 @@ def run_traced(name: str, guard: Any, surface: str, run: Callable[[], Decision])
 
 
 async def arun_traced(
-    name: str, guard: Any, surface: str, run: Callable[[], Coroutine[Any, Any, Decision]]
+    name: str, guard: Any, surface: str | None, run: Callable[[], Coroutine[Any, Any, Decision]]
 ) -> Decision:
     """:func:`run_traced` for a coroutine."""
     tracer = active_tracer()

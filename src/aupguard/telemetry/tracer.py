@@ -48,10 +48,8 @@ def use_tracer_provider(provider: TracerProvider | None) -> None:
 
 def active_tracer() -> Tracer | None:
     """aupguard's tracer when spans can be recorded, else None."""
-    if otel_trace is None:
+    if otel_trace is None or quiet():
         return None
-    if _own is None and not _ENV_PROVIDER and getattr(otel_trace, "_TRACER_PROVIDER", True) is None:
-        return None  # the API's own test, without its os.environ lookup on every call (hot path)
     provider: Any = _own if _own is not None else otel_trace.get_tracer_provider()
     if isinstance(provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider):
         return None  # nothing set yet: spans would be dropped anyway

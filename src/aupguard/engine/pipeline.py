@@ -161,7 +161,11 @@ class Pipeline:
                 yield RECORD, (self._records.row(who, surface, now),)
                 return who
             would.append(who)  # monitor mode: served as an anonymous call, counted by its client key
-            user_id, who = None, (None, self._anonymous_key(client_key))
+            try:
+                key = self._counted_as(client_key)
+            except InvalidUserId:  # a client key no hash can be made of: the shared bucket
+                key = _ANONYMOUS_PREFIX
+            user_id, who = None, (None, key)
         user_hash, key = who
         try:  # standing, token budget, rate limit: one loop here, not a generator of its own (hot)
             state = None
@@ -209,9 +213,9 @@ class Pipeline:
             decision = decision._replace(anonymous_key=key)
         if would is not None:  # what follows (screening, output moderation) records, not refuses
             decision = decision._replace(monitor=True)
-        if would is not None and not decision.allowed and decision.error in MONITORED_KINDS:
-            would.append(decision)  # a 429, a 503: the call goes on, its figures kept
-            decision = allowed_instead(decision)
+            if not decision.allowed and decision.error in MONITORED_KINDS:
+                would.append(decision)  # a 429, a 503: the call goes on, its figures kept
+                decision = allowed_instead(decision)
         if prompt is not None and decision.allowed:
             screening = self._screening
             resolved = screening.resolve(decision, prompt, defer_moderation)
@@ -243,20 +247,19 @@ class Pipeline:
         if refusal is not None:
             return refuse(new_id(), refusal, None, None)
         try:
-            if user_id is None:  # without a client key, every such call shares one bucket
-                return None, _ANONYMOUS_PREFIX + (self._hasher.hash(client_key) if client_key else "")
+            if user_id is None:
+                return None, self._counted_as(client_key)
             user_hash = self._hasher.hash(user_id)
         except InvalidUserId as exc:
             what = "client key" if user_id is None else "user id"
             return refuse(new_id(), Refusal("invalid_request_error", f"Invalid {what}: {exc}"), None, None)
         return user_hash, user_hash
 
-    def _anonymous_key(self, client_key: str | None) -> str:
-        """What an anonymous call is counted under (monitor mode serves a would-be 401 so)."""
-        try:
-            return _ANONYMOUS_PREFIX + (self._hasher.hash(client_key) if client_key else "")
-        except InvalidUserId:
-            return _ANONYMOUS_PREFIX
+    def _counted_as(self, client_key: str | None) -> str:
+        """The counter key of an anonymous call: the keyed hash of its client key, never equal
+        to a user's (the bare hash); without a client key, every such call shares one bucket.
+        Raises ``InvalidUserId`` for a client key no hash can be made of."""
+        return _ANONYMOUS_PREFIX + (self._hasher.hash(client_key) if client_key else "")
 
     def _reload(self, user_hash: str | None, version: str) -> Generator[tuple[Op, tuple[Any, ...]], Any, UserState]:
         assert user_hash is not None

@@ -118,6 +118,14 @@ class Decision(NamedTuple):
         characters: what the app may send on (None when the call had no body)."""
         return None if self.prompt is None else self.prompt.body
 
+    @property
+    def would_refuse(self) -> str | None:
+        """Monitor mode: the first error kind enforce mode would have refused this call with."""
+        for reason in self.reasons:
+            if reason.startswith(WOULD_REFUSE):
+                return reason[len(WOULD_REFUSE) :]
+        return None
+
     def error_body(self) -> dict[str, Any]:
         """The JSON body for a refused call (Anthropic's error shape)."""
         if self.allowed or self.error is None:
@@ -138,11 +146,9 @@ class Decision(NamedTuple):
             out["Retry-After"] = str(self.retry_after)
         if self.warning is not None:
             out["Aupguard-Warning"] = self.warning
-        if self.reasons:  # monitor mode: what enforce mode would have refused (the first check's)
-            for reason in self.reasons:
-                if reason.startswith(WOULD_REFUSE):
-                    out["Aupguard-Would-Refuse"] = reason[len(WOULD_REFUSE) :]
-                    break
+        would = self.would_refuse if self.reasons else None
+        if would is not None:  # monitor mode: what enforce mode would have refused (the first check's)
+            out["Aupguard-Would-Refuse"] = would
         out["Aupguard-Request-Id"] = self.request_id
         return out
 

@@ -39,18 +39,13 @@ MONITORED_KINDS = frozenset({
 
 def would_refuse(decision: Decision) -> str | None:
     """The first error kind monitor mode let through for this call, or None."""
-    for reason in decision.reasons:
-        if reason.startswith(WOULD_REFUSE):
-            return reason[len(WOULD_REFUSE) :]
-    return None
+    return decision.would_refuse
 
 
-def allowed_instead(refused: Decision, base: Decision | None = None) -> Decision:
-    """``refused`` as monitor mode answers it: allowed, its kind in the reasons. ``base``: the
-    allowed decision to keep (its rate-limit figures, its prompt), when there is one."""
-    into = base if base is not None else refused
-    reasons = tuple(dict.fromkeys((*into.reasons, *refused.reasons, f"{WOULD_REFUSE}{refused.error}")))
-    return into._replace(allowed=True, status=200, error=None, message="", retry_after=None, reasons=reasons)
+def allowed_instead(refused: Decision) -> Decision:
+    """``refused`` as monitor mode answers it: allowed, its kind in the reasons."""
+    reasons = tuple(dict.fromkeys((*refused.reasons, f"{WOULD_REFUSE}{refused.error}")))
+    return refused._replace(allowed=True, status=200, error=None, message="", retry_after=None, reasons=reasons)
 
 
 def with_would(decision: Decision, would: list[Decision]) -> Decision:

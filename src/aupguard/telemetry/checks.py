@@ -24,6 +24,7 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from ..outcome import WOULD_REFUSE
 from .tracer import active_tracer, otel_trace, quiet
 from .tracer import moderators_ran as _ran
 
@@ -144,7 +145,7 @@ def _describe(span: Span, guard: Any, decision: Decision, surface: str | None,
         attributes["aupguard.warned"] = True
     if decision.reasons:
         attributes["aupguard.reasons"] = list(decision.reasons)
-        would = [r.partition(":")[2] for r in decision.reasons if r.startswith("would_refuse:")]
+        would = [r[len(WOULD_REFUSE) :] for r in decision.reasons if r.startswith(WOULD_REFUSE)]
         if would:  # monitor mode let it through
             attributes["aupguard.would_refuse"] = would
     moderation = decision.moderation

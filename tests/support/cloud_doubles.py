@@ -33,7 +33,6 @@ import binascii
 import json
 import re
 import struct
-import threading
 import uuid
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +41,7 @@ from typing import Any
 from aupguard.testing.bodies import message as _message
 from aupguard.testing.bodies import sse_events as _sse_events
 from aupguard.testing.scripting import RecordedRequest, Reply, Script, echo_reply, new_id
+from aupguard.testing.served import ServedDouble
 
 BEDROCK_PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<action>invoke|invoke-with-response-stream)$")
 VERTEX_PATH = re.compile(
@@ -134,46 +134,17 @@ class _Server(ThreadingHTTPServer):
         self.double = double
 
 
-class _CloudDouble:
+class _CloudDouble(ServedDouble):
     """What both doubles share: the server, the script of answers, the record."""
 
     message_prefix = "msg_"
 
     def __init__(self) -> None:
+        super().__init__()
         self.messages = Script(echo_reply)
-        self._requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> Any:
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name=type(self).__name__, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the double first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
+    def make_server(self) -> _Server:
+        return _Server(self)
 
     def message(self, request: RecordedRequest, reply: Reply) -> dict[str, Any]:
         message = _message(request, reply)

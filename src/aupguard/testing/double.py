@@ -45,6 +45,7 @@ from aupguard.testing.scripting import (
     new_id,
     verdict_reply,
 )
+from aupguard.testing.served import ServedDouble
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -207,50 +208,28 @@ class _Server(ThreadingHTTPServer):
                 connection.shutdown(socket.SHUT_RDWR)
 
 
-class MessagesDouble:
+class MessagesDouble(ServedDouble):
     """The double: ``start()`` binds a free port on 127.0.0.1; ``url`` is the SDK's ``base_url``;
     ``messages`` and ``moderations`` are the scripts; ``requests`` is the record."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.messages = Script(echo_reply)
         self.moderations = Script(lambda request: verdict_reply(False))
         self.count_tokens = Script(count_reply)
         self.chat = Script(lambda request: chat_reply("safe"))
         self.stopping = threading.Event()
         self.client_gone = threading.Event()  # a held stream found its client gone
-        self._requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> MessagesDouble:
-        self._server = _Server(self)
-        # a short poll interval: stop() waits for one poll, and tests start and stop a double each
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="messages-double", daemon=True
-        )
-        self._thread.start()
-        return self
+    def make_server(self) -> _Server:
+        return _Server(self)
 
     def stop(self) -> None:
-        self.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.drop_connections()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.stopping.set()  # held streams end
+        super().stop()
 
-    def __enter__(self) -> MessagesDouble:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the double first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def after_shutdown(self) -> None:
+        self._server.drop_connections()
 
     @property
     def moderations_url(self) -> str:
@@ -270,18 +249,6 @@ class MessagesDouble:
     def _client_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         defaults: dict[str, Any] = {"api_key": "test-key", "base_url": self.url, "max_retries": 0}
         return defaults | dict(options)
-
-    def record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def requests_to(self, path: str) -> list[RecordedRequest]:
-        return [request for request in self.requests if request.path == path]
 
     def reset(self) -> None:
         """Forget the record and every scripted reply (the server keeps running)."""

@@ -58,7 +58,7 @@ async def serve_notices(mw: SafeguardsMiddleware, scope: Scope, receive: Receive
 
 
 async def _answer(send: Send, answer: NoticesAnswer) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
+    headers = [(k.encode("latin-1", "replace"), v.encode("latin-1", "replace")) for k, v in answer.headers.items()]
     headers.append((b"content-length", str(len(answer.body)).encode()))
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})

@@ -130,6 +130,10 @@ async def _decide(
     earlier = current_guarded()
     if earlier is not None and not earlier.ended:  # SafeguardsMiddleware guarded this request already
         if raw is not None and earlier.user_hash == guard.hash_user(raw):
+            kind = earlier.decision.would_refuse if mode == "enforce" and earlier.decision.monitor else None
+            if kind is not None:  # the middleware monitors; this route enforces what it saw
+                message = f"Refused under the usage policy ({kind}); this route enforces it."
+                return await guard.arefusal(raw, surface, kind, message, reasons=earlier.decision.reasons)
             return earlier.decision
         raise RuntimeError("the request is guarded by SafeguardsMiddleware as another user: guard a route one way")
     if raw is None and guard.policy.identity.require_account and mode == "enforce":

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, APIWebSocketRoute
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Host, Mount, Route, WebSocketRoute
 
 from .dependency import GUARD_MARK, HEADERS_KEY, SafeguardsRefusal
 
@@ -85,9 +85,9 @@ def _may_serve_under(route: object, path: str, prefix: str) -> bool:
     follows the literal part (``/{path:path}``, ``/v1/{name}``)."""
     if path.startswith(prefix) or (path + "/").startswith(prefix):
         return True
-    if isinstance(route, Mount):
-        return prefix.startswith(path.rstrip("/") + "/") or not path.strip("/")
     literal = path.split("{", 1)[0]
+    if isinstance(route, Mount) and "{" not in path:
+        return prefix.startswith(path.rstrip("/") + "/") or not path.strip("/")
     return "{" in path and (prefix.startswith(literal) or literal.startswith(prefix))
 
 
@@ -95,10 +95,13 @@ def unguarded_routes(app: FastAPI, prefix: str = "/") -> list[str]:
     """``"METHOD /path"`` for every route that can answer a path under ``prefix`` and that no
     guard dependency protects: each method of a route without one (a catch-all such as
     ``/{path:path}`` too), a mounted app above or under the prefix (``"MOUNT /path"``: it
-    cannot be checked from here; guard it with its own middleware), a websocket
-    (``"WEBSOCKET /path"``)."""
+    cannot be checked from here; guard it with its own middleware), a host route
+    (``"HOST name"``), a websocket (``"WEBSOCKET /path"``)."""
     found: list[str] = []
     for route in app.routes:
+        if isinstance(route, Host):  # serves every path of its host: never checked from here
+            found.append(f"HOST {route.host}")
+            continue
         path = str(getattr(route, "path", ""))
         if not _may_serve_under(route, path, prefix):
             continue

@@ -53,8 +53,7 @@ def _serve(*, appeals: bool) -> Response:
     except BadIdentity as exc:
         answer = error_answer(400, "invalid_request_error", str(exc))
     except HTTPException as exc:  # the app's own answer (abort(401)): its status, as on a guarded route
-        headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
-        answer = identify_http_answer(exc.code, exc.description, headers)
+        answer = identify_http_answer(exc.code, exc.description, dict(exc.get_headers()))
     except Exception as exc:  # the app's identify failed: its bug, logged without its message
         log.error("identify failed on the notices route: %s", exc.__class__.__name__)
         answer = error_answer(500, "api_error", "The service failed to identify the caller.")

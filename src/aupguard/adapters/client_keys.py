@@ -18,6 +18,8 @@ def client_key_of(address: object) -> str | None:
     """The rate-limit key for a client ``address`` (None when there is none)."""
     if not isinstance(address, str) or not address:
         return None
+    if address.startswith("["):  # "[2001:db8::1]" or "[2001:db8::1]:4711", as some proxies write it
+        address = address[1:].partition("]")[0]
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone id (fe80::1%eth0) names no other host
     except ValueError:

@@ -63,7 +63,8 @@ def identify_http_answer(status: object, detail: object, headers: Mapping[str, s
     """The app's ``identify`` raised its framework's HTTP exception (a bad token): its status
     and headers, in Anthropic's error shape, as on a guarded route (never a 500)."""
     code, _recorded, shown, message = identify_error_shape(status, detail)
-    return error_answer(code, shown, message, dict(headers or {}))
+    kept = {k: v for k, v in (headers or {}).items() if k.lower() not in ("content-type", "content-length")}
+    return error_answer(code, shown, message, kept)
 
 
 def too_large() -> NoticesAnswer:

@@ -58,7 +58,12 @@ def with_would(decision: Decision, would: list[Decision]) -> Decision:
 def as_app(prompt: str | PromptRequest) -> PromptRequest:
     """The prompt as a call the app wrote: moderated, not held to the prompt policy (monitor
     mode screens what enforce mode would have refused unread)."""
-    if isinstance(prompt, PromptRequest):
-        return prompt._replace(origin="app")
+    if isinstance(prompt, PromptRequest):  # a template's variables are text the user sent too
+        variables = tuple(
+            Piece(f"variables.{name}", "user", -1, "text", clean(value))
+            for name, value in prompt.variables.items()
+            if isinstance(value, str) and value
+        )
+        return prompt._replace(origin="app", pieces=(*prompt.pieces, *variables))
     text = clean(prompt)
     return PromptRequest(text=text, pieces=(Piece("prompt", "user", 0, "text", text),), origin="app")

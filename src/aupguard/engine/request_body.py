@@ -113,6 +113,8 @@ def prompt_from_body(data: dict[str, Any], origin: str = "client") -> PromptRequ
         raise BadBody("documents must be a list of document ids")
     if "prompt" in data and ("messages" in data or "template" in data):
         raise BadBody("send one of 'messages', 'prompt' or 'template', not several")
+    if "variables" in data and "template" not in data:  # unread, it would reach the app unscreened
+        raise BadBody("variables go with a template: send 'template' too, or leave 'variables' out")
     if "template" in data:
         variables = data.get("variables", {})
         if not isinstance(data["template"], str) or not isinstance(variables, dict):
